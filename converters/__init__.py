@@ -1,0 +1,1 @@
+"""Deployment through Larq Compute Engine (`larq_irnet.converters`)."""

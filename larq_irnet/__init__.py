@@ -1,0 +1,26 @@
+"""larq-irnet: IR-Net binary neural networks for Larq, deployable with LCE.
+
+Importing this package registers the quantizers `"libra_pb"` and `"ede_sign"`, so that
+they can be named in any Larq layer:
+
+```python
+import larq as lq
+import larq_irnet
+
+layer = lq.layers.QuantConv2D(
+    64, 3, kernel_quantizer="libra_pb", input_quantizer="ede_sign", use_bias=False
+)
+```
+"""
+
+from larq_irnet._keras import select_legacy_keras
+
+select_legacy_keras()
+
+from larq_irnet import callbacks, quantizers  # noqa: E402
+from larq_irnet.callbacks import EDECallback, set_ede  # noqa: E402
+from larq_irnet.quantizers import EDESign, LibraPB  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["EDECallback", "EDESign", "LibraPB", "callbacks", "quantizers", "set_ede"]

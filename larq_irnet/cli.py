@@ -1,0 +1,44 @@
+"""The `larq-irnet` command line.
+
+Each subcommand lives beside the code it drives: a module listed in `_COMMAND_MODULES`
+defines `add_parser(subparsers)`, which adds its subparser and sets `func(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    from larq_irnet import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="larq-irnet",
+        description="Train IR-Net binary networks with Larq and deploy them with LCE.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `larq-irnet` with `argv` (default `sys.argv[1:]`); returns the exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
