@@ -1,4 +1,4 @@
-r"""Annealing IR-Net's Error Decay Estimator during training.
+r"""Callbacks for IR-Net training: EDE's schedule and the paper's information diagnostics.
 
 ```python
 model.fit(x, y, epochs=40, callbacks=[larq_irnet.EDECallback(t_min=0.1, t_max=10.0)])
@@ -8,12 +8,26 @@ model.fit(x, y, epochs=40, callbacks=[larq_irnet.EDECallback(t_min=0.1, t_max=10
 from __future__ import annotations
 
 import math
+import warnings
 
+from larq_irnet.information import (
+    binarized_kernels,
+    flip_ratio,
+    quantization_error,
+    sign_entropy,
+)
 from larq_irnet.quantizers import ede_default_k
 
+import numpy as np
 import tensorflow as tf
 
-__all__ = ["EDECallback", "ede_quantizers", "ede_schedule", "set_ede"]
+__all__ = [
+    "EDECallback",
+    "InformationDiagnostics",
+    "ede_quantizers",
+    "ede_schedule",
+    "set_ede",
+]
 
 _UPDATE_FREQS = ("epoch", "step")
 
@@ -180,3 +194,89 @@ class EDECallback(tf.keras.callbacks.Callback):
             "update_freq": self.update_freq,
             "total": self.total,
         }
+
+
+class InformationDiagnostics(tf.keras.callbacks.Callback):
+    r"""Logs IR-Net's information measures of every binarized layer, once per epoch.
+
+    For each binarized weight (a Larq layer whose kernel quantizer has precision 1), at
+    the end of every epoch, from its current weights w, the quantizer's own
+    \\(w_{std}\\) (`larq_irnet.information.standardized_kernel`) and its output Q(w):
+
+    - `entropy/<layer>`: entropy in bits of the binary weights per output channel,
+      averaged over channels, \\(\frac{1}{C}\sum_o H(p_o)\\) with
+      \\(H(p) = -p \log_2 p - (1-p) \log_2 (1-p)\\) and p the fraction of +1
+      (`sign_entropy`); 1.0 = balanced. Libra-PB keeps it at ~1.0.
+    - `kernel_entropy/<layer>`: the same over the whole kernel, \\(H(p)\\).
+    - `qerror/<layer>`: \\(\lVert w_{std} - Q(w) \rVert^2 / n\\) (`quantization_error`).
+    - `flip_ratio/<layer>`: the fraction of binary weights whose sign changed since the
+      previous epoch's end (in the first epoch: since training began).
+    - `entropy_mean`, `kernel_entropy_mean`, `qerror_mean`, `flip_ratio_mean`: unweighted
+      means over the layers (each layer counts once, as in the paper's per-layer view).
+
+    The values go into `logs`, so `History`, `CSVLogger` and `TensorBoard` record them:
+    list this callback before those. It costs one eager forward pass of each kernel
+    quantizer and some NumPy per epoch, nothing inside the training step; under
+    `tf.distribute` it reads replica 0's weights (all replicas hold the same). A model
+    without binarized weights logs nothing, with a warning.
+
+    ```python
+    model.fit(x, y, epochs=40, callbacks=[
+        EDECallback(), InformationDiagnostics(), tf.keras.callbacks.CSVLogger("history.csv")
+    ])
+    ```
+
+    # Arguments
+        per_layer: log the per-layer keys; with False only the four means.
+
+    # References
+        - [Forward and Backward Information Retention for Accurate Binary Neural
+          Networks (Qin et al., CVPR 2020), Sec. 3.1](https://arxiv.org/abs/1909.10788)
+    """
+
+    def __init__(self, per_layer: bool = True):
+        super().__init__()
+        self.per_layer = bool(per_layer)
+        self.latest: dict[str, float] = {}
+        self._kernels: list = []
+        self._previous_signs: dict[str, np.ndarray] = {}
+
+    def on_train_begin(self, logs=None):
+        self._kernels = binarized_kernels(self.model)
+        if not self._kernels:
+            warnings.warn(
+                "InformationDiagnostics: the model has no binarized weights (no Larq layer "
+                "with a precision-1 kernel quantizer); nothing will be logged.",
+                stacklevel=2,
+            )
+        self._previous_signs = {k.name: k.quantize(k.value()) > 0 for k in self._kernels}
+
+    def on_epoch_end(self, epoch, logs=None):
+        per_measure: dict[str, dict[str, float]] = {
+            "entropy": {},
+            "kernel_entropy": {},
+            "qerror": {},
+            "flip_ratio": {},
+        }
+        for kernel in self._kernels:
+            _, w_std, binary = kernel.arrays()
+            signs = binary > 0
+            per_measure["entropy"][kernel.name] = sign_entropy(binary, per_channel=True)
+            per_measure["kernel_entropy"][kernel.name] = sign_entropy(binary, per_channel=False)
+            per_measure["qerror"][kernel.name] = quantization_error(w_std, binary)
+            previous = self._previous_signs[kernel.name]
+            per_measure["flip_ratio"][kernel.name] = flip_ratio(previous, signs)
+            self._previous_signs[kernel.name] = signs
+        self.latest = {}
+        for measure, per_layer in per_measure.items():
+            if not per_layer:
+                continue
+            if self.per_layer:
+                self.latest.update({f"{measure}/{name}": v for name, v in per_layer.items()})
+            self.latest[f"{measure}_mean"] = float(np.mean(list(per_layer.values())))
+        if logs is not None:
+            logs.update(self.latest)
+
+    def get_config(self) -> dict:
+        """The callback's arguments, for logging and recreating it."""
+        return {"per_layer": self.per_layer}
