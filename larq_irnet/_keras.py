@@ -19,7 +19,7 @@ _HELP = (
 
 def select_legacy_keras() -> None:
     """Make `tf.keras` resolve to Keras 2, or raise an ImportError saying how."""
-    if os.environ.get("TF_USE_LEGACY_KERAS") is None:
+    if not os.environ.get("TF_USE_LEGACY_KERAS"):
         # Only effective while tf.keras is not resolved yet; checked right below.
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
     already_imported = "tensorflow" in sys.modules
@@ -29,5 +29,6 @@ def select_legacy_keras() -> None:
     keras_package = tf.keras.Model.__module__.split(".")[0]
     version = getattr(sys.modules.get(keras_package), "__version__", "unknown")
     if not version.startswith("2."):
-        hint = "" if already_imported else " (TF_USE_LEGACY_KERAS is set to 0?)"
+        value = os.environ.get("TF_USE_LEGACY_KERAS")
+        hint = "" if already_imported else f" (TF_USE_LEGACY_KERAS is {value!r})"
         raise ImportError(_HELP.format(version=version) + hint)

@@ -1,0 +1,294 @@
+"""EDE state and schedule: live gradient changes, logs, persistence, distribution."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+from larq_irnet.callbacks import EDECallback, ede_quantizers, ede_schedule, set_ede
+from larq_irnet.quantizers import EDESign, LibraPB
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+
+def np_schedule(i, n, t_min, t_max):
+    """IR-Net's t schedule, written independently of larq_irnet."""
+    t = t_min * 10 ** ((i / n) * np.log10(t_max / t_min))
+    return t, max(1 / t, 1)
+
+
+def tiny_model(seed=0):
+    tf.keras.utils.set_random_seed(seed)
+    inputs = tf.keras.Input((6, 6, 2))
+    x = lq.layers.QuantConv2D(4, 3, padding="same", kernel_quantizer="libra_pb", use_bias=False)(
+        inputs
+    )
+    x = lq.layers.QuantConv2D(
+        4,
+        3,
+        padding="same",
+        pad_values=1.0,
+        input_quantizer="ede_sign",
+        kernel_quantizer="libra_pb",
+        use_bias=False,
+    )(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(x))
+    model.compile(
+        tf.keras.optimizers.SGD(0.1, momentum=0.9),
+        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def tiny_data(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 6, 6, 2)).astype(np.float32), rng.integers(0, 3, n)
+
+
+def ede_values(model):
+    return [(float(q.ede_t.numpy()), float(q.ede_k.numpy())) for q in ede_quantizers(model)]
+
+
+# --- the schedule ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("t_min,t_max", [(0.1, 10.0), (1e-3, 10.0)])
+def test_schedule_in_fit_logs(t_min, t_max):
+    n = 4
+    model = tiny_model()
+    history = model.fit(
+        *tiny_data(), epochs=n, batch_size=16, verbose=0, callbacks=[EDECallback(t_min, t_max)]
+    )
+    expected = [np_schedule(i, n, t_min, t_max) for i in range(n)]
+    np.testing.assert_allclose(history.history["ede_t"], [t for t, _ in expected], rtol=1e-6)
+    np.testing.assert_allclose(history.history["ede_k"], [k for _, k in expected], rtol=1e-6)
+    # epochs 0, N/2, N-1: T_min, the geometric midpoint, and just under T_max
+    assert history.history["ede_t"][0] == pytest.approx(t_min)
+    assert history.history["ede_t"][n // 2] == pytest.approx(math.sqrt(t_min * t_max))
+    assert history.history["ede_t"][-1] == pytest.approx(t_min * (t_max / t_min) ** 0.75)
+    # the quantizers hold the last epoch's values
+    assert all(v == pytest.approx(expected[-1]) for v in ede_values(model))
+
+
+def test_schedule_function_matches_numpy():
+    for i, n in [(0, 10), (5, 10), (9, 10), (399, 400)]:
+        assert ede_schedule(i, n, 1e-3, 10.0) == pytest.approx(np_schedule(i, n, 1e-3, 10.0))
+
+
+def test_step_schedule_uses_optimizer_steps():
+    model = tiny_model()
+    seen = []
+    record = tf.keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(ede_values(model)[0][0])
+    )
+    callback = EDECallback(0.1, 10.0, update_freq="step")
+    model.fit(*tiny_data(), epochs=2, batch_size=8, verbose=0, callbacks=[callback, record])
+    steps = 2 * 4
+    np.testing.assert_allclose(seen, [np_schedule(i, steps, 0.1, 10.0)[0] for i in range(steps)])
+
+
+def test_resumed_fit_continues_the_schedule():
+    model = tiny_model()
+    history = model.fit(
+        *tiny_data(), epochs=4, initial_epoch=2, verbose=0, callbacks=[EDECallback(0.1, 10.0)]
+    )
+    np.testing.assert_allclose(
+        history.history["ede_t"], [np_schedule(i, 4, 0.1, 10.0)[0] for i in (2, 3)]
+    )
+
+
+# --- live changes inside a compiled training step --------------------------------------------
+
+
+def test_set_ede_changes_gradients_inside_compiled_fit():
+    # One EDE-quantized weight vector, loss = sum(q(w) * x): dL/dw = x * k t (1 - tanh^2(t w)).
+    w0 = np.array([[0.3], [-0.6], [1.2], [0.05]], np.float32)
+    layer = lq.layers.QuantDense(
+        1,
+        kernel_quantizer=EDESign(),
+        use_bias=False,
+        kernel_initializer=tf.constant_initializer(w0),
+    )
+    inputs = tf.keras.Input((4,))
+    model = tf.keras.Model(inputs, layer(inputs))
+    model.compile(tf.keras.optimizers.SGD(1.0), loss=lambda y_true, y_pred: y_pred)
+    x = np.array([[1.0, 2.0, -1.0, 0.5]], np.float32)
+
+    def step(t):
+        set_ede(model, t)
+        before = layer.kernel.numpy().copy()
+        model.fit(x, np.zeros((1, 1)), epochs=1, verbose=0)
+        k = max(1 / t, 1)
+        np.testing.assert_allclose(
+            before - layer.kernel.numpy(),
+            x.T * k * t * (1 - np.tanh(t * before) ** 2),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+    step(0.1)
+    train_function = model.train_function
+    traces = train_function.experimental_get_tracing_count()
+    step(5.0)
+    assert model.train_function is train_function
+    assert train_function.experimental_get_tracing_count() == traces
+
+
+def test_set_ede_reaches_nested_models_and_counts():
+    inner = tiny_model()
+    inputs = tf.keras.Input((6, 6, 2))
+    outer = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(inner(inputs)))
+    assert set_ede(outer, 2.5) == 3  # two Libra-PB kernels and one EDE sign
+    assert ede_values(inner) == [(2.5, 1.0)] * 3
+    assert set_ede(outer, 0.5, k=3.0) == 3
+    assert ede_values(inner) == [(0.5, 3.0)] * 3
+
+
+def test_set_ede_before_build_sets_initial_values():
+    quantizer = EDESign()
+    set_ede(quantizer, 4.0)
+    quantizer(tf.ones((2, 2)))
+    assert (float(quantizer.ede_t.numpy()), float(quantizer.ede_k.numpy())) == (4.0, 1.0)
+
+
+def test_ste_libra_pb_has_no_ede_state():
+    layer = lq.layers.QuantDense(2, kernel_quantizer=LibraPB(gradient="ste"))
+    inputs = tf.keras.Input((3,))
+    model = tf.keras.Model(inputs, layer(inputs))
+    assert set_ede(model, 1.0) == 0
+    with pytest.raises(ValueError, match="no quantizer with an EDE gradient"):
+        model.compile("sgd", "mse")
+        model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0, callbacks=[EDECallback()])
+
+
+# --- persistence -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("filename", ["model.h5", "saved_model"])
+def test_ede_state_survives_save_and_load(tmp_path, filename):
+    model = tiny_model()
+    set_ede(model, 3.7)
+    x, _ = tiny_data()
+    path = str(tmp_path / filename)
+    model.save(path)
+    loaded = tf.keras.models.load_model(path)
+    np.testing.assert_allclose(ede_values(loaded), [(3.7, 1.0)] * 3, rtol=1e-6)
+    assert [type(q) for q in ede_quantizers(loaded)] == [LibraPB, LibraPB, EDESign]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_ede_state_survives_checkpoint(tmp_path):
+    model = tiny_model()
+    set_ede(model, 6.0, k=2.0)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    restored = tiny_model()
+    assert ede_values(restored) == [(1.0, 1.0)] * 3
+    tf.train.Checkpoint(model=restored).restore(path).assert_existing_objects_matched()
+    assert ede_values(restored) == [(6.0, 2.0)] * 3
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs,argument",
+    [
+        (dict(t_min=0.0), "t_min"),
+        (dict(t_min=-1.0), "t_min"),
+        (dict(t_min=1.0, t_max=1.0), "t_max"),
+        (dict(t_min=1.0, t_max=0.5), "t_max"),
+        (dict(update_freq="batch"), "update_freq"),
+        (dict(total=0), "total"),
+    ],
+)
+def test_callback_rejects_bad_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        EDECallback(**kwargs)
+
+
+def test_set_ede_rejects_bad_arguments():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="`t`"):
+        set_ede(model, 0.0)
+    with pytest.raises(ValueError, match="`k`"):
+        set_ede(model, 1.0, k=-2.0)
+
+
+# --- distribution (fresh processes: TF fixes its devices at start-up) ------------------------
+
+
+def run_python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+    )
+
+
+def test_callback_under_mirrored_strategy_with_two_replicas():
+    result = run_python(
+        """
+        import json
+        import larq_irnet
+        import larq as lq, numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        two = [tf.config.LogicalDeviceConfiguration()] * 2
+        tf.config.set_logical_device_configuration(cpu, two)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        assert strategy.num_replicas_in_sync == 2
+        with strategy.scope():
+            inputs = tf.keras.Input((8,))
+            x = lq.layers.QuantDense(
+                8, input_quantizer="ede_sign", kernel_quantizer="libra_pb")(inputs)
+            model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(x))
+            model.compile("sgd", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        rng = np.random.default_rng(0)
+        history = model.fit(rng.normal(size=(64, 8)), rng.integers(0, 2, 64), batch_size=16,
+                            epochs=3, verbose=0, callbacks=[larq_irnet.EDECallback(0.1, 10.0)])
+        quantizers = larq_irnet.callbacks.ede_quantizers(model)
+        replicas = [v.numpy() for q in quantizers for v in q.ede_t._values]
+        replicas = [float(r) for r in replicas]
+        print("RESULT", json.dumps({"logged": history.history["ede_t"], "replicas": replicas}))
+        """
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+    values = json.loads(line.removeprefix("RESULT "))
+    logged, replicas = values["logged"], values["replicas"]
+    expected = [np_schedule(i, 3, 0.1, 10.0)[0] for i in range(3)]
+    np.testing.assert_allclose(logged, expected, rtol=1e-6)
+    np.testing.assert_allclose(replicas, [expected[-1]] * 4, rtol=1e-6)  # 2 quantizers x 2
+
+
+def test_import_selects_keras_2_before_tensorflow():
+    result = run_python(
+        """
+        import larq_irnet, tensorflow as tf
+        print(tf.keras.Model.__module__)
+        """,
+        env={"TF_USE_LEGACY_KERAS": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().startswith("tf_keras.")
+
+
+def test_import_after_keras_3_explains_what_to_do():
+    result = run_python(
+        """
+        import os
+        os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        import tensorflow as tf
+        tf.keras.Model  # resolves Keras 3
+        import larq_irnet
+        """
+    )
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr and "TF_USE_LEGACY_KERAS=1" in result.stderr
