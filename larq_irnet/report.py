@@ -1,0 +1,518 @@
+"""`larq-irnet report RUN_DIR`: plots and a markdown summary of a training run.
+
+A run directory (as `larq-irnet train` writes it) holds `history.csv` (one row per
+epoch: `epoch, loss, accuracy, val_loss, val_accuracy, lr, ede_t, ede_k` and the
+`InformationDiagnostics` keys), `summary.json` and `model.h5`. The report goes to
+`RUN_DIR/report/`:
+
+| file | what |
+|---|---|
+| `curves.png` | loss and accuracy, train and validation, per epoch |
+| `ede.png` | EDE's t and k per epoch |
+| `entropy.png` | entropy of each binarized layer's weights per epoch |
+| `quantization.png` | quantization error and flip ratio of each binarized layer |
+| `histograms.png` | weights of a few binarized layers before and after Libra-PB |
+| `report.md` | the summary numbers, embedding the plots |
+
+Only `history.csv` is required: a plot whose data is missing (no `ede_t` column in a
+full-precision run, no `model.h5`) is skipped, and `report.md` says which and why.
+
+```bash
+larq-irnet report runs/cifar10-resnet20-1w1a
+```
+
+```python
+from larq_irnet.report import write_report
+
+report = write_report("runs/cifar10-resnet20-1w1a")
+print(report.markdown, report.skipped)
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import importlib
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from larq_irnet.information import binarized_kernels, sign_entropy, standardized_kernel
+from larq_irnet.quantizers import LibraPB, libra_standardize
+
+import numpy as np
+import tensorflow as tf
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+__all__ = ["Report", "add_parser", "read_history", "write_report"]
+
+HISTORY_FILE = "history.csv"
+SUMMARY_FILE = "summary.json"
+MODEL_FILE = "model.h5"
+REPORT_DIR = "report"
+
+_EXPECTED_RUN_DIR = (
+    "a run directory as written by `larq-irnet train`, holding history.csv (one row per "
+    "epoch with a header such as epoch,loss,accuracy,val_loss,val_accuracy,lr,ede_t,ede_k; "
+    "tf.keras.callbacks.CSVLogger writes this format), and optionally summary.json and "
+    "model.h5"
+)
+_MEASURES = ("entropy", "kernel_entropy", "qerror", "flip_ratio")
+
+
+@dataclasses.dataclass
+class Report:
+    """What `write_report` wrote.
+
+    # Arguments
+        markdown: path of `report.md`.
+        figures: paths of the PNG files written.
+        skipped: plot name -> why it was not drawn.
+    """
+
+    markdown: Path
+    figures: list[Path]
+    skipped: dict[str, str]
+
+
+class _Skip(Exception):
+    """A plot cannot be drawn from this run's files; the message says why."""
+
+
+def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a `history.csv` into `{column: float array}`, one entry per epoch.
+
+    Values that are empty or not numbers become NaN. When an epoch appears more than
+    once (a resumed run that logged an epoch again) its last row wins, and rows are
+    sorted by epoch.
+
+    # Raises
+        FileNotFoundError: the file does not exist.
+        ValueError: the file has no header, no rows, or no numeric column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: expected {_EXPECTED_RUN_DIR}.")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        names = reader.fieldnames
+    if not names or not rows:
+        raise ValueError(f"{path} has no epochs in it: expected {_EXPECTED_RUN_DIR}.")
+    columns = {name: np.array([_to_float(row.get(name)) for row in rows]) for name in names}
+    if not any(np.isfinite(values).any() for values in columns.values()):
+        raise ValueError(f"{path} has no numeric column: expected {_EXPECTED_RUN_DIR}.")
+    if "epoch" in columns and np.isfinite(columns["epoch"]).all():
+        last_row_of_epoch = {int(e): i for i, e in enumerate(columns["epoch"])}
+        order = [last_row_of_epoch[e] for e in sorted(last_row_of_epoch)]
+        columns = {name: values[order] for name, values in columns.items()}
+    else:
+        columns["epoch"] = np.arange(len(rows), dtype=float)
+    return columns
+
+
+def _to_float(value: str | None) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _has(history: dict[str, np.ndarray], column: str) -> bool:
+    return column in history and bool(np.isfinite(history[column]).any())
+
+
+def _layer_columns(history: dict[str, np.ndarray], measure: str) -> dict[str, np.ndarray]:
+    prefix = f"{measure}/"
+    return {
+        name[len(prefix) :]: values
+        for name, values in history.items()
+        if name.startswith(prefix) and np.isfinite(values).any()
+    }
+
+
+def _save_atomically(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write through `write(file)` to a temp file beside `path`, then rename it over `path`."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+def _save_figure(figure: Figure, path: Path) -> Path:
+    FigureCanvasAgg(figure)
+    for ax in figure.axes:
+        if ax.get_xlabel() == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.tight_layout()
+    _save_atomically(path, lambda f: figure.savefig(f, format="png", dpi=110))
+    return path
+
+
+def _plot_curves(history: dict[str, np.ndarray], path: Path) -> Path:
+    panels = [
+        (metric, [c for c in (metric, f"val_{metric}") if _has(history, c)])
+        for metric in ("loss", "accuracy")
+    ]
+    panels = [(metric, columns) for metric, columns in panels if columns]
+    if not panels:
+        raise _Skip("history.csv has no loss or accuracy column")
+    figure = Figure(figsize=(5.5 * len(panels), 4))
+    epochs = history["epoch"]
+    for i, (metric, columns) in enumerate(panels):
+        ax = figure.add_subplot(1, len(panels), i + 1)
+        for column in columns:
+            label = "validation" if column.startswith("val_") else "train"
+            ax.plot(epochs, history[column], marker=".", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save_figure(figure, path)
+
+
+def _plot_ede(history: dict[str, np.ndarray], path: Path) -> Path:
+    if not _has(history, "ede_t"):
+        raise _Skip("history.csv has no ede_t column (a run without EDE, or no EDECallback)")
+    columns = [c for c in ("ede_t", "ede_k") if _has(history, c)]
+    figure = Figure(figsize=(5.5 * len(columns), 4))
+    for i, column in enumerate(columns):
+        ax = figure.add_subplot(1, len(columns), i + 1)
+        ax.plot(history["epoch"], history[column], marker=".")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"EDE {column[-1]}")
+        ax.grid(alpha=0.3, which="both")
+    return _save_figure(figure, path)
+
+
+def _plot_layers(ax, history, measure: str, ylabel: str) -> None:
+    layers = _layer_columns(history, measure)
+    colors = _colors(len(layers))
+    for color, (name, values) in zip(colors, layers.items(), strict=True):
+        ax.plot(history["epoch"], values, color=color, lw=1, label=name)
+    if _has(history, f"{measure}_mean"):
+        ax.plot(history["epoch"], history[f"{measure}_mean"], "k--", lw=2, label="mean")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if len(layers) <= 12:
+        ax.legend(fontsize="x-small")
+
+
+def _colors(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(n - 1, 1)) for i in range(n)]
+
+
+def _no_diagnostics() -> _Skip:
+    return _Skip(
+        "history.csv has no InformationDiagnostics columns (entropy/<layer>, ...): a model "
+        "without binarized weights, or trained without the callback"
+    )
+
+
+def _plot_entropy(history: dict[str, np.ndarray], path: Path) -> Path:
+    if not _layer_columns(history, "entropy") and not _has(history, "entropy_mean"):
+        raise _no_diagnostics()
+    figure = Figure(figsize=(7, 4.5))
+    ax = figure.add_subplot(1, 1, 1)
+    _plot_layers(ax, history, "entropy", "entropy of binary weights (bits)")
+    ax.set_title("per-channel entropy of each binarized layer (1.0 = balanced)")
+    return _save_figure(figure, path)
+
+
+def _plot_quantization(history: dict[str, np.ndarray], path: Path) -> Path:
+    measures = [
+        (m, label)
+        for m, label in (("qerror", "||w_std - Q(w)||² / n"), ("flip_ratio", "flip ratio"))
+        if _layer_columns(history, m) or _has(history, f"{m}_mean")
+    ]
+    if not measures:
+        raise _no_diagnostics()
+    figure = Figure(figsize=(6 * len(measures), 4.5))
+    for i, (measure, label) in enumerate(measures):
+        ax = figure.add_subplot(1, len(measures), i + 1)
+        _plot_layers(ax, history, measure, label)
+        ax.set_title("quantization error" if measure == "qerror" else "signs flipped per epoch")
+        if measure == "flip_ratio":
+            ax.set_yscale("symlog", linthresh=1e-4)
+    return _save_figure(figure, path)
+
+
+def _load_model(path: Path):
+    if not path.is_file():
+        raise _Skip(f"{path} does not exist (the trained model, saved as Keras HDF5)")
+    try:
+        # Registers the zoo's custom layers; larq_irnet already registered its quantizers.
+        importlib.import_module("larq_irnet.zoo")
+        return tf.keras.models.load_model(path, compile=False)
+    except Exception as error:  # whatever fails to load only skips this plot
+        raise _Skip(f"could not load {path}: {type(error).__name__}: {error}") from error
+
+
+def _plot_histograms(model_path: Path, path: Path, n_layers: int) -> Path:
+    model = _load_model(model_path)
+    kernels = binarized_kernels(model)
+    if not kernels:
+        raise _Skip(f"{model_path} has no binarized layers (a full-precision model)")
+    picks = sorted(
+        {round(i) for i in np.linspace(0, len(kernels) - 1, min(n_layers, len(kernels)))}
+    )
+    figure = Figure(figsize=(10, 2.8 * len(picks)))
+    for row, index in enumerate(picks):
+        kernel = kernels[index]
+        w = kernel.value()
+        if isinstance(kernel.quantizer, LibraPB):
+            after, note = standardized_kernel(kernel.quantizer, w), ""
+        else:
+            after = libra_standardize(w).numpy()
+            note = f" (layer uses {type(kernel.quantizer).__name__}; for comparison)"
+        for col, (values, title) in enumerate(
+            ((w, f"{kernel.name}: w"), (after, f"{kernel.name}: Libra-PB w_std{note}"))
+        ):
+            ax = figure.add_subplot(len(picks), 2, 2 * row + col + 1)
+            ax.hist(values.ravel(), bins=60, color="C0" if col == 0 else "C2")
+            ax.axvline(0.0, color="k", lw=0.8)
+            positive = float(np.mean(values > 0))
+            ax.set_title(
+                f"{title}\n+1: {positive:.1%}, entropy {sign_entropy(values):.3f} bits",
+                fontsize="small",
+            )
+    return _save_figure(figure, path)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if not math.isfinite(value) else f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_format(v) for v in value)
+    return str(value)
+
+
+def _flatten(summary: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            items.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def _read_summary(path: Path) -> dict | str:
+    """summary.json as a dict, or a sentence saying why it is not available."""
+    if not path.is_file():
+        return f"{path} does not exist"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return f"{path} is not valid JSON ({error})"
+    if not isinstance(summary, dict):
+        return f"{path} does not hold a JSON object"
+    return summary
+
+
+def _markdown(
+    run_dir: Path,
+    history: dict[str, np.ndarray],
+    summary: dict | str,
+    figures: dict[str, Path],
+    skipped: dict[str, str],
+) -> str:
+    lines = [f"# Training report: {run_dir.name}", "", f"Run directory: `{run_dir}`", ""]
+    lines += ["## Summary (summary.json)", ""]
+    if isinstance(summary, str):
+        lines += [f"Not available: {summary}.", ""]
+    else:
+        first = [k for k in ("recipe", "binarization", "final_test_accuracy") if k in summary]
+        ordered = [(k, summary[k]) for k in first] + [
+            kv for kv in _flatten(summary) if kv[0] not in first
+        ]
+        lines += ["| key | value |", "|---|---|"]
+        lines += [f"| {k} | {_format(v)} |" for k, v in ordered]
+        lines.append("")
+
+    last = {name: float(values[-1]) for name, values in history.items()}
+    lines += [f"## Final epoch (history.csv, {len(history['epoch'])} epochs)", ""]
+    shown = [
+        c
+        for c in (
+            "epoch",
+            "loss",
+            "accuracy",
+            "val_loss",
+            "val_accuracy",
+            "lr",
+            "ede_t",
+            "ede_k",
+            "entropy_mean",
+            "qerror_mean",
+            "flip_ratio_mean",
+        )
+        if c in last
+    ]
+    lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(_format(last[c]) for c in shown) + " |", ""]
+    if _has(history, "val_accuracy"):
+        best = int(np.nanargmax(history["val_accuracy"]))
+        lines += [
+            f"Best epoch (for reference only; the result is the final epoch above): "
+            f"val_accuracy {history['val_accuracy'][best]:.4g} at epoch "
+            f"{int(history['epoch'][best])}.",
+            "",
+        ]
+
+    sections = [
+        ("Loss and accuracy", "curves"),
+        ("EDE schedule", "ede"),
+        ("Entropy of the binary weights", "entropy"),
+        ("Quantization error and sign flips", "quantization"),
+        ("Weights before and after Libra-PB", "histograms"),
+    ]
+    for title, name in sections:
+        lines += [f"## {title}", ""]
+        if name in figures:
+            lines += [f"![{title}]({figures[name].name})", ""]
+        else:
+            lines += [f"Skipped: {skipped[name]}.", ""]
+        if name == "entropy" and _layer_columns(history, "entropy"):
+            lines += _layer_table(history)
+
+    if skipped:
+        lines += ["## Skipped plots", ""]
+        lines += [f"- `{name}.png`: {reason}." for name, reason in skipped.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _layer_table(history: dict[str, np.ndarray]) -> list[str]:
+    per_measure = {m: _layer_columns(history, m) for m in _MEASURES}
+    lines = [
+        "Final epoch, per binarized layer:",
+        "",
+        "| layer | entropy | kernel entropy | qerror | flip ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for layer in per_measure["entropy"]:
+        cells = [
+            _format(float(per_measure[m][layer][-1])) if layer in per_measure[m] else "n/a"
+            for m in _MEASURES
+        ]
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def write_report(
+    run_dir: str | os.PathLike,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    histogram_layers: int = 4,
+) -> Report:
+    """Write the PNG plots and `report.md` of a training run.
+
+    # Arguments
+        run_dir: the run directory: `history.csv` (required), `summary.json` and
+            `model.h5` (optional).
+        output_dir: where to write; default `run_dir/report`.
+        histogram_layers: how many binarized layers (evenly spread from first to last)
+            get weight histograms.
+
+    # Returns
+        A `Report`: the markdown path, the figures written, the plots skipped and why.
+
+    # Raises
+        FileNotFoundError: `run_dir` or its `history.csv` does not exist.
+        ValueError: `history.csv` is empty or not a CSV of numbers; a bad argument.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(
+            f"run directory {run_dir} does not exist: expected {_EXPECTED_RUN_DIR}."
+        )
+    if not (isinstance(histogram_layers, int) and histogram_layers >= 1):
+        raise ValueError(
+            f"`histogram_layers` must be a positive integer, got {histogram_layers!r}."
+        )
+    history = read_history(run_dir / HISTORY_FILE)
+    output = Path(output_dir) if output_dir is not None else run_dir / REPORT_DIR
+    output.mkdir(parents=True, exist_ok=True)
+
+    plots: list[tuple[str, Callable[[Path], Path]]] = [
+        ("curves", lambda p: _plot_curves(history, p)),
+        ("ede", lambda p: _plot_ede(history, p)),
+        ("entropy", lambda p: _plot_entropy(history, p)),
+        ("quantization", lambda p: _plot_quantization(history, p)),
+        ("histograms", lambda p: _plot_histograms(run_dir / MODEL_FILE, p, histogram_layers)),
+    ]
+    figures: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    for name, plot in plots:
+        try:
+            figures[name] = plot(output / f"{name}.png")
+        except _Skip as reason:
+            skipped[name] = str(reason)
+
+    summary = _read_summary(run_dir / SUMMARY_FILE)
+    text = _markdown(run_dir.resolve(), history, summary, figures, skipped)
+    markdown = output / "report.md"
+    _save_atomically(markdown, lambda f: f.write(text + "\n"), mode="w")
+    return Report(markdown=markdown, figures=list(figures.values()), skipped=skipped)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        report = write_report(
+            args.run_dir, output_dir=args.output_dir, histogram_layers=args.layers
+        )
+    except (FileNotFoundError, ValueError) as error:
+        print(f"larq-irnet report: error: {error}", file=sys.stderr)
+        return 1
+    for path in report.figures:
+        print(f"wrote {path}")
+    for name, reason in report.skipped.items():
+        print(f"skipped {name}.png: {reason}")
+    print(f"wrote {report.markdown}")
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the `report` subcommand to the `larq-irnet` command line."""
+    parser = subparsers.add_parser(
+        "report",
+        help="plot a training run and summarize it in markdown",
+        description=(
+            "Write PNG plots (loss/accuracy, EDE t and k, per-layer entropy, quantization "
+            "error and flip ratio, weight histograms before/after Libra-PB) and report.md "
+            "for a run directory written by `larq-irnet train`."
+        ),
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (with history.csv)")
+    parser.add_argument(
+        "--output-dir", default=None, help="where to write (default: RUN_DIR/report)"
+    )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=4,
+        help="binarized layers to show weight histograms for (default: 4)",
+    )
+    parser.set_defaults(func=_run)
+    return parser
