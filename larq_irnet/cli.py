@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-_COMMAND_MODULES: tuple[str, ...] = ("larq_irnet.report",)
+_COMMAND_MODULES: tuple[str, ...] = ("larq_irnet.report", "larq_irnet.training")
 
 
 def build_parser() -> argparse.ArgumentParser:

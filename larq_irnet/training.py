@@ -1,0 +1,746 @@
+r"""Train a recipe, resumably, on one device or many: `larq-irnet train` and `train()`.
+
+```bash
+larq-irnet train --list-recipes
+larq-irnet train --recipe fashion_mnist-resnet20-1w1a --output-dir runs/fmnist
+# killed? the same command continues from the last finished epoch
+```
+
+```python
+from larq_irnet.training import train
+
+summary = train("fashion_mnist-resnet20-1w1a", output_dir="runs/fmnist", epochs=2)
+print(summary["final_test_accuracy"])
+```
+
+A run directory holds:
+
+- `config.json`: the resolved recipe and options; a re-run must match it.
+- `history.csv`: one row per epoch: `epoch`, `loss`, `accuracy`, `val_loss`,
+  `val_accuracy` (the full test set), `lr` (at the epoch's first step), `ede_t`, `ede_k`
+  (models with EDE), `epoch_seconds`, plus whatever extra callbacks put into `logs`.
+- `tensorboard/`: the same scalars for TensorBoard.
+- `checkpoints/`: model, optimizer and epoch counter after the last finished epoch.
+- `model.h5`: the trained model (without optimizer), loadable after `import larq_irnet`.
+- `summary.json`: the final-epoch test accuracy on the full test set and more (`train`).
+
+Resuming is exact: the checkpoint holds the weights, the optimizer's state and step
+counter (so the learning-rate schedule continues), and EDE's t is a function of the
+epoch index (`EDECallback`). The training data is a deterministic stream
+(`larq_irnet.data.array_dataset`) that restarts at the first batch of the resumed epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import inspect
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import larq_irnet
+from larq_irnet import data
+from larq_irnet.callbacks import EDECallback, ede_quantizers
+from larq_irnet.recipes import RECIPES, Recipe, get_recipe, model_function
+
+import tensorflow as tf
+
+__all__ = [
+    "STRATEGIES",
+    "WarmupStepDecay",
+    "add_parser",
+    "l2_weight_decay",
+    "make_optimizer",
+    "make_schedule",
+    "make_strategy",
+    "train",
+]
+
+#: The `--strategy` choices.
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+_HISTORY = "history.csv"
+_SUMMARY = "summary.json"
+_CONFIG = "config.json"
+_MODEL = "model.h5"
+_CHECKPOINTS = "checkpoints"
+_TENSORBOARD = "tensorboard"
+_MIN_TEST_BATCH = 256
+
+
+@tf.keras.utils.register_keras_serializable(package="larq_irnet")
+class WarmupStepDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
+    r"""Linear warm-up, then step decay: the authors' ImageNet learning rate.
+
+    With s the optimizer step, S_w the warm-up steps and b_i the decay boundaries:
+
+    \\[
+    \eta(s) = \begin{cases}
+    \eta_0 + (\eta_{peak} - \eta_0)\, s / S_w & s < S_w \\\
+    \eta_{peak} \cdot \gamma^{\#\{i:\ s \geq b_i\}} & s \geq S_w
+    \end{cases}
+    \\]
+
+    # Arguments
+        initial_learning_rate: \\(\eta_0\\), the rate at step 0.
+        peak_learning_rate: \\(\eta_{peak}\\), reached at the end of the warm-up.
+        warmup_steps: \\(S_w\\) (0: no warm-up).
+        boundaries: steps \\(b_i\\) at which the rate is multiplied by `factor`.
+        factor: \\(\gamma\\).
+
+    # References
+        - [Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour (Goyal et al.,
+          2017)](https://arxiv.org/abs/1706.02677), the warm-up; the authors' ImageNet
+          configs (base_lr 0.2, warmup_lr 0.8, warmup_steps 2500, lr_steps, lr_mults).
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        peak_learning_rate: float,
+        warmup_steps: int,
+        boundaries: Sequence[int],
+        factor: float = 0.1,
+    ):
+        super().__init__()
+        if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
+            raise ValueError(f"`warmup_steps` must be an integer >= 0, got {warmup_steps!r}.")
+        if list(boundaries) != sorted(boundaries):
+            raise ValueError(f"`boundaries` must be increasing, got {list(boundaries)!r}.")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.peak_learning_rate = float(peak_learning_rate)
+        self.warmup_steps = warmup_steps
+        self.boundaries = [int(b) for b in boundaries]
+        self.factor = float(factor)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        progress = step / max(self.warmup_steps, 1)
+        warmup = self.initial_learning_rate + (
+            self.peak_learning_rate - self.initial_learning_rate
+        ) * tf.minimum(progress, 1.0)
+        passed = tf.reduce_sum(
+            tf.cast(step >= tf.constant(self.boundaries or [math.inf], tf.float32), tf.float32)
+        )
+        decayed = self.peak_learning_rate * tf.pow(self.factor, passed)
+        return tf.where(step < self.warmup_steps, warmup, decayed)
+
+    def get_config(self) -> dict:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "peak_learning_rate": self.peak_learning_rate,
+            "warmup_steps": self.warmup_steps,
+            "boundaries": self.boundaries,
+            "factor": self.factor,
+        }
+
+
+def make_schedule(
+    recipe: Recipe, steps_per_epoch: int
+) -> tf.keras.optimizers.schedules.LearningRateSchedule | float:
+    """The learning rate of `recipe` as a function of the optimizer step.
+
+    `"cosine"`: Keras' `CosineDecay` from `learning_rate` to 0 over all
+    `epochs * steps_per_epoch` steps. `"warmup_step"`: `WarmupStepDecay` with the
+    boundaries at `decay_epochs * steps_per_epoch`. `"constant"`: the float itself.
+    """
+    if recipe.schedule == "cosine":
+        return tf.keras.optimizers.schedules.CosineDecay(
+            recipe.learning_rate, decay_steps=recipe.epochs * steps_per_epoch, alpha=0.0
+        )
+    if recipe.schedule == "warmup_step":
+        return WarmupStepDecay(
+            recipe.warmup_initial_lr,
+            recipe.learning_rate,
+            recipe.warmup_steps,
+            [epoch * steps_per_epoch for epoch in recipe.decay_epochs],
+            recipe.decay_factor,
+        )
+    return recipe.learning_rate
+
+
+def make_optimizer(
+    recipe: Recipe, learning_rate: tf.keras.optimizers.schedules.LearningRateSchedule | float
+) -> tf.keras.optimizers.Optimizer:
+    """The optimizer of `recipe` (weight decay is not here: see `l2_weight_decay`)."""
+    if recipe.optimizer == "sgd":
+        return tf.keras.optimizers.SGD(
+            learning_rate, momentum=recipe.momentum, nesterov=recipe.nesterov
+        )
+    return tf.keras.optimizers.Adam(learning_rate)
+
+
+def l2_weight_decay(model: tf.keras.Model, weight_decay: float) -> None:
+    r"""Add PyTorch-SGD-style weight decay to `model`'s losses.
+
+    \\[
+    L_{wd} = \frac{\lambda}{2} \sum_{w \in \text{trainable}} \lVert w \rVert^2,
+    \qquad \nabla_w L_{wd} = \lambda w
+    \\]
+
+    The same gradient as `torch.optim.SGD(weight_decay=λ)`, the authors' optimizer: it
+    is added before the momentum, on every trainable weight (kernels, biases,
+    BatchNorm's γ and β; not BatchNorm's statistics nor EDE's t and k). Keras'
+    `weight_decay=` optimizer argument would instead decay the weights outside the
+    momentum (decoupled, as AdamW). Under `tf.distribute` Keras scales it per replica.
+
+    # Arguments
+        model: a built Keras model.
+        weight_decay: λ >= 0; 0 adds nothing.
+    """
+    if not weight_decay >= 0:
+        raise ValueError(f"`weight_decay` must be >= 0, got weight_decay={weight_decay!r}.")
+    if weight_decay == 0:
+        return
+    weights = list(model.trainable_weights)
+    coefficient = 0.5 * float(weight_decay)
+    model.add_loss(lambda: coefficient * tf.add_n([tf.reduce_sum(tf.square(w)) for w in weights]))
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """A `tf.distribute` strategy by `--strategy` name.
+
+    `"default"`: no distribution. `"mirrored"`: `MirroredStrategy` over all local GPUs
+    (the CPU when there is none). `"multi-worker"`: `MultiWorkerMirroredStrategy`, the
+    cluster and this process' task read from the `TF_CONFIG` environment variable;
+    create it before any other TensorFlow operation runs.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError(
+                "strategy 'multi-worker' reads the cluster from the TF_CONFIG environment "
+                'variable, which is not set; e.g. TF_CONFIG=\'{"cluster": {"worker": '
+                '["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}\'.'
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"`strategy` must be one of {STRATEGIES}, got strategy={name!r}.")
+
+
+def _task(strategy: tf.distribute.Strategy) -> tuple[bool, int]:
+    """(whether this process is the chief, its task index) under `strategy`."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type is None:
+        return True, 0
+    jobs = resolver.cluster_spec().as_dict()
+    if resolver.task_type == "chief":
+        return True, 0
+    chief = resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs
+    return chief, int(resolver.task_id or 0)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _truncate_history(path: Path, epochs_done: int) -> None:
+    """Keep the rows of the first `epochs_done` epochs (a killed run may have written more)."""
+    if not path.exists():
+        return
+    if epochs_done == 0:
+        path.unlink()
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0][:1] != ["epoch"]:
+        raise ValueError(f"{path}: expected a CSVLogger file whose first column is 'epoch'.")
+    kept = [row for row in rows[1:] if row and int(row[0]) < epochs_done]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([rows[0], *kept])
+    _atomic_write(path, out.getvalue())
+
+
+def _read_history(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _ends_in_softmax(model: tf.keras.Model) -> bool:
+    activation = getattr(model.layers[-1], "activation", None)
+    return activation is tf.keras.activations.softmax
+
+
+def _default_argument(function: Callable, name: str) -> Any:
+    try:
+        parameter = inspect.signature(function).parameters.get(name)
+    except (TypeError, ValueError):
+        return None
+    return None if parameter is None else parameter.default
+
+
+class _EpochLog(tf.keras.callbacks.Callback):
+    """Puts `lr` (at the epoch's first step) and `epoch_seconds` into the epoch's logs."""
+
+    def __init__(self, learning_rate):
+        super().__init__()
+        self.learning_rate = learning_rate
+        self._first_step = 0
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._first_step = int(self.model.optimizer.iterations.numpy())
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        lr = self.learning_rate
+        logs["lr"] = float(lr(self._first_step) if callable(lr) else lr)
+        logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class _EpochCheckpoint(tf.keras.callbacks.Callback):
+    """Saves model, optimizer and the number of finished epochs after every epoch.
+
+    Listed last, so that an epoch counts as finished only once everything else
+    (history row, TensorBoard) has been written.
+    """
+
+    def __init__(self, manager: tf.train.CheckpointManager, epochs_done: tf.Variable):
+        super().__init__()
+        self.manager = manager
+        self.epochs_done = epochs_done
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_done.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+def _positive(value: int | None, name: str) -> None:
+    if value is not None and not (isinstance(value, int) and value > 0):
+        raise ValueError(f"`{name}` must be a positive integer or None, got {name}={value!r}.")
+
+
+def train(
+    recipe: str | Recipe,
+    *,
+    output_dir: str | os.PathLike,
+    binarization: str | None = None,
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+    batch_size: int | None = None,
+    strategy: str = "default",
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    train_limit: int | None = None,
+    extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+    verbose: int | str = 1,
+) -> dict[str, Any]:
+    """Train `recipe` into the run directory `output_dir`, resuming it if it was cut short.
+
+    Runs `model.fit` with, in order, `EDECallback` (when the model has EDE quantizers),
+    a logger of `lr` and `epoch_seconds`, `extra_callbacks`, `TensorBoard`, `CSVLogger`
+    and a checkpoint per epoch, validating on the full test set every epoch (the last
+    epoch's validation is the final model's test score), and saves the model. If
+    `output_dir` holds checkpoints of the same configuration, training continues after
+    the last finished epoch; if it holds a finished run, its summary is returned
+    without training; a different configuration is an error.
+
+    It seeds Python, NumPy and TensorFlow with `seed` and clears the Keras session.
+    Under `strategy="multi-worker"` every worker runs `train` with the same arguments
+    and `output_dir` on a filesystem they share (for resuming); only the chief writes
+    the run directory, the others write to `output_dir/workertemp_<i>` and delete it.
+
+    # Arguments
+        recipe: a name of `larq_irnet.recipes.RECIPES` or a `Recipe`.
+        output_dir: the run directory.
+        binarization: the model's `binarization` (a row of the paper's ablation table,
+            `larq_irnet.zoo.BINARIZATIONS`); default the recipe's.
+        epochs: override the recipe's epochs (the schedules are stretched to them).
+        steps_per_epoch: optimizer steps per epoch; default one pass over the training
+            examples (training examples // batch size).
+        batch_size: override the recipe's global batch size.
+        strategy: one of `STRATEGIES`.
+        data_dir: where the dataset is (`larq_irnet.data.make_dataset`).
+        seed: seed of initialization, data order and augmentation.
+        train_limit: train on the first `train_limit` training examples only.
+        extra_callbacks: more Keras callbacks (e.g.
+            `larq_irnet.callbacks.InformationDiagnostics()`); whatever they put into
+            `logs` lands in `history.csv` and TensorBoard.
+        verbose: Keras' `verbose` for `fit` (1: progress bars, 2: a line per epoch).
+
+    # Returns
+        The summary, also written to `output_dir/summary.json`: `recipe`, `dataset`,
+        `model`, `bits`, `binarization`, `seed`, `epochs`, `steps_per_epoch`,
+        `batch_size`, `strategy`, `num_replicas`, `train_examples`, `test_examples`,
+        `final_test_accuracy` and `final_test_loss` (the final model on the full test
+        set; `final_test_top5_accuracy` for ImageNet), `best_epoch_test_accuracy` and
+        `best_epoch` (the best per-epoch test accuracy and its 0-based epoch, reported
+        apart: picking it uses the test set), `ede_t` and `ede_k` (the model's final
+        values, None without EDE), `ede_t_min`, `ede_t_max`, `resumed_from_epoch`,
+        `train_seconds` (sum of `epoch_seconds` over all sessions),
+        `wall_time_seconds` (this call), `model_file`, `versions`.
+    """
+    started = time.perf_counter()
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    if not isinstance(recipe, Recipe):
+        raise ValueError(f"`recipe` must be a recipe name or a Recipe, got {recipe!r}.")
+    for value, name in (
+        (epochs, "epochs"),
+        (steps_per_epoch, "steps_per_epoch"),
+        (batch_size, "batch_size"),
+        (train_limit, "train_limit"),
+    ):
+        _positive(value, name)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got strategy={strategy!r}.")
+    overrides: dict[str, Any] = {}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if batch_size is not None:
+        overrides["batch_size"] = batch_size
+    if binarization is not None:
+        overrides["model_kwargs"] = {**recipe.model_kwargs, "binarization": binarization}
+    recipe = dataclasses.replace(recipe, **overrides)
+    info = data.dataset_info(recipe.dataset)
+    build_model = model_function(recipe)
+    run_dir = Path(output_dir).expanduser()
+
+    # MultiWorkerMirroredStrategy must exist before anything else touches the runtime.
+    distribution = make_strategy(strategy)
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(seed)
+    chief, task_id = _task(distribution)
+    write_dir = run_dir if chief else run_dir / f"workertemp_{task_id}"
+
+    if info.augmentation == "imagenet":
+        train_examples, test_examples = info.train_size, info.test_size
+    else:
+        (x_train, _), (x_test, _) = data.load_arrays(recipe.dataset, data_dir)
+        train_examples, test_examples = len(x_train), len(x_test)
+    if train_limit is not None:
+        train_examples = min(train_examples, train_limit)
+    steps = steps_per_epoch or train_examples // recipe.batch_size
+    if steps == 0:
+        raise ValueError(
+            f"batch_size={recipe.batch_size} is larger than the {train_examples} training "
+            "examples; lower --batch-size or pass --steps-per-epoch."
+        )
+
+    config = json.loads(
+        json.dumps(
+            {
+                "recipe": recipe.to_dict(),
+                "steps_per_epoch": steps,
+                "seed": seed,
+                "train_limit": train_limit,
+            }
+        )
+    )
+    config_path = run_dir / _CONFIG
+    if config_path.exists():
+        previous = json.loads(config_path.read_text(encoding="utf-8"))
+        if previous != config:
+            different = _differences(previous, config)
+            raise ValueError(
+                f"{run_dir} holds a run with another configuration (differs in: "
+                f"{', '.join(different)}); use another --output-dir, or delete it to "
+                "start over."
+            )
+        if (run_dir / _SUMMARY).exists():
+            if verbose:
+                print(f"{run_dir} holds a finished run of this configuration; not training.")
+            return json.loads((run_dir / _SUMMARY).read_text(encoding="utf-8"))
+    elif chief:
+        _atomic_write(config_path, json.dumps(config, indent=2) + "\n")
+
+    model_kwargs = {
+        "input_shape": info.input_shape,
+        "num_classes": info.num_classes,
+        **recipe.model_kwargs,
+    }
+    learning_rate = make_schedule(recipe, steps)
+    with distribution.scope():
+        model = build_model(**model_kwargs)
+        l2_weight_decay(model, recipe.weight_decay)
+        optimizer = make_optimizer(recipe, learning_rate)
+        # Slots exist before a checkpoint is restored into them.
+        optimizer.build(model.trainable_variables)
+        metrics: list[Any] = ["accuracy"]
+        if info.num_classes > 10:
+            metrics.append(tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
+        model.compile(
+            optimizer,
+            tf.keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model)),
+            metrics,
+        )
+    epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epochs_done=epochs_done)
+    latest = tf.train.latest_checkpoint(run_dir / _CHECKPOINTS)
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+    initial_epoch = int(epochs_done.numpy())
+    if latest and verbose:
+        print(f"Resuming {recipe.name} in {run_dir} after epoch {initial_epoch}/{recipe.epochs}.")
+    if chief:
+        _truncate_history(run_dir / _HISTORY, initial_epoch)
+
+    train_data = data.make_dataset(
+        recipe.dataset,
+        "train",
+        recipe.batch_size,
+        data_dir=data_dir,
+        seed=seed,
+        start_batch=initial_epoch * steps,
+        limit=train_limit,
+    )
+    # Scoring is independent of the batch; small training batches would only slow it.
+    test_batch = max(recipe.batch_size, _MIN_TEST_BATCH)
+    test_data = data.make_dataset(recipe.dataset, "test", test_batch, data_dir=data_dir)
+
+    ede = ede_quantizers(model)
+    callbacks: list[tf.keras.callbacks.Callback] = []
+    if ede:
+        callbacks.append(EDECallback(t_min=recipe.ede_t_min, t_max=recipe.ede_t_max))
+    callbacks += [
+        _EpochLog(learning_rate),
+        *extra_callbacks,
+        tf.keras.callbacks.TensorBoard(
+            log_dir=os.fspath(write_dir / _TENSORBOARD), write_graph=False, profile_batch=0
+        ),
+        tf.keras.callbacks.CSVLogger(os.fspath(write_dir / _HISTORY), append=True),
+        _EpochCheckpoint(
+            tf.train.CheckpointManager(checkpoint, write_dir / _CHECKPOINTS, max_to_keep=1),
+            epochs_done,
+        ),
+    ]
+    write_dir.mkdir(parents=True, exist_ok=True)
+    fit = model.fit(
+        train_data,
+        epochs=recipe.epochs,
+        steps_per_epoch=steps,
+        initial_epoch=initial_epoch,
+        validation_data=test_data,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    last = {k[len("val_") :]: v for k, v in fit.history.items() if k.startswith("val_")}
+    if fit.epoch and fit.epoch[-1] == recipe.epochs - 1:
+        # The last epoch's validation already scored the final weights on the full test set.
+        final = {name: values[-1] for name, values in last.items()}
+    else:
+        final = model.evaluate(test_data, verbose=0, return_dict=True)
+    _save_model(model, write_dir / _MODEL)
+
+    history = _read_history(write_dir / _HISTORY)
+    accuracies = [float(row["val_accuracy"]) for row in history]
+    best = max(range(len(accuracies)), key=accuracies.__getitem__) if accuracies else None
+    summary: dict[str, Any] = {
+        "recipe": recipe.name,
+        "dataset": recipe.dataset,
+        "model": config["recipe"]["model"],
+        "bits": recipe.model_kwargs.get("bits", _default_argument(build_model, "bits")),
+        "binarization": recipe.model_kwargs.get(
+            "binarization", _default_argument(build_model, "binarization")
+        ),
+        "seed": seed,
+        "epochs": recipe.epochs,
+        "steps_per_epoch": steps,
+        "batch_size": recipe.batch_size,
+        "strategy": strategy,
+        "num_replicas": distribution.num_replicas_in_sync,
+        "train_examples": train_examples,
+        "test_examples": test_examples,
+        "final_test_accuracy": float(final["accuracy"]),
+        "final_test_loss": float(final["loss"]),
+        **(
+            {"final_test_top5_accuracy": float(final["top5_accuracy"])}
+            if "top5_accuracy" in final
+            else {}
+        ),
+        "best_epoch_test_accuracy": accuracies[best] if accuracies else None,
+        "best_epoch": best,
+        "ede_t": float(ede[0].ede_t.numpy()) if ede else None,
+        "ede_k": float(ede[0].ede_k.numpy()) if ede else None,
+        "ede_t_min": recipe.ede_t_min,
+        "ede_t_max": recipe.ede_t_max,
+        "resumed_from_epoch": initial_epoch,
+        "train_seconds": sum(float(row.get("epoch_seconds") or 0.0) for row in history),
+        "wall_time_seconds": time.perf_counter() - started,
+        "model_file": _MODEL,
+        "versions": {"larq_irnet": larq_irnet.__version__, "tensorflow": tf.__version__},
+    }
+    if chief:
+        _atomic_write(run_dir / _SUMMARY, json.dumps(summary, indent=2) + "\n")
+    else:
+        shutil.rmtree(write_dir, ignore_errors=True)
+    return summary
+
+
+def _differences(previous: dict, current: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(previous) | set(current))
+    out = []
+    for key in keys:
+        a, b = previous.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} ({a!r} there, {b!r} now)")
+    return out
+
+
+def _save_model(model: tf.keras.Model, path: Path) -> None:
+    """Save `model` as HDF5 without optimizer, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
+    model.save(temporary, save_format="h5", include_optimizer=False)
+    os.replace(temporary, path)
+
+
+def _recipe_table() -> str:
+    header = ("recipe", "dataset", "model", "epochs", "batch", "optimizer", "lr", "wd", "EDE T")
+    rows = [header]
+    for name in sorted(RECIPES):
+        r = RECIPES[name]
+        optimizer = f"{r.optimizer}{' nesterov' if r.nesterov else ''}, {r.schedule}"
+        model = f"{r.model}({', '.join(f'{k}={v}' for k, v in r.model_kwargs.items())})"
+        rows.append(
+            (
+                name,
+                r.dataset,
+                model,
+                str(r.epochs),
+                str(r.batch_size),
+                optimizer,
+                f"{r.learning_rate:g}",
+                f"{r.weight_decay:g}",
+                f"{r.ede_t_min:g}..{r.ede_t_max:g}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _default_output_dir(args: argparse.Namespace) -> Path:
+    parts = [args.recipe]
+    if args.binarization:
+        parts.append(args.binarization)
+    parts.append(f"seed{args.seed}")
+    return Path("runs") / "-".join(parts)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.list_recipes:
+        print(_recipe_table())
+        return 0
+    if not args.recipe:
+        print("larq-irnet train: error: pass --recipe NAME (see --list-recipes)", file=sys.stderr)
+        return 2
+    extra = []
+    if args.diagnostics:
+        from larq_irnet.callbacks import InformationDiagnostics
+
+        extra.append(InformationDiagnostics())
+    output_dir = Path(args.output_dir) if args.output_dir else _default_output_dir(args)
+    try:
+        summary = train(
+            args.recipe,
+            output_dir=output_dir,
+            binarization=args.binarization,
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size,
+            strategy=args.strategy,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            train_limit=args.train_limit,
+            extra_callbacks=extra,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        print(f"larq-irnet train: error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"final test accuracy {summary['final_test_accuracy']:.4f} on "
+        f"{summary['test_examples']} test images after {summary['epochs']} epochs "
+        f"(best epoch {summary['best_epoch']}: {summary['best_epoch_test_accuracy']:.4f}); "
+        f"{output_dir / _SUMMARY}"
+    )
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `larq-irnet train`."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a recipe of the paper (resumable, tf.distribute)",
+        description=(
+            "Train a recipe into a run directory (history.csv, tensorboard/, "
+            "checkpoints/, model.h5, summary.json). Re-running the same command after "
+            "an interruption continues from the last finished epoch."
+        ),
+    )
+    parser.add_argument("--recipe", metavar="NAME", help="a recipe name (see --list-recipes)")
+    parser.add_argument("--list-recipes", action="store_true", help="print the recipes and exit")
+    parser.add_argument(
+        "--binarization",
+        metavar="VARIANT",
+        help="the model's binarization, a row of the paper's ablation (fp, bnn, "
+        "libra_pb_no_std, libra_pb_no_scale, libra_pb, ede, irnet); default the recipe's",
+    )
+    parser.add_argument("--epochs", type=_positive_int, metavar="N", help="override epochs")
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=_positive_int,
+        metavar="N",
+        help="optimizer steps per epoch (default: one pass over the training data)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, metavar="B", help="override the global batch size"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="default",
+        help="tf.distribute: none, all local GPUs, or the workers of TF_CONFIG",
+    )
+    parser.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="run directory (default runs/<recipe>[-<binarization>]-seed<seed>)",
+    )
+    parser.add_argument("--data-dir", metavar="DIR", help="where the dataset is")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--train-limit",
+        type=_positive_int,
+        metavar="N",
+        help="train on the first N training examples only",
+    )
+    parser.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="log per-layer entropy, quantization error and flip ratio "
+        "(larq_irnet.callbacks.InformationDiagnostics)",
+    )
+    parser.set_defaults(func=_run)

@@ -1,0 +1,259 @@
+"""larq_irnet.training and .recipes: schedules, weight decay, run directory, resume, CLI."""
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import larq_irnet  # noqa: F401
+from larq_irnet.cli import main
+from larq_irnet.recipes import RECIPES, get_recipe
+from larq_irnet.training import (
+    WarmupStepDecay,
+    l2_weight_decay,
+    make_schedule,
+    train,
+)
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+
+def tiny_model(*, input_shape, num_classes, binarization="irnet"):
+    """A stand-in for the zoo models: raw pixels in, one Libra-PB/EDE binary conv."""
+    if binarization != "irnet":
+        raise ValueError(f"tiny_model knows only binarization='irnet', got {binarization!r}")
+    inputs = tf.keras.Input(input_shape)
+    x = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = tf.keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(
+        8,
+        3,
+        padding="same",
+        pad_values=1.0,
+        use_bias=False,
+        input_quantizer="ede_sign",
+        kernel_quantizer="libra_pb",
+    )(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
+    return tf.keras.Model(inputs, outputs)
+
+
+TINY = dataclasses.replace(
+    get_recipe("fashion_mnist-resnet20-1w1a"), name="tiny", model=tiny_model, model_kwargs={}
+)
+SMALL_RUN = dict(epochs=3, steps_per_epoch=4, batch_size=32, train_limit=1024, verbose=0)
+
+
+def read_history(run_dir):
+    with open(Path(run_dir) / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def full_test_accuracy(model_path, fashion_mnist):
+    _, (x_test, y_test) = fashion_mnist
+    model = tf.keras.models.load_model(model_path)
+    predictions = model.predict(x_test.astype(np.float32), batch_size=1000, verbose=0)
+    return float(np.mean(predictions.argmax(-1) == y_test)), model
+
+
+def test_every_recipe_is_complete_and_sourced():
+    expected = {
+        "cifar10-resnet20-1w1a",
+        "cifar10-resnet20-1w32a",
+        "cifar10-vggsmall-1w1a",
+        "cifar10-resnet18-1w1a",
+        "imagenet-resnet18-1w1a",
+        "imagenet-resnet18-1w32a",
+        "imagenet-resnet34-1w1a",
+        "imagenet-resnet34-1w32a",
+        "fashion_mnist-resnet20-1w1a",
+    }
+    assert set(RECIPES) == expected
+    for recipe in RECIPES.values():
+        assert recipe.source
+        assert recipe.model_kwargs["bits"] in recipe.name
+    # The authors' per-script values (reference: irnet.md, "Training recipes").
+    resnet20 = RECIPES["cifar10-resnet20-1w1a"]
+    assert (resnet20.ede_t_min, resnet20.ede_t_max, resnet20.epochs) == (1e-3, 10.0, 400)
+    assert RECIPES["cifar10-vggsmall-1w1a"].learning_rate == 0.007
+    assert RECIPES["imagenet-resnet18-1w1a"].weight_decay == 1e-5
+    assert RECIPES["imagenet-resnet34-1w1a"].weight_decay == 1e-4
+    assert RECIPES["imagenet-resnet18-1w32a"].nesterov
+
+
+def test_warmup_step_decay_matches_the_authors_imagenet_schedule():
+    # 62,500 iterations with decay at 18,750 / 37,500 / 56,250 (the authors' config) are
+    # epochs 30 / 60 / 90 at 625 steps per epoch.
+    schedule = make_schedule(get_recipe("imagenet-resnet18-1w1a"), steps_per_epoch=625)
+    assert isinstance(schedule, WarmupStepDecay)
+    steps = np.array([0, 1, 1250, 2499, 2500, 18749, 18750, 37500, 56249, 56250, 62499])
+    expected = np.where(
+        steps < 2500,
+        0.2 + 0.6 * steps / 2500,
+        0.8 * 0.1 ** np.searchsorted([18750, 37500, 56250], steps, side="right"),
+    )
+    actual = np.array([float(schedule(int(s))) for s in steps])
+    np.testing.assert_allclose(actual, expected, rtol=1e-6)
+    assert WarmupStepDecay.from_config(schedule.get_config()).boundaries == [18750, 37500, 56250]
+
+
+def test_cosine_schedule_reaches_zero_at_the_last_step():
+    recipe = dataclasses.replace(TINY, epochs=5)
+    schedule = make_schedule(recipe, steps_per_epoch=10)
+    steps = np.arange(0, 51, 7)
+    expected = 0.5 * 0.1 * (1 + np.cos(np.pi * steps / 50))
+    np.testing.assert_allclose([float(schedule(int(s))) for s in steps], expected, atol=1e-7)
+    assert float(schedule(50)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_weight_decay_gradient_is_pytorch_sgd_weight_decay():
+    model = tiny_model(input_shape=(28, 28, 1), num_classes=10)
+    l2_weight_decay(model, 1e-3)
+    with tf.GradientTape() as tape:
+        penalty = tf.add_n(model.losses)
+    gradients = tape.gradient(penalty, model.trainable_weights)
+    # torch.optim.SGD(weight_decay=wd) adds wd * w to every parameter's gradient.
+    for weight, gradient in zip(model.trainable_weights, gradients, strict=True):
+        np.testing.assert_allclose(gradient.numpy(), 1e-3 * weight.numpy(), rtol=1e-5, atol=1e-9)
+    names = {w.name for w in model.trainable_weights}
+    assert any("gamma" in n for n in names) and any("beta" in n for n in names)
+    expected = 0.5e-3 * sum(np.sum(w.numpy() ** 2) for w in model.trainable_weights)
+    assert float(penalty) == pytest.approx(expected, rel=1e-5)
+
+
+def test_train_writes_the_run_directory(tmp_path, fashion_mnist):
+    run_dir = tmp_path / "run"
+    summary = train(TINY, output_dir=run_dir, **SMALL_RUN)
+
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    assert summary["recipe"] == "tiny" and summary["epochs"] == 3
+    assert summary["test_examples"] == 10000 and summary["train_examples"] == 1024
+    assert summary["binarization"] == "irnet" and summary["seed"] == 0
+    assert summary["resumed_from_epoch"] == 0 and summary["wall_time_seconds"] > 0
+
+    # The final-epoch accuracy is the saved model's accuracy on all 10,000 test images.
+    accuracy, model = full_test_accuracy(run_dir / "model.h5", fashion_mnist)
+    assert summary["final_test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+
+    history = read_history(run_dir)
+    assert [int(row["epoch"]) for row in history] == [0, 1, 2]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "ede_t", "ede_k"):
+        assert key in history[0], key
+    val_accuracy = [float(row["val_accuracy"]) for row in history]
+    assert summary["final_test_accuracy"] == pytest.approx(val_accuracy[-1])
+    assert summary["best_epoch"] == int(np.argmax(val_accuracy))
+    assert summary["best_epoch_test_accuracy"] == pytest.approx(max(val_accuracy))
+
+    # EDE t per epoch (IR-Net Eq. 11, authors' trainer) and k = max(1/t, 1).
+    t_min, t_max, n = TINY.ede_t_min, TINY.ede_t_max, 3
+    expected_t = [t_min * 10 ** ((e / n) * math.log10(t_max / t_min)) for e in range(n)]
+    np.testing.assert_allclose([float(r["ede_t"]) for r in history], expected_t, rtol=1e-6)
+    np.testing.assert_allclose(
+        [float(r["ede_k"]) for r in history], [max(1 / t, 1) for t in expected_t], rtol=1e-6
+    )
+    assert summary["ede_t"] == pytest.approx(expected_t[-1], rel=1e-6)
+    ede_t = [v for v in model.non_trainable_weights if "ede_t" in v.name]
+    assert ede_t and all(float(v.numpy()) == pytest.approx(expected_t[-1]) for v in ede_t)
+    # lr at each epoch's first step of the cosine over 3 * 4 steps.
+    np.testing.assert_allclose(
+        [float(r["lr"]) for r in history],
+        [0.05 * (1 + math.cos(math.pi * 4 * e / 12)) for e in range(3)],
+        rtol=1e-6,
+    )
+
+    tags = set()
+    for event_file in (run_dir / "tensorboard" / "train").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"epoch_loss", "epoch_accuracy", "epoch_lr", "epoch_ede_t", "epoch_ede_k"} <= tags
+    assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-3")
+
+    # A finished run is not trained again; another configuration is refused.
+    assert train(TINY, output_dir=run_dir, **SMALL_RUN) == summary
+    with pytest.raises(ValueError, match="epochs"):
+        train(TINY, output_dir=run_dir, **{**SMALL_RUN, "epochs": 4})
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAtEpochEnd(tf.keras.callbacks.Callback):
+    """Dies in the middle of the end of `epoch`: its checkpoint is never written."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Killed
+
+
+def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_mnist):
+    straight = train(TINY, output_dir=tmp_path / "straight", **SMALL_RUN)
+
+    run_dir = tmp_path / "killed"
+    with pytest.raises(_Killed):
+        train(TINY, output_dir=run_dir, extra_callbacks=[_KillAtEpochEnd(1)], **SMALL_RUN)
+    assert not (run_dir / "summary.json").exists()
+    assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-1")
+    # As if the process died after the history row of epoch 1 but before its checkpoint.
+    with open(run_dir / "history.csv") as f:
+        lines = f.read().splitlines()
+    with open(run_dir / "history.csv", "a") as f:
+        f.write("1" + lines[1][1:] + "\n")
+
+    resumed = train(TINY, output_dir=run_dir, **SMALL_RUN)
+    assert resumed["resumed_from_epoch"] == 1
+
+    a = tf.keras.models.load_model(tmp_path / "straight" / "model.h5").get_weights()
+    b = tf.keras.models.load_model(run_dir / "model.h5").get_weights()
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert resumed["final_test_accuracy"] == pytest.approx(straight["final_test_accuracy"])
+    assert resumed["ede_t"] == straight["ede_t"]
+
+    rows_a, rows_b = read_history(tmp_path / "straight"), read_history(run_dir)
+    assert [r["epoch"] for r in rows_b] == ["0", "1", "2"]
+    for row_a, row_b in zip(rows_a, rows_b, strict=True):
+        for key in ("loss", "val_accuracy", "lr", "ede_t"):
+            assert float(row_b[key]) == pytest.approx(float(row_a[key]), rel=1e-5), key
+
+
+def test_cli_lists_recipes(capsys):
+    assert main(["train", "--list-recipes"]) == 0
+    out = capsys.readouterr().out
+    for name in RECIPES:
+        assert name in out
+
+
+def test_cli_rejects_an_unknown_recipe(tmp_path, capsys):
+    assert main(["train", "--recipe", "cifar10-resnet21", "--output-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "cifar10-resnet21" in err and "fashion_mnist-resnet20-1w1a" in err
+
+
+def test_cli_trains_the_fashion_mnist_recipe_on_a_slice(tmp_path, fashion_mnist, capsys):
+    run_dir = tmp_path / "cli"
+    argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", "--epochs", "1"]
+    argv += ["--steps-per-epoch", "2", "--batch-size", "32", "--train-limit", "256"]
+    argv += ["--output-dir", str(run_dir), "--diagnostics"]
+    assert main(argv) == 0
+    assert "final test accuracy" in capsys.readouterr().out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["model"] == "IRNetResNet20" and summary["binarization"] == "irnet"
+    assert summary["steps_per_epoch"] == 2 and summary["train_examples"] == 256
+    assert summary["test_examples"] == 10000 and 0.0 <= summary["final_test_accuracy"] <= 1.0
+    model = tf.keras.models.load_model(run_dir / "model.h5")
+    assert model.input_shape == (None, 28, 28, 1)
+    (row,) = read_history(run_dir)
+    assert "entropy_mean" in row and 0.0 <= float(row["entropy_mean"]) <= 1.0
