@@ -1,1 +1,35 @@
-"""The IR-Net model zoo (`larq_irnet.zoo`): the paper's networks in larq-zoo style."""
+"""The IR-Net model zoo (`larq_irnet.zoo`): the paper's networks in larq-zoo style.
+
+```python
+import larq_irnet  # noqa: F401  (first: selects Keras 2)
+from larq_irnet.zoo import IRNetResNet20, IRNetResNet18, IRNetResNet34, IRNetVGGSmall
+
+model = IRNetResNet20()  # CIFAR-10, 1w1a, Libra-PB + EDE, Bi-Real structure
+ablation = [IRNetResNet20(binarization=name) for name in BINARIZATIONS]
+```
+
+Every model function is keyword-only, with `input_shape`, `input_tensor`,
+`include_top`, `num_classes`, `weights` (None, a file path, or a name of
+`registry.WEIGHTS`), `bits` (`"1w1a"`/`"1w32a"`), `binarization` (a row of the paper's
+ablation table, see `presets`) and `pad_values`. Models take raw pixels (0..255) and
+rescale them to [-1, 1] themselves, and end with a softmax.
+"""
+
+from larq_irnet.zoo import blocks, presets, registry
+from larq_irnet.zoo.presets import BINARIZATIONS, BITS, PRESETS, Binarization
+from larq_irnet.zoo.resnet import IRNetResNet18, IRNetResNet20, IRNetResNet34
+from larq_irnet.zoo.vgg import IRNetVGGSmall
+
+__all__ = [
+    "BINARIZATIONS",
+    "BITS",
+    "PRESETS",
+    "Binarization",
+    "IRNetResNet18",
+    "IRNetResNet20",
+    "IRNetResNet34",
+    "IRNetVGGSmall",
+    "blocks",
+    "presets",
+    "registry",
+]

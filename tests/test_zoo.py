@@ -1,0 +1,339 @@
+"""Tests for the model zoo (`zoo/`, installed as `larq_irnet.zoo`).
+
+The five 1w1a IR-Net models are built once per module, at the smallest input that runs
+every layer, and shared by the parameter-count, LCE-conversion and summary tests.
+"""
+
+import larq_irnet  # noqa: F401  (first: selects Keras 2)
+from larq_irnet.converters.flatbuffer import op_histogram
+from larq_irnet.zoo import (
+    BINARIZATIONS,
+    PRESETS,
+    IRNetResNet18,
+    IRNetResNet20,
+    IRNetResNet34,
+    IRNetVGGSmall,
+    registry,
+)
+from larq_irnet.zoo.blocks import Hardtanh, SubsampleChannelPad
+from larq_irnet.zoo.presets import conv_settings
+
+import larq as lq
+import larq_compute_engine as lce
+import numpy as np
+import pytest
+import tensorflow as tf
+
+# Trainable parameters of the authors' PyTorch 1w1a models (htqin/IR-Net), counted as
+# sum(p.numel() for p in model.parameters() if p.requires_grad).
+AUTHORS_PARAMS = {
+    "resnet20": 269_850,
+    "vgg_small": 4_660_106,
+    "resnet18_imagenet": 11_692_536,
+    "resnet34": 21_800_696,
+    "resnet18_cifar": 11_174_986,
+}
+# The authors' ImageNet ResNets declare `self.bn3 = nn.BatchNorm1d(num_classes)` but
+# their forward() never calls it: its gamma and beta are in their count, not in the
+# function they compute.
+UNUSED_IN_AUTHORS_FORWARD = {"resnet18_imagenet": 2 * 1000, "resnet34": 2 * 1000}
+
+# name: (model function, kwargs for the smallest input that runs every layer,
+#        binarized convolutions, float CONV_2D in the converted model)
+MODELS = {
+    "resnet20": (IRNetResNet20, {"input_shape": (8, 8, 3)}, 18, 1),
+    # VGG-Small's Dense has 8192 inputs only at 32x32, which the count needs.
+    "vgg_small": (IRNetVGGSmall, {"input_shape": (32, 32, 3)}, 5, 1),
+    "resnet18_cifar": (IRNetResNet18, {"input_shape": (8, 8, 3), "stem": "cifar"}, 16, 4),
+    "resnet18_imagenet": (
+        IRNetResNet18,
+        {"input_shape": (32, 32, 3), "stem": "imagenet"},
+        16,
+        4,
+    ),
+    "resnet34": (IRNetResNet34, {"input_shape": (32, 32, 3)}, 32, 4),
+}
+
+
+def trainable_count(model):
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def binary_convs(model):
+    """QuantConv2D layers whose kernel and input quantizers are both 1-bit."""
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, lq.layers.QuantConv2D)
+        and getattr(layer.kernel_quantizer, "precision", None) == 1
+        and getattr(layer.input_quantizer, "precision", None) == 1
+    ]
+
+
+@pytest.fixture(scope="module")
+def built():
+    """The 1w1a IR-Net models, built once for the whole module."""
+    return {name: fn(**kwargs) for name, (fn, kwargs, _, _) in MODELS.items()}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_parameter_count_equals_authors(built, name):
+    expected = AUTHORS_PARAMS[name] - UNUSED_IN_AUTHORS_FORWARD.get(name, 0)
+    assert trainable_count(built[name]) == expected
+    # EDE's t and k are state, not parameters: 2 per quantizer, 2 quantizers per conv.
+    ede = [w for w in built[name].non_trainable_weights if "ede_" in w.name]
+    assert len(ede) == 4 * MODELS[name][2]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_converts_to_one_lce_bconv_per_binary_conv(built, name):
+    _, _, n_binary, n_float_conv = MODELS[name]
+    ops = op_histogram(lce.convert_keras_model(built[name]))
+    assert ops.get("LceBconv2d") == n_binary, ops
+    # Every binarized activation feeds a binary conv; none is turned back into floats.
+    assert ops.get("LceQuantize") == n_binary, ops
+    assert "LceDequantize" not in ops, ops
+    # Float convolutions only where the reference keeps full precision: the stem and
+    # (ResNet-18/34) the three downsampling 1x1 convolutions; one float classifier.
+    assert ops.get("CONV_2D") == n_float_conv, ops
+    assert "DEPTHWISE_CONV_2D" not in ops, ops
+    assert ops.get("FULLY_CONNECTED") == 1, ops
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_summary_lists_binary_layers_with_precision_1(built, name, capsys):
+    model = built[name]
+    lq.models.summary(model)
+    printed = capsys.readouterr().out
+    binary = {layer.name for layer in binary_convs(model)}
+    assert len(binary) == MODELS[name][2]
+    rows = {}
+    for line in printed.splitlines():
+        cells = line.strip("| ").split()
+        if cells:
+            rows[cells[0]] = cells
+    for layer_name in binary:
+        assert rows[layer_name][1] == "1", rows[layer_name]  # the "Input prec." column
+    profile = lq.models.ModelProfile(model)
+    for lp in profile.layer_profiles:
+        kernel_bits = [wp.bitwidth for wp in lp.weight_profiles if wp.trainable]
+        if lp.name in binary:
+            assert lp.input_precision == 1 and kernel_bits == [1]
+        elif isinstance(lp._layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)):
+            # Stem, downsampling convolutions and classifier stay full precision.
+            assert lp.input_precision is None and set(kernel_bits) == {32}, lp.name
+    n_binary_weights = sum(np.prod(layer.kernel.shape) for layer in binary_convs(model))
+    assert profile.weight_count(bitwidth=1) == n_binary_weights
+
+
+@pytest.mark.parametrize("binarization", BINARIZATIONS)
+@pytest.mark.parametrize("bits", ["1w1a", "1w32a"])
+@pytest.mark.parametrize("structure", ["bireal", "normal"])
+def test_resnet20_variants(binarization, bits, structure):
+    model = IRNetResNet20(
+        input_shape=(4, 4, 3), binarization=binarization, bits=bits, structure=structure
+    )
+    images = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+    probabilities = model(images, training=False).numpy()
+    assert probabilities.shape == (2, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert trainable_count(model) == 269_850  # quantizers add no parameters
+
+    convs = [layer for layer in model.layers if isinstance(layer, lq.layers.QuantConv2D)]
+    assert len(convs) == 18
+    preset = PRESETS[binarization]
+    for conv in convs:
+        assert (conv.kernel_quantizer is None) == (preset.kernel_quantizer is None)
+        binary_input = bits == "1w1a" and preset.input_quantizer is not None
+        assert (conv.input_quantizer is not None) == binary_input
+        assert conv.pad_values == (1.0 if binary_input else 0.0)
+    adds = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Add)]
+    assert len(adds) == (18 if structure == "bireal" else 9)
+    activation = Hardtanh if bits == "1w1a" else tf.keras.layers.ReLU
+    assert any(isinstance(layer, activation) for layer in model.layers)
+
+
+def test_presets_resolve_to_the_ablation_quantizers():
+    def kernel(name):
+        return lq.quantizers.get(
+            conv_settings(binarization=name, bits="1w1a", pad_values=1).kernel_quantizer
+        )
+
+    assert kernel("fp") is None
+    assert isinstance(kernel("bnn"), lq.quantizers.SteSign)
+    no_std, no_scale, libra = (
+        kernel("libra_pb_no_std"),
+        kernel("libra_pb_no_scale"),
+        kernel("libra_pb"),
+    )
+    assert (no_std.standardize, no_std.bit_shift, no_std.gradient) == (False, True, "ste")
+    assert (no_scale.standardize, no_scale.bit_shift, no_scale.gradient) == (True, False, "ste")
+    assert (libra.standardize, libra.bit_shift, libra.gradient) == (True, True, "ste")
+    assert isinstance(kernel("ede"), larq_irnet.EDESign)
+    irnet = kernel("irnet")
+    assert isinstance(irnet, larq_irnet.LibraPB) and irnet.gradient == "ede"
+    settings = conv_settings(binarization="irnet", bits="1w1a", pad_values=0.0)
+    assert isinstance(lq.quantizers.get(settings.input_quantizer), larq_irnet.EDESign)
+    assert settings.pad_values == 0.0
+    with pytest.raises(ValueError, match="binarization"):
+        conv_settings(binarization="xnor", bits="1w1a", pad_values=1.0)
+    with pytest.raises(ValueError, match="bits"):
+        conv_settings(binarization="irnet", bits="2w2a", pad_values=1.0)
+    with pytest.raises(ValueError, match="pad_values"):
+        conv_settings(binarization="irnet", bits="1w1a", pad_values=0.5)
+
+
+@pytest.mark.parametrize("bits", ["1w1a", "1w32a"])
+@pytest.mark.parametrize("binarization", ["fp", "irnet"])
+def test_other_models_forward(bits, binarization):
+    images = np.full((1, 8, 8, 3), 128.0, "float32")
+    kwargs = dict(input_shape=(8, 8, 3), bits=bits, binarization=binarization)
+    for model, classes in [
+        (IRNetVGGSmall(**kwargs), 10),
+        (IRNetResNet18(**kwargs), 10),  # stem="auto" -> CIFAR stem
+        (IRNetResNet18(**kwargs, stem="imagenet", num_classes=7), 7),
+        (IRNetResNet34(**kwargs, num_classes=5), 5),
+    ]:
+        assert model(images).shape == (1, classes)
+
+
+def test_resnet18_stem_auto_and_include_top():
+    small = IRNetResNet18(input_shape=(32, 32, 3), include_top=False)
+    assert not any(isinstance(layer, tf.keras.layers.MaxPool2D) for layer in small.layers)
+    assert small.output_shape == (None, 4, 4, 512)
+    large = IRNetResNet18(input_shape=(112, 112, 3), include_top=False)
+    assert sum(isinstance(layer, tf.keras.layers.MaxPool2D) for layer in large.layers) == 1
+    assert large.output_shape == (None, 4, 4, 512)
+    assert IRNetResNet20(include_top=False).output_shape == (None, 8, 8, 64)
+    assert IRNetVGGSmall(include_top=False).output_shape == (None, 4, 4, 512)
+    with pytest.raises(ValueError, match="stem"):
+        IRNetResNet18(stem="tiny")
+    with pytest.raises(ValueError, match="at least 8"):
+        IRNetVGGSmall(input_shape=(4, 4, 3))
+    with pytest.raises(ValueError, match="structure"):
+        IRNetResNet20(structure="dense")
+
+
+def test_input_is_rescaled_raw_pixels():
+    model = IRNetResNet20(input_shape=(4, 4, 1), include_top=False)
+    rescaling = model.layers[1]
+    assert isinstance(rescaling, tf.keras.layers.Rescaling)
+    np.testing.assert_allclose(rescaling(np.array([0.0, 127.5, 255.0])).numpy(), [-1, 0, 1])
+
+
+def test_input_tensor():
+    inputs = tf.keras.Input((8, 8, 3))
+    model = IRNetResNet20(input_tensor=inputs)
+    assert model.inputs[0] is inputs and model.output_shape == (None, 10)
+
+
+def test_option_a_shortcut_and_hardtanh_match_numpy():
+    x = np.random.default_rng(1).normal(size=(2, 5, 6, 4)).astype("float32")
+    y = SubsampleChannelPad(8, 2)(x).numpy()
+    expected = np.pad(x[:, ::2, ::2, :], [(0, 0), (0, 0), (0, 0), (2, 2)])
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(Hardtanh()(3 * x).numpy(), np.clip(3 * x, -1, 1))
+
+
+def test_convolutions_are_kaiming_normal_and_distinct():
+    model = IRNetResNet20(input_shape=(4, 4, 3))
+    kernels = [
+        layer.kernel.numpy()
+        for layer in model.layers
+        if isinstance(layer, lq.layers.QuantConv2D) and layer.kernel.shape == (3, 3, 64, 64)
+    ]
+    assert len(kernels) == 5
+    assert not np.allclose(kernels[0], kernels[1])  # each layer its own initializer
+    weights = np.concatenate([k.ravel() for k in kernels])
+    np.testing.assert_allclose(weights.std(), np.sqrt(2 / (3 * 3 * 64)), rtol=0.03)
+
+
+def test_builds_and_trains_under_mirrored_strategy():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = IRNetResNet20(input_shape=(8, 8, 3))
+        model.compile("sgd", "sparse_categorical_crossentropy")
+    assert all(strategy.extended.variable_created_in_scope(v) for v in model.variables)
+    images = np.random.default_rng(2).uniform(0, 255, (4, 8, 8, 3)).astype("float32")
+    before = [w.numpy() for w in model.trainable_weights]
+    history = model.fit(images, np.arange(4) % 10, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    changed = [
+        not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights, strict=True)
+    ]
+    assert all(changed)
+
+
+# --- weights -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_weights(tmp_path):
+    """A ResNet-20 with non-default weights and BN statistics, saved to a .h5 file."""
+    model = IRNetResNet20(input_shape=(8, 8, 1))
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(0.5, 0.1, w.shape).astype("float32") for w in model.weights])
+    path = tmp_path / "resnet20.h5"
+    model.save_weights(path)
+    images = rng.uniform(0, 255, (3, 8, 8, 1)).astype("float32")
+    return model, path, images
+
+
+def test_weights_from_path_round_trip(saved_weights):
+    model, path, images = saved_weights
+    expected = model(images).numpy()
+    loaded = IRNetResNet20(input_shape=(8, 8, 1), weights=str(path))
+    np.testing.assert_array_equal(loaded(images).numpy(), expected)
+    fresh = IRNetResNet20(input_shape=(8, 8, 1))
+    assert not np.allclose(fresh(images).numpy(), expected)
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        IRNetResNet20(weights=str(path.with_name("missing.h5")))
+
+
+@pytest.fixture
+def registered(saved_weights, monkeypatch):
+    model, path, images = saved_weights
+    entry = registry.WeightsEntry(
+        model="IRNetResNet20",
+        filename=path.name,
+        sha256=registry.sha256sum(path),
+        kwargs={"input_shape": (8, 8, 1), "num_classes": 10, "bits": "1w1a"},
+    )
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", path.parent)
+    monkeypatch.setitem(registry.WEIGHTS, "test_weights", entry)
+    return model, path, images, entry
+
+
+def test_registered_weights_load_after_sha_check(registered):
+    model, path, images, entry = registered
+    loaded = IRNetResNet20(weights="test_weights")  # input_shape from the registry
+    assert loaded.input_shape == (None, 8, 8, 1)
+    np.testing.assert_array_equal(loaded(images).numpy(), model(images).numpy())
+    features = IRNetResNet20(weights="test_weights", include_top=False)
+    pool = next(lyr for lyr in model.layers if isinstance(lyr, tf.keras.layers.AveragePooling2D))
+    reference = tf.keras.Model(model.input, pool.input)
+    np.testing.assert_array_equal(features(images).numpy(), reference(images).numpy())
+
+
+def test_registered_weights_errors(registered, monkeypatch):
+    _, path, _, entry = registered
+    with pytest.raises(ValueError, match="'test_weights' \\(IRNetResNet20\\)"):
+        IRNetResNet20(weights="imagenet")
+    with pytest.raises(ValueError, match="IRNetResNet20, not IRNetVGGSmall"):
+        IRNetVGGSmall(weights="test_weights")
+    with pytest.raises(ValueError, match="num_classes"):
+        IRNetResNet20(weights="test_weights", num_classes=3)
+    with pytest.raises(ValueError, match="bits"):
+        IRNetResNet20(weights="test_weights", bits="1w32a")
+    monkeypatch.setitem(
+        registry.WEIGHTS,
+        "test_weights",
+        registry.WeightsEntry(
+            model=entry.model, filename=entry.filename, sha256="0" * 64, kwargs=entry.kwargs
+        ),
+    )
+    with pytest.raises(ValueError, match="sha256"):
+        IRNetResNet20(weights="test_weights")
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        IRNetResNet20(weights="test_weights")
