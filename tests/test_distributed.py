@@ -1,0 +1,205 @@
+"""tf.distribute training: MirroredStrategy in process, two real workers on loopback."""
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import larq_irnet  # noqa: F401
+from larq_irnet.recipes import get_recipe
+from larq_irnet.training import train
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+WORKER_TIMEOUT = 150  # seconds for both workers together
+
+# Each worker trains the same tiny Libra-PB/EDE model with `train()` and records what
+# it saw: the logs of every epoch, its returned summary, and its final weights.
+WORKER = textwrap.dedent(
+    """
+    import dataclasses, json, sys
+    from pathlib import Path
+
+    import larq_irnet
+    from larq_irnet.recipes import get_recipe
+    from larq_irnet.training import train
+
+    import larq as lq
+    import numpy as np
+    import tensorflow as tf
+
+    run_dir, out_dir, index = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+
+    def tiny_model(*, input_shape, num_classes):
+        inputs = tf.keras.Input(input_shape)
+        x = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+        x = tf.keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(x)
+        x = tf.keras.layers.BatchNormalization()(x)
+        x = lq.layers.QuantConv2D(
+            8, 3, padding="same", pad_values=1.0, use_bias=False,
+            input_quantizer="ede_sign", kernel_quantizer="libra_pb",
+        )(x)
+        x = tf.keras.layers.BatchNormalization()(x)
+        x = tf.keras.layers.GlobalAveragePooling2D()(x)
+        return tf.keras.Model(inputs, tf.keras.layers.Dense(num_classes, activation="softmax")(x))
+
+    class Record(tf.keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+
+        def on_train_end(self, logs=None):
+            # Every worker reads the weights (BatchNorm statistics are aggregated).
+            np.savez(out_dir / f"weights{index}.npz", *self.model.get_weights())
+
+    recipe = dataclasses.replace(
+        get_recipe("fashion_mnist-resnet20-1w1a"), name="tiny", model=tiny_model, model_kwargs={}
+    )
+    record = Record()
+    summary = train(
+        recipe, output_dir=run_dir, strategy="multi-worker", epochs=2, steps_per_epoch=3,
+        batch_size=32, train_limit=512, extra_callbacks=[record], verbose=0,
+    )
+    (out_dir / f"worker{index}.json").write_text(
+        json.dumps({"summary": summary, "epochs": record.epochs})
+    )
+    """
+)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_loopback_train_to_the_same_weights(tmp_path, fashion_mnist):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    run_dir, out_dir = tmp_path / "run", tmp_path / "out"
+    out_dir.mkdir()
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = []
+    for index in range(2):
+        task = {"type": "worker", "index": index}
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": task}),
+            "CUDA_VISIBLE_DEVICES": "",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
+        command = [sys.executable, str(script), str(run_dir), str(out_dir), str(index)]
+        workers.append(
+            subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=WORKER_TIMEOUT)[0])
+    except subprocess.TimeoutExpired:
+        for worker in workers:
+            worker.kill()
+        pytest.fail(f"the workers did not finish within {WORKER_TIMEOUT} s")
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    for index, (worker, output) in enumerate(zip(workers, outputs, strict=True)):
+        assert worker.returncode == 0, f"worker {index} failed:\n{output[-3000:]}"
+
+    # Both workers end with the same weights.
+    weights = [np.load(out_dir / f"weights{i}.npz") for i in range(2)]
+    assert len(weights[0].files) == len(weights[1].files) > 0
+    for name in weights[0].files:
+        np.testing.assert_array_equal(weights[0][name], weights[1][name])
+
+    # The same EDE schedule on both, the authors' per-epoch t.
+    records = [json.loads((out_dir / f"worker{i}.json").read_text()) for i in range(2)]
+    ede_t = [[epoch["ede_t"] for epoch in record["epochs"]] for record in records]
+    assert ede_t[0] == ede_t[1]
+    expected = [1e-3 * 10 ** ((e / 2) * math.log10(10 / 1e-3)) for e in range(2)]
+    np.testing.assert_allclose(ede_t[0], expected, rtol=1e-6)
+    summaries = [record["summary"] for record in records]
+    assert summaries[0]["num_replicas"] == summaries[1]["num_replicas"] == 2
+    assert summaries[0]["final_test_accuracy"] == summaries[1]["final_test_accuracy"]
+
+    # Only the chief wrote the run directory; the other worker cleaned up after itself.
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoints",
+        "config.json",
+        "history.csv",
+        "model.h5",
+        "summary.json",
+        "tensorboard",
+    ]
+    written = json.loads((run_dir / "summary.json").read_text())
+    assert written["final_test_accuracy"] == summaries[0]["final_test_accuracy"]
+    # The two workers together scored every test image: same accuracy as one process.
+    _, (x_test, y_test) = fashion_mnist
+    model = tf.keras.models.load_model(run_dir / "model.h5")
+    for layer_weights, saved in zip(model.get_weights(), weights[0].values(), strict=True):
+        np.testing.assert_allclose(layer_weights, saved, rtol=1e-6)
+    predictions = model.predict(x_test.astype(np.float32), batch_size=1000, verbose=0)
+    accuracy = float(np.mean(predictions.argmax(-1) == y_test))
+    assert written["final_test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        train("fashion_mnist-resnet20-1w1a", output_dir=tmp_path, strategy="multi-worker")
+    assert not Path(tmp_path, "config.json").exists()
+
+
+def tiny_model(*, input_shape, num_classes):
+    inputs = tf.keras.Input(input_shape)
+    x = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = tf.keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(
+        8,
+        3,
+        padding="same",
+        use_bias=False,
+        input_quantizer="ede_sign",
+        kernel_quantizer="libra_pb",
+    )(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(num_classes, activation="softmax")(x))
+
+
+def test_mirrored_strategy_trains_on_the_local_devices(tmp_path):
+    recipe = dataclasses.replace(
+        get_recipe("fashion_mnist-resnet20-1w1a"), name="tiny", model=tiny_model, model_kwargs={}
+    )
+    summary = train(
+        recipe,
+        output_dir=tmp_path,
+        strategy="mirrored",
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=32,
+        train_limit=256,
+        verbose=0,
+    )
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")[:1]
+    assert summary["strategy"] == "mirrored" and summary["num_replicas"] == len(devices)
+    assert summary["test_examples"] == 10000 and (tmp_path / "model.h5").exists()
