@@ -53,6 +53,7 @@ __all__ = [
     "dataset_info",
     "imagenet_eval_image",
     "imagenet_train_image",
+    "jpeg_dataset",
     "load_arrays",
     "load_cifar10",
     "load_fashion_mnist",
@@ -640,6 +641,61 @@ def _imagenet_builder(data_dir: str | os.PathLike | None):
     return builder
 
 
+def _resumed_shuffle_seed(seed: int, start_batch: int) -> int:
+    # Files and shuffle buffers cannot be fast-forwarded: a resumed stream draws a new
+    # shuffle from (seed, start_batch).
+    return int(seed) * 1_000_003 + start_batch
+
+
+def jpeg_dataset(
+    examples: tf.data.Dataset,
+    batch_size: int,
+    *,
+    training: bool,
+    augment: bool | None = None,
+    seed: int = 0,
+    start_batch: int = 0,
+    shuffle_buffer: int = 10_000,
+) -> tf.data.Dataset:
+    """Batches of (float32 raw-pixel images, labels) from (JPEG bytes, label) examples.
+
+    With `training=True`: an endless stream of full batches, shuffled through a buffer
+    of `shuffle_buffer` examples; example number i of the stream (counted from
+    `start_batch * batch_size`) gets `imagenet_train_image` seeded by (seed, i). With
+    `training=False`: one ordered pass of `imagenet_eval_image` (or the training
+    augmentation with `augment=True`), the last batch possibly smaller.
+
+    # Arguments
+        examples: a dataset of (scalar string JPEG, label) pairs, e.g. tfds'
+            `imagenet2012` read with `tfds.decode.SkipDecoding()` and `as_supervised`.
+        batch_size: examples per batch (the global batch under `tf.distribute`).
+        training: endless shuffled stream (True) or one ordered pass (False).
+        augment: ImageNet training augmentation (default: `training`).
+        seed: seed of the shuffle and the augmentation.
+        start_batch: number of the first batch, when resuming; the shuffle is then
+            drawn anew from (seed, start_batch).
+        shuffle_buffer: examples in the shuffle buffer.
+    """
+    _check_batching(batch_size, start_batch)
+    augment = training if augment is None else augment
+    _, augment_key = _stream_keys(seed)
+    if training:
+        shuffle_seed = _resumed_shuffle_seed(seed, start_batch)
+        examples = examples.shuffle(shuffle_buffer, seed=shuffle_seed).repeat()
+
+    def preprocess(position, example):
+        jpeg, label = example
+        if augment:
+            key = tf.random.experimental.stateless_fold_in(augment_key, position)
+            return imagenet_train_image(jpeg, key), label
+        return imagenet_eval_image(jpeg), label
+
+    dataset = examples.enumerate(start=start_batch * batch_size)
+    dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    return _with_options(dataset, shard_by_data=False)
+
+
 def _imagenet_dataset(
     split: str,
     batch_size: int,
@@ -653,33 +709,23 @@ def _imagenet_dataset(
 
     builder = _imagenet_builder(data_dir)
     training = split == "train"
-    # The shuffle of a resumed run is drawn afresh from (seed, start_batch): files and
-    # shuffle buffer cannot be fast-forwarded, unlike the in-memory sources.
-    shuffle_seed = int(seed) * 1_000_003 + start_batch
-    dataset = builder.as_dataset(
+    examples = builder.as_dataset(
         split="train" if training else "validation",
         shuffle_files=training and limit is None,
         decoders={"image": tfds.decode.SkipDecoding()},
         as_supervised=True,
-        read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed),
+        read_config=tfds.ReadConfig(shuffle_seed=_resumed_shuffle_seed(seed, start_batch)),
     )
     if limit is not None:
-        dataset = dataset.take(limit)
-    _, augment_key = _stream_keys(seed)
-    if training:
-        dataset = dataset.shuffle(10_000, seed=shuffle_seed).repeat()
-
-    def preprocess(position, example):
-        jpeg, label = example
-        if augment:
-            key = tf.random.experimental.stateless_fold_in(augment_key, position)
-            return imagenet_train_image(jpeg, key), label
-        return imagenet_eval_image(jpeg), label
-
-    dataset = dataset.enumerate(start=start_batch * batch_size)
-    dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=training)
-    return _with_options(dataset, shard_by_data=False)
+        examples = examples.take(limit)
+    return jpeg_dataset(
+        examples,
+        batch_size,
+        training=training,
+        augment=augment,
+        seed=seed,
+        start_batch=start_batch,
+    )
 
 
 def make_dataset(

@@ -676,6 +676,8 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             train_limit=args.train_limit,
             extra_callbacks=extra,
+            # Progress bars on a terminal, one line per epoch in a log file.
+            verbose=1 if sys.stdout.isatty() else 2,
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"larq-irnet train: error: {error}", file=sys.stderr)

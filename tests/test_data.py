@@ -230,6 +230,26 @@ def test_imagenet_training_augmentation_shapes_ranges_and_determinism():
     np.testing.assert_array_equal(again, outs[0])
 
 
+def test_jpeg_pipeline_batches_augmented_training_and_ordered_evaluation_images():
+    rng = np.random.default_rng(3)
+    sizes = [(240, 320), (300, 250), (256, 256), (400, 300), (230, 500)]
+    jpegs = [jpeg(rng.integers(0, 256, size=(*s, 3), dtype=np.uint8)) for s in sizes]
+    examples = tf.data.Dataset.from_tensor_slices((tf.stack(jpegs), tf.range(5, dtype=tf.int64)))
+
+    train = data.jpeg_dataset(examples, 2, training=True, seed=1, shuffle_buffer=5)
+    batches = [(x.numpy(), y.numpy()) for x, y in train.take(6)]  # more than one pass
+    for x, y in batches:
+        assert x.shape == (2, 224, 224, 3) and x.dtype == np.float32
+        assert x.min() >= 0.0 and x.max() <= 255.0 and set(y) <= set(range(5))
+    assert list(np.concatenate([y for _, y in batches[:2]])) != [0, 1, 2, 3]  # shuffled
+
+    test = list(data.jpeg_dataset(examples, 2, training=False))
+    assert [len(y) for _, y in test] == [2, 2, 1]
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in test]), range(5))
+    first = data.imagenet_eval_image(jpegs[0]).numpy()
+    np.testing.assert_array_equal(test[0][0][0].numpy(), first)
+
+
 def numpy_jitter(image, brightness, contrast, saturation, hue):
     """torchvision's ColorJitter steps, written out in NumPy (fixed order, clip each step)."""
 
