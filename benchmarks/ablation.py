@@ -1,0 +1,234 @@
+"""IR-Net's ablation (paper, Table 2) on Fashion-MNIST with ResNet-20 (Bi-Real structure).
+
+Every row trains the same recipe (`fashion_mnist-resnet20-1w1a`), with the same seed and
+epochs, changing only the binarization; IR-Net and plain binary also run a second seed so
+their difference can be told from seed noise. Each row is a resumable run directory
+(`larq_irnet.training.train`): rerunning the command after an interruption continues the
+unfinished row from its last epoch and skips finished ones. The results file is rewritten
+atomically whenever a row finishes, with each row's per-epoch history, so that
+`--plots` and docs/results.md can be regenerated from it alone.
+
+    python benchmarks/ablation.py                       # all rows, in the order below
+    python benchmarks/ablation.py --only irnet-seed0    # one row
+    python benchmarks/ablation.py --plots docs/results  # figures from the results file
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from larq_irnet.callbacks import InformationDiagnostics
+from larq_irnet.io import atomic_path, atomic_write
+from larq_irnet.training import train
+
+RECIPE = "fashion_mnist-resnet20-1w1a"
+
+#: The paper's Table 2 rows: binarization, label, CIFAR-10 ResNet-20 1/1 top-1 (%).
+ROWS = {
+    "fp": ("Full precision", 90.8),
+    "bnn": ("Plain binary (sign + STE)", 83.8),
+    "libra_pb_no_std": ("Libra-PB w/o standardization", 84.3),
+    "libra_pb_no_scale": ("Libra-PB w/o bit-shift scale", 84.6),
+    "libra_pb": ("Libra-PB", 84.9),
+    "ede": ("EDE", 85.2),
+    "irnet": ("IR-Net (Libra-PB + EDE)", 86.5),
+}
+
+#: Run order: the comparisons that matter most finish first.
+RUNS = [
+    ("irnet", 0),
+    ("bnn", 0),
+    ("fp", 0),
+    ("libra_pb", 0),
+    ("ede", 0),
+    ("irnet", 1),
+    ("bnn", 1),
+    ("libra_pb_no_std", 0),
+    ("libra_pb_no_scale", 0),
+]
+
+_SUMMARY_KEYS = (
+    "binarization",
+    "seed",
+    "epochs",
+    "batch_size",
+    "final_test_accuracy",
+    "final_test_loss",
+    "best_epoch_test_accuracy",
+    "best_epoch",
+    "ede_t",
+    "ede_t_min",
+    "ede_t_max",
+    "train_seconds",
+    "train_examples",
+    "test_examples",
+)
+_HISTORY_KEYS = ("accuracy", "val_accuracy", "loss", "val_loss", "ede_t", "entropy_mean")
+
+
+def run_name(binarization: str, seed: int) -> str:
+    """The name of a row's run directory and results entry."""
+    return f"{binarization}-seed{seed}"
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """Per-epoch columns of a run's history.csv: the headline ones and per-layer entropy."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = [k for k in rows[0] if k in _HISTORY_KEYS or k.startswith("entropy/")]
+    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in columns}
+
+
+def load_results(path: Path) -> dict:
+    """The results file, or an empty one."""
+    if not path.is_file():
+        return {"recipe": RECIPE, "runs": {}}
+    return json.loads(path.read_text())
+
+
+def run_rows(args: argparse.Namespace) -> dict:
+    """Train every selected row that is not finished yet, saving results after each."""
+    results = load_results(args.results)
+    selected = [r for r in RUNS if not args.only or run_name(*r) in args.only]
+    unknown = set(args.only or ()) - {run_name(*r) for r in RUNS}
+    if unknown:
+        raise SystemExit(
+            f"--only: unknown rows {sorted(unknown)}; known: {[run_name(*r) for r in RUNS]}"
+        )
+    for binarization, seed in selected:
+        name = run_name(binarization, seed)
+        run_dir = args.output_dir / name
+        print(f"== {name} -> {run_dir}", flush=True)
+        summary = train(
+            RECIPE,
+            output_dir=run_dir,
+            binarization=binarization,
+            seed=seed,
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            train_limit=args.train_limit,
+            data_dir=args.data_dir,
+            extra_callbacks=[InformationDiagnostics()],
+            verbose=2,
+        )
+        entry = {k: summary.get(k) for k in _SUMMARY_KEYS}
+        entry["history"] = read_history(run_dir / "history.csv")
+        results["runs"][name] = entry
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.results, json.dumps(results, indent=1) + "\n")
+        print(f"== {name}: final test accuracy {summary['final_test_accuracy']:.4f}", flush=True)
+    return results
+
+
+def table(results: dict) -> str:
+    """The ablation as a markdown table: Fashion-MNIST beside the paper's CIFAR-10."""
+    lines = [
+        "| row | Fashion-MNIST top-1 % (final epoch, per seed) | mean | paper CIFAR-10 % |",
+        "|---|---|---|---|",
+    ]
+    for binarization, (label, paper) in ROWS.items():
+        runs = [r for r in results["runs"].values() if r["binarization"] == binarization]
+        runs.sort(key=lambda r: r["seed"])
+        if runs:
+            per_seed = ", ".join(
+                f"{100 * r['final_test_accuracy']:.2f} (s{r['seed']})" for r in runs
+            )
+            mean = sum(r["final_test_accuracy"] for r in runs) / len(runs)
+            lines.append(f"| {label} | {per_seed} | {100 * mean:.2f} | {paper} |")
+        else:
+            lines.append(f"| {label} | not run yet | | {paper} |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, out_dir: Path) -> list[Path]:
+    """Accuracy curves of all rows, Libra-PB vs plain-binary weight entropy, EDE's t."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = results["runs"]
+    written = []
+
+    def save(fig, name):
+        with atomic_path(out_dir / name) as temp:
+            fig.savefig(temp, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(out_dir / name)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, run in sorted(runs.items()):
+        accuracy = run["history"]["val_accuracy"]
+        ax.plot(range(1, len(accuracy) + 1), [100 * a for a in accuracy], marker=".", label=name)
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Fashion-MNIST, ResNet-20 1w1a")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, "accuracy.png")
+
+    pairs = [(n, r) for n, r in sorted(runs.items()) if "entropy_mean" in r["history"]]
+    if pairs:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        for name, run in pairs:
+            entropy = run["history"]["entropy_mean"]
+            left.plot(range(1, len(entropy) + 1), entropy, marker=".", label=name)
+        left.set(xlabel="epoch", ylabel="bits", title="binary weight entropy, mean of layers")
+        left.legend(fontsize=8)
+        for name, run in pairs:
+            layers = sorted(k for k in run["history"] if k.startswith("entropy/"))
+            if name.startswith(("bnn", "irnet")) and layers:
+                last = [run["history"][k][-1] for k in layers]
+                right.plot(range(len(last)), last, marker="o", label=name)
+        right.set(xlabel="binarized layer", ylabel="bits", title="per-layer entropy, last epoch")
+        right.legend(fontsize=8)
+        save(fig, "entropy.png")
+
+    ede = [(n, r) for n, r in sorted(runs.items()) if "ede_t" in r["history"]]
+    if ede:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        name, run = ede[0]
+        t = run["history"]["ede_t"]
+        ax.semilogy(range(len(t)), t, marker="o", label="t")
+        ax.semilogy(range(len(t)), [max(1 / v, 1) for v in t], marker="s", label="k")
+        ax.set(xlabel="epoch", title=f"EDE schedule ({name})")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+        save(fig, "ede_schedule.png")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/ablation"))
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/ablation.json"))
+    parser.add_argument("--only", nargs="+", metavar="ROW", help="e.g. irnet-seed0 bnn-seed1")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="only draw the figures from the results file into DIR",
+    )
+    args = parser.parse_args(argv)
+    if args.plots:
+        results = load_results(args.results)
+        if not results["runs"]:
+            raise SystemExit(f"{args.results}: no finished rows to plot")
+        for path in plot(results, args.plots):
+            print(path)
+    else:
+        results = run_rows(args)
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
