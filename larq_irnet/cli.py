@@ -11,7 +11,11 @@ import importlib
 import os
 import sys
 
-_COMMAND_MODULES: tuple[str, ...] = ("larq_irnet.report", "larq_irnet.training")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "larq_irnet.report",
+    "larq_irnet.training",
+    "larq_irnet.converters.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,200 @@
+"""`larq-irnet convert`, `larq-irnet evaluate` and `larq-irnet benchmark`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["add_parser"]
+
+_TRUST = (
+    ".h5 files and SavedModel directories can carry code that runs when they are loaded: "
+    "convert them only from a trusted source. .keras files are loaded in Keras' safe mode "
+    "(no deserialized Python code) unless --unsafe is given."
+)
+_DATASETS = ("fashion_mnist", "cifar10")
+
+
+def _error(command: str, message: str) -> int:
+    print(f"larq-irnet {command}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _load_split(name: str, data_dir: str | None, split: str):
+    from larq_irnet.data import load_arrays
+
+    if name == "cifar10" and data_dir is None:
+        raise ValueError(
+            "cifar10 needs --data-dir: the cifar-10-batches-py directory of the extracted "
+            "cifar-10-python.tar.gz (nothing is downloaded)"
+        )
+    train, test = load_arrays(name, data_dir)
+    return train if split == "train" else test
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from larq_irnet.converters._io import load_keras_model
+    from larq_irnet.converters.lce import ConversionError, convert
+
+    import numpy as np
+
+    try:
+        model = load_keras_model(args.model, safe_mode=not args.unsafe)
+        representative = None
+        if args.int8:
+            images, _ = _load_split(args.calibration_dataset, args.data_dir, "train")
+            rng = np.random.default_rng(0)
+            if args.calibration_size < 1:
+                raise ValueError(f"--calibration-size must be >= 1, got {args.calibration_size}")
+            size = min(args.calibration_size, len(images))
+            pick = rng.choice(len(images), size=size, replace=False)
+            representative = images[pick]
+        result = convert(
+            model, strict=args.strict, int8=args.int8, representative_data=representative
+        )
+    except ConversionError as e:
+        print(e.report, file=sys.stderr)
+        return _error("convert", f"{e} (nothing written to {args.output})")
+    except (OSError, ValueError, TypeError) as e:
+        return _error("convert", f"{e} (nothing written to {args.output})")
+    try:
+        result.save(args.output)
+    except OSError as e:
+        return _error("convert", f"cannot write {args.output}: {e}")
+    print(result.report)
+    if args.report:
+        from larq_irnet.converters._io import write_atomic
+
+        write_atomic(args.report, result.report.to_json() + "\n")
+    print(f"wrote {args.output} ({len(result.flatbuffer):,} bytes)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from larq_irnet.converters._io import load_keras_model
+    from larq_irnet.converters.evaluate import AGREEMENT_THRESHOLD, evaluate_tflite
+
+    try:
+        flatbuffer = Path(args.tflite).read_bytes()
+        images, labels = _load_split(args.dataset, args.data_dir, "test")
+        if args.limit is not None:
+            if args.limit < 1:
+                raise ValueError(f"--limit must be >= 1, got {args.limit}")
+            images, labels = images[: args.limit], labels[: args.limit]
+        keras_model = None
+        if args.keras:
+            keras_model = load_keras_model(args.keras, safe_mode=not args.unsafe)
+        result = evaluate_tflite(
+            flatbuffer, images, labels, keras_model=keras_model, progress=not args.no_progress
+        )
+    except (OSError, ValueError) as e:
+        return _error("evaluate", str(e))
+    print(
+        f"{args.tflite}: top-1 accuracy {result.accuracy:.4f} on {result.examples} "
+        f"{args.dataset} test images ({result.seconds:.1f} s in LCE's interpreter)"
+    )
+    status = 0
+    if result.agreement is not None:
+        print(f"{args.keras}: Keras top-1 accuracy {result.keras_accuracy:.4f}")
+        print(f"top-1 agreement LCE vs Keras: {result.agreement:.4f}")
+        if result.agreement < AGREEMENT_THRESHOLD:
+            print(
+                f"warning: agreement below {AGREEMENT_THRESHOLD:.1%}: the conversion changed "
+                "the model's decisions (an int8 model, or a bug to explain)",
+                file=sys.stderr,
+            )
+            status = 3
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    return status
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from larq_irnet.converters import benchmark
+
+    return benchmark.run(args)
+
+
+def add_parser(subparsers) -> None:
+    """Register `convert`, `evaluate` and `benchmark` with the `larq-irnet` command."""
+    from larq_irnet.converters.benchmark import add_arguments
+
+    convert = subparsers.add_parser(
+        "convert",
+        help="convert a Keras model with LCE and report what each binary layer became",
+        description="Convert a Keras model (.keras, .h5 or SavedModel directory) to an LCE "
+        "flatbuffer, and report for every binarized layer whether it became LceBconv2d "
+        "(or which float op, and why). The output is written atomically: a failed "
+        "conversion leaves no file and an existing file untouched. " + _TRUST,
+    )
+    convert.add_argument("model", help="a .keras or .h5 file or a SavedModel directory")
+    convert.add_argument("-o", "--output", required=True, help="the .tflite file to write")
+    convert.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 1, nothing written) if a 1w1a layer did not become LceBconv2d",
+    )
+    convert.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantize the layers that stay float (stem, shortcuts, classifier) to int8, "
+        "with ranges calibrated on training images (--calibration-dataset)",
+    )
+    convert.add_argument(
+        "--calibration-dataset",
+        choices=_DATASETS,
+        default="fashion_mnist",
+        help="training images to calibrate --int8 on (default fashion_mnist)",
+    )
+    convert.add_argument(
+        "--calibration-size",
+        type=int,
+        default=512,
+        help="number of calibration images (default 512)",
+    )
+    convert.add_argument("--data-dir", help="dataset directory (required for cifar10)")
+    convert.add_argument(
+        "--unsafe", action="store_true", help="allow Python code in .keras files (trusted only)"
+    )
+    convert.add_argument("--report", help="also write the conversion report as JSON here")
+    convert.set_defaults(func=_convert)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="accuracy of a .tflite model in LCE's interpreter on a real test set",
+        description="Run LCE's interpreter over the whole test set (float32 raw pixels "
+        "0..255: the models normalize inside) and report top-1 accuracy; with --keras, "
+        "also the Keras model's accuracy and the top-1 agreement between the two (below "
+        "99.5% exits with status 3). " + _TRUST,
+    )
+    evaluate.add_argument("tflite", help="the .tflite model")
+    evaluate.add_argument("--dataset", required=True, choices=_DATASETS)
+    evaluate.add_argument(
+        "--data-dir",
+        help="dataset directory (Fashion-MNIST default: /usr/share/datasets/fashion-mnist; "
+        "cifar10: required, the cifar-10-batches-py directory)",
+    )
+    evaluate.add_argument("--keras", help="the Keras model the .tflite was converted from")
+    evaluate.add_argument(
+        "--limit", type=int, help="score only the first N test images (for quick checks)"
+    )
+    evaluate.add_argument(
+        "--unsafe", action="store_true", help="allow Python code in .keras files (trusted only)"
+    )
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.add_argument("--json", action="store_true", help="also print the result as JSON")
+    evaluate.set_defaults(func=_evaluate)
+
+    bench = subparsers.add_parser(
+        "benchmark",
+        help="size and single-thread latency: IR-Net (LCE) vs FP32 (XNNPACK) vs ste_sign",
+        description="Convert IR-Net ResNet-18 (224x224) and ResNet-20 (32x32) and their "
+        "FP32 and plain ste_sign twins, choose the fastest interpreter flags for each, "
+        "time them interleaved on one thread, and print medians and ratios (JSON "
+        "written atomically to --output).",
+    )
+    add_arguments(bench)
+    bench.set_defaults(func=_benchmark)
