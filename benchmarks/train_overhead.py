@@ -21,13 +21,13 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import larq_irnet  # noqa: E402  (first: selects Keras 2)
+from larq_irnet.io import atomic_write  # noqa: E402
 from larq_irnet.zoo import BINARIZATIONS, IRNetResNet20  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -152,19 +152,6 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
-def write_json_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=positive_int, default=128)
@@ -195,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "met" if result["target"]["met"] else "NOT met"
         print(f"target irnet/bnn <= {TARGET:.2f}: {verdict}")
     if args.output is not None:
-        write_json_atomically(args.output, result)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.output, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.output}")
     return 0
 

@@ -39,12 +39,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from larq_irnet.information import binarized_kernels, sign_entropy, standardized_kernel
+from larq_irnet.io import atomic_path, atomic_write
 from larq_irnet.quantizers import LibraPB, libra_standardize
 
 import numpy as np
@@ -140,25 +140,14 @@ def _layer_columns(history: dict[str, np.ndarray], measure: str) -> dict[str, np
     }
 
 
-def _save_atomically(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through `write(file)` to a temp file beside `path`, then rename it over `path`."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
 def _save_figure(figure: Figure, path: Path) -> Path:
     FigureCanvasAgg(figure)
     for ax in figure.axes:
         if ax.get_xlabel() == "epoch":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
-    _save_atomically(path, lambda f: figure.savefig(f, format="png", dpi=110))
+    with atomic_path(path) as temp:
+        figure.savefig(temp, format="png", dpi=110)
     return path
 
 
@@ -473,7 +462,7 @@ def write_report(
     summary = _read_summary(run_dir / SUMMARY_FILE)
     text = _markdown(run_dir.resolve(), history, summary, figures, skipped)
     markdown = output / "report.md"
-    _save_atomically(markdown, lambda f: f.write(text + "\n"), mode="w")
+    atomic_write(markdown, text + "\n")
     return Report(markdown=markdown, figures=list(figures.values()), skipped=skipped)
 
 
