@@ -1,0 +1,152 @@
+"""The model zoo's table: parameters, binary and float MACs, FP32 and LCE sizes.
+
+    .venv/bin/python benchmarks/model_table.py [--output docs/models.md] [--models NAME ...]
+
+For each zoo model at its default input size, builds the 1w1a IR-Net variant and the
+full-precision (`binarization="fp"`) twin, counts trainable parameters and MACs with
+`larq.models.ModelProfile`, converts both with `larq_compute_engine.convert_keras_model`
+and measures the flatbuffers. Prints the Markdown table and writes it (atomically) to
+`--output`.
+
+MACs are per image. Larq's profile also counts EDE's scalar t and k variables (kept on
+each binary layer) as 32-bit weights with one MAC per output pixel; they are not
+multiply-accumulates of the network and are left out here.
+"""
+
+import argparse
+import collections
+import os
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import larq_irnet  # noqa: F401  (first: selects Keras 2)
+from larq_irnet.zoo import IRNetResNet18, IRNetResNet20, IRNetResNet34, IRNetVGGSmall
+
+import larq as lq
+import larq_compute_engine as lce
+import numpy as np
+import tensorflow as tf
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = "python benchmarks/model_table.py"
+
+# name: (model function, kwargs, data set the input size and classes are for)
+MODELS = {
+    "resnet20": (IRNetResNet20, {}, "CIFAR-10"),
+    "vgg_small": (IRNetVGGSmall, {}, "CIFAR-10"),
+    "resnet18_cifar": (IRNetResNet18, {"stem": "cifar"}, "CIFAR-10"),
+    "resnet18": (IRNetResNet18, {"stem": "imagenet"}, "ImageNet"),
+    "resnet34": (IRNetResNet34, {}, "ImageNet"),
+}
+
+
+def macs_by_precision(model: tf.keras.Model) -> dict[int, int]:
+    """Multiply-accumulates per image by operand precision (1 or 32 bits)."""
+    totals: dict[int, int] = collections.Counter()
+    for layer in lq.models.ModelProfile(model).layer_profiles:
+        kernels = [wp for wp in layer.weight_profiles if not wp.is_bias()]
+        # Larq adds one op profile per non-bias weight, in the same order.
+        for weight, op in zip(kernels, layer.op_profiles, strict=False):
+            if weight.trainable:  # EDE's t and k are non-trainable scalars
+                totals[op.precision] += op.n
+    return dict(totals)
+
+
+def trainable_parameters(model: tf.keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def measure(name: str) -> dict:
+    fn, kwargs, dataset = MODELS[name]
+    row = {"name": name, "function": fn.__name__, "kwargs": kwargs, "dataset": dataset}
+    binary = fn(**kwargs)
+    row["input"] = "x".join(str(d) for d in binary.input_shape[1:3])
+    row["classes"] = binary.output_shape[-1]
+    row["params"] = trainable_parameters(binary)
+    row["binary_params"] = lq.models.ModelProfile(binary).weight_count(bitwidth=1)
+    macs = macs_by_precision(binary)
+    row["binary_macs"], row["float_macs"] = macs.get(1, 0), macs.get(32, 0)
+    start = time.perf_counter()
+    row["lce_bytes"] = len(lce.convert_keras_model(binary))
+    tf.keras.backend.clear_session()
+    row["fp_bytes"] = len(lce.convert_keras_model(fn(**kwargs, binarization="fp")))
+    tf.keras.backend.clear_session()
+    print(f"{name}: converted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return row
+
+
+def _mega(n: float) -> str:
+    return f"{n / 1e6:,.2f} M"
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
+def render(rows: list[dict]) -> str:
+    lines = [
+        "| model | data, input | parameters (binary) | binary MACs | float MACs "
+        "| FP32 size | LCE size | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        args = ", ".join(f"{k}={v!r}" for k, v in row["kwargs"].items())
+        lines.append(
+            f"| `{row['function']}({args})` | {row['dataset']}, {row['input']}, "
+            f"{row['classes']} classes | {row['params']:,} ({row['binary_params']:,}) "
+            f"| {_mega(row['binary_macs'])} | {_mega(row['float_macs'])} "
+            f"| {_megabytes(row['fp_bytes'])} | {_megabytes(row['lce_bytes'])} "
+            f"| {row['fp_bytes'] / row['lce_bytes']:.1f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def document(table: str) -> str:
+    versions = ", ".join(
+        f"{package} {metadata.version(package)}"
+        for package in ("tensorflow", "larq", "larq-compute-engine")
+    )
+    return (
+        "# Model zoo: sizes and operation counts\n\n"
+        f"Produced by `{COMMAND}` ({versions}).\n\n"
+        'Each model is the 1w1a IR-Net variant (`binarization="irnet"`, the default) at '
+        "its default input size. *Parameters*: trainable parameters (BatchNorm counts "
+        "gamma and beta), binary ones in brackets. *MACs* per image from "
+        "`larq.models.ModelProfile`: binary = binary weights x binary activations, "
+        "float = the full-precision stem, downsampling convolutions and classifier. "
+        '*FP32 size*: the `binarization="fp"` twin converted with '
+        "`larq_compute_engine.convert_keras_model`; *LCE size*: the IR-Net model "
+        "converted the same way (binary convolutions as `LceBconv2d` with bit-packed "
+        "weights); ratio = FP32 / LCE.\n\n" + table
+    )
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "models.md")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    args = parser.parse_args(argv)
+    table = render([measure(name) for name in args.models])
+    print(table, end="")
+    write_atomic(args.output, document(table))
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
