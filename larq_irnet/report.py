@@ -7,7 +7,7 @@ epoch: `epoch, loss, accuracy, val_loss, val_accuracy, lr, ede_t, ede_k` and the
 
 | file | what |
 |---|---|
-| `curves.png` | loss and accuracy, train and validation, per epoch |
+| `curves.png` | loss and accuracy (train and validation) and learning rate, per epoch |
 | `ede.png` | EDE's t and k per epoch |
 | `entropy.png` | entropy of each binarized layer's weights per epoch |
 | `quantization.png` | quantization error and flip ratio of each binarized layer |
@@ -159,6 +159,8 @@ def _plot_curves(history: dict[str, np.ndarray], path: Path) -> Path:
     panels = [(metric, columns) for metric, columns in panels if columns]
     if not panels:
         raise _Skip("history.csv has no loss or accuracy column")
+    if _has(history, "lr"):
+        panels.append(("learning rate", ["lr"]))
     figure = Figure(figsize=(5.5 * len(panels), 4))
     epochs = history["epoch"]
     for i, (metric, columns) in enumerate(panels):
@@ -170,7 +172,8 @@ def _plot_curves(history: dict[str, np.ndarray], path: Path) -> Path:
         ax.set_ylabel(metric)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if columns != ["lr"]:
+            ax.legend()
     return _save_figure(figure, path)
 
 
@@ -213,7 +216,8 @@ def _colors(n: int) -> list:
 def _no_diagnostics() -> _Skip:
     return _Skip(
         "history.csv has no InformationDiagnostics columns (entropy/<layer>, ...): a model "
-        "without binarized weights, or trained without the callback"
+        "without binarized weights, or trained without the callback "
+        "(`larq-irnet train --diagnostics`)"
     )
 
 
