@@ -50,6 +50,7 @@ from typing import Any
 import larq_irnet
 from larq_irnet import data
 from larq_irnet.callbacks import EDECallback, ede_quantizers
+from larq_irnet.io import atomic_path, atomic_write
 from larq_irnet.recipes import RECIPES, Recipe, get_recipe, model_function
 
 import tensorflow as tf
@@ -242,11 +243,8 @@ def _task(strategy: tf.distribute.Strategy) -> tuple[bool, int]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write(path, text)
 
 
 def _truncate_history(path: Path, epochs_done: int) -> None:
@@ -600,9 +598,8 @@ def _differences(previous: dict, current: dict, prefix: str = "") -> list[str]:
 def _save_model(model: tf.keras.Model, path: Path) -> None:
     """Save `model` as HDF5 without optimizer, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
-    model.save(temporary, save_format="h5", include_optimizer=False)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        model.save(temporary, save_format="h5", include_optimizer=False)
 
 
 def _recipe_table() -> str:
