@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import inspect
 import json
 import math
 import pickle
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import larq_irnet  # noqa: F401
 from larq_irnet.cli import main
-from larq_irnet.recipes import RECIPES, get_recipe
+from larq_irnet.data import dataset_info
+from larq_irnet.recipes import RECIPES, get_recipe, model_function
 from larq_irnet.training import (
     WarmupStepDecay,
     l2_weight_decay,
@@ -80,6 +82,13 @@ def test_every_recipe_is_complete_and_sourced():
     for recipe in RECIPES.values():
         assert recipe.source
         assert recipe.model_kwargs["bits"] in recipe.name
+        # train() calls the zoo function with these arguments (and --binarization).
+        info = dataset_info(recipe.dataset)
+        inspect.signature(model_function(recipe)).bind(
+            input_shape=info.input_shape,
+            num_classes=info.num_classes,
+            **{**recipe.model_kwargs, "binarization": "bnn"},
+        )
     # The authors' per-script values (reference: irnet.md, "Training recipes").
     resnet20 = RECIPES["cifar10-resnet20-1w1a"]
     assert (resnet20.ede_t_min, resnet20.ede_t_max, resnet20.epochs) == (1e-3, 10.0, 400)
