@@ -264,9 +264,7 @@ def _recipes() -> dict[str, Recipe]:
                     model=model,
                     model_kwargs={"bits": bits},
                     weight_decay=weight_decay,
-                    source=_IMAGENET_SOURCE.format(
-                        model=f"ResNet{depth}/{bits}", wd=weight_decay
-                    ),
+                    source=_IMAGENET_SOURCE.format(model=f"ResNet{depth}/{bits}", wd=weight_decay),
                     **_IMAGENET_SGD,
                 )
             )
