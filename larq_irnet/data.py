@@ -308,7 +308,17 @@ def _load_arrays_uncached(
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     dataset_info(name)
     if name == "fashion_mnist":
-        return load_fashion_mnist(data_dir)
+        if data_dir is not None or FASHION_MNIST_DIR.is_dir():
+            return load_fashion_mnist(data_dir)
+        try:
+            return _tfds_arrays("fashion_mnist", None, download=True)
+        except Exception as e:  # tfds raises many kinds when it cannot download
+            raise FileNotFoundError(
+                f"No Fashion-MNIST data: {FASHION_MNIST_DIR} does not exist (install the "
+                "Debian package dataset-fashion-mnist, or pass the directory of the four "
+                "IDX files as data_dir / --data-dir), and tensorflow-datasets could not "
+                f"download it: {type(e).__name__}: {e}"
+            ) from e
     if name == "cifar10":
         if data_dir is None:
             return _tfds_arrays("cifar10", None, download=True)
@@ -336,7 +346,8 @@ def load_arrays(
         name: `"fashion_mnist"` or `"cifar10"` (ImageNet does not fit in memory: use
             `make_dataset`).
         data_dir: Fashion-MNIST: the directory of its IDX files (default
-            `FASHION_MNIST_DIR`). CIFAR-10: the `cifar-10-batches-py` directory (or its
+            `FASHION_MNIST_DIR`; when that is missing too, tfds downloads
+            `fashion_mnist`). CIFAR-10: the `cifar-10-batches-py` directory (or its
             parent), or a tensorflow-datasets data directory holding a built `cifar10/`;
             None reads (and, the first time, downloads) tfds `cifar10` in tfds' default
             directory.

@@ -302,3 +302,15 @@ def test_dataset_metadata():
     )
     assert data.dataset_info("imagenet2012").input_shape == (224, 224, 3)
     assert data.dataset_info("cifar10").augmentation == "crop_flip"
+
+
+def test_fashion_mnist_without_files_or_internet_says_what_to_do(monkeypatch, tmp_path):
+    import tensorflow_datasets as tfds
+
+    def no_internet(*args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path / "missing")
+    monkeypatch.setattr(tfds, "load", no_internet)
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist.*no route to host"):
+        data._load_arrays_uncached("fashion_mnist")
