@@ -82,8 +82,8 @@ def _mega(n: float) -> str:
     return f"{n / 1e6:,.2f} M"
 
 
-def _megabytes(n: int) -> str:
-    return f"{n / 2**20:.2f} MiB"
+def _size(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 def render(rows: list[dict]) -> str:
@@ -98,7 +98,7 @@ def render(rows: list[dict]) -> str:
             f"| `{row['function']}({args})` | {row['dataset']}, {row['input']}, "
             f"{row['classes']} classes | {row['params']:,} ({row['binary_params']:,}) "
             f"| {_mega(row['binary_macs'])} | {_mega(row['float_macs'])} "
-            f"| {_megabytes(row['fp_bytes'])} | {_megabytes(row['lce_bytes'])} "
+            f"| {_size(row['fp_bytes'])} | {_size(row['lce_bytes'])} "
             f"| {row['fp_bytes'] / row['lce_bytes']:.1f}x |"
         )
     return "\n".join(lines) + "\n"

@@ -67,7 +67,8 @@ def lce_flatbuffer(model):
     `lce.convert_keras_model` first saves the whole Keras model as a SavedModel, tracing
     every layer's call (most of its time); exporting only the serving function and
     handing it to `lce.convert_saved_model` runs the same MLIR conversion about three
-    times faster. `test_convert_keras_model_matches` checks that both agree.
+    times faster. `benchmarks/model_table.py` converts every zoo model with
+    `lce.convert_keras_model` itself.
     """
     spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)
     serve = tf.function(lambda images: model(images, training=False), input_signature=[spec])

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from typing import Any
 
-from larq_irnet.zoo import blocks, common
+from larq_irnet.zoo import blocks, common, registry
 from larq_irnet.zoo.presets import conv_settings
 
 import tensorflow as tf
@@ -20,6 +21,7 @@ import tensorflow as tf
 __all__ = ["IRNetResNet18", "IRNetResNet20", "IRNetResNet34"]
 
 _STEMS = ("auto", "cifar", "imagenet")
+_STRUCTURES = ("bireal", "normal")
 # Smallest input side for which `stem="auto"` picks the ImageNet stem (half of 224).
 _IMAGENET_STEM_MIN_SIDE = 112
 
@@ -82,15 +84,20 @@ def _resnet(
     include_top: bool,
     num_classes: int,
     weights_path: os.PathLike | None,
-    weights_entry,
+    weights_entry: registry.WeightsEntry | None,
     structure: str | None,
     bits: str,
     binarization: str,
     pad_values: float,
-    extra_arguments: dict,
+    extra_arguments: dict[str, Any],
 ) -> tf.keras.Model:
     settings = conv_settings(binarization=binarization, bits=bits, pad_values=pad_values)
     structure = structure or (recipe.structure_1w1a if bits == "1w1a" else "normal")
+    if structure not in _STRUCTURES:
+        raise ValueError(
+            f"`structure` must be one of {_STRUCTURES} (or None: the authors' choice), "
+            f"got structure={structure!r}."
+        )
     spec = _DEPTHS[depth]
     init = blocks.kaiming_normal(recipe.conv_init_mode)
     stem_act = settings.activation if bits in recipe.stem_activation else None
