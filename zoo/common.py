@@ -81,7 +81,7 @@ def build_model(
     weights_entry: registry.WeightsEntry | None,
     arguments: Mapping[str, Any],
 ) -> tf.keras.Model:
-    """Assemble input, normalization, `body`, `top`, and load `weights`.
+    """Assemble input, normalization, `body` and `top`, and load the weights.
 
     Models take raw pixels (0..255) and rescale them to [-1, 1] themselves, so that a
     converted `.tflite` model takes camera pixels. Registered weights are checked
