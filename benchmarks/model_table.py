@@ -15,14 +15,13 @@ multiply-accumulates of the network and are left out here.
 
 import argparse
 import collections
-import os
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
 import larq_irnet  # noqa: F401  (first: selects Keras 2)
+from larq_irnet.io import atomic_write
 from larq_irnet.zoo import IRNetResNet18, IRNetResNet20, IRNetResNet34, IRNetVGGSmall
 
 import larq as lq
@@ -124,18 +123,6 @@ def document(table: str) -> str:
     )
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "models.md")
@@ -143,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     table = render([measure(name) for name in args.models])
     print(table, end="")
-    write_atomic(args.output, document(table))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.output, document(table))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

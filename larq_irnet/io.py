@@ -28,11 +28,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise FileNotFoundError(f"output directory does not exist: {path.parent}")
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
+    os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
     try:
         yield Path(temp)
         os.replace(temp, path)
     finally:
         Path(temp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
