@@ -18,9 +18,17 @@ from larq_irnet._keras import select_legacy_keras
 select_legacy_keras()
 
 from larq_irnet import callbacks, quantizers  # noqa: E402
-from larq_irnet.callbacks import EDECallback, set_ede  # noqa: E402
+from larq_irnet.callbacks import EDECallback, InformationDiagnostics, set_ede  # noqa: E402
 from larq_irnet.quantizers import EDESign, LibraPB  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["EDECallback", "EDESign", "LibraPB", "callbacks", "quantizers", "set_ede"]
+__all__ = [
+    "EDECallback",
+    "EDESign",
+    "InformationDiagnostics",
+    "LibraPB",
+    "callbacks",
+    "quantizers",
+    "set_ede",
+]
