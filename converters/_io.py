@@ -1,44 +1,21 @@
-"""Loading models to convert and writing outputs atomically."""
+"""Loading the Keras models to convert from files."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import tensorflow as tf
 
-__all__ = ["load_keras_model", "write_atomic"]
-
-
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
-    """Write `data` to `path` through a temporary file in the same directory.
-
-    Readers see the old file or the new one, never a partial one; if writing fails
-    the temporary file is removed and an existing `path` is left untouched.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output directory does not exist: {path.parent}")
-    payload = data.encode() if isinstance(data, str) else bytes(data)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["load_keras_model"]
 
 
 def load_keras_model(path: str | os.PathLike, *, safe_mode: bool = True) -> tf.keras.Model:
     """Load a Keras model from a `.keras` or `.h5` file or a SavedModel directory.
 
-    Import `larq_irnet` first: it registers this project's quantizers, and Larq
-    registers its layers. `.keras` files load in Keras' safe mode (no deserialized
+    The project's custom objects are registered first (the quantizers by
+    `import larq_irnet`, the zoo's layers by `larq_irnet.zoo`), and Larq registers its
+    own layers. `.keras` files load in Keras' safe mode (no deserialized
     Python code, e.g. lambdas) unless `safe_mode=False`. `.h5` files and SavedModels
     can carry code that runs when loaded: load them only from a trusted source.
 
@@ -46,6 +23,10 @@ def load_keras_model(path: str | os.PathLike, *, safe_mode: bool = True) -> tf.k
         path: the model file or SavedModel directory.
         safe_mode: refuse code in `.keras` files.
     """
+    # `import larq_irnet` registers the quantizers; the zoo registers its own layers
+    # (Hardtanh, SubsampleChannelPad) when it is imported.
+    import larq_irnet.zoo  # noqa: F401
+
     path = Path(path)
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():

@@ -32,9 +32,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from larq_irnet.converters._io import write_atomic
-from larq_irnet.converters.flatbuffer import op_histogram
+from larq_irnet.converters.flatbuffer import op_histogram, structure
 from larq_irnet.converters.lce import convert
+from larq_irnet.io import atomic_write
 
 import larq as lq
 import larq_compute_engine as lce
@@ -42,7 +42,16 @@ import numpy as np
 import tensorflow as tf
 from larq_compute_engine.tflite.python.interpreter import Interpreter
 
-__all__ = ["MODELS", "VARIANTS", "benchmark", "main", "time_once"]
+__all__ = [
+    "MODELS",
+    "VARIANTS",
+    "Runner",
+    "benchmark",
+    "interleaved_latency",
+    "main",
+    "runner_for",
+    "time_once",
+]
 
 #: The twins of every benchmarked network.
 VARIANTS = ("irnet", "irnet_int8", "bnn", "fp32")
@@ -97,46 +106,52 @@ MODELS: dict[str, tuple[str, Callable[[str], tf.keras.Model]]] = {
 
 
 @dataclasses.dataclass
-class _Runner:
-    """One interpreter setting: a callable running one inference."""
+class Runner:
+    """An interpreter set up for one model; `run()` performs one inference.
 
-    flags: str
+    # Arguments
+        interpreter: which interpreter and flags, e.g.
+            `"larq_compute_engine Interpreter(use_indirect_bgemm=True, use_xnnpack=True)"`.
+        run: runs one inference on the image the runner was made with.
+        setting: the (interpreter, flags) pair, to build the same setting for a twin.
+        trials_ms: median milliseconds of each setting tried when choosing this one.
+    """
+
+    interpreter: str
     run: Callable[[], None]
+    setting: tuple
+    trials_ms: dict = dataclasses.field(default_factory=dict)
 
 
-def _lce_runner(flatbuffer: bytes, image: np.ndarray, **flags) -> _Runner:
-    interpreter = Interpreter(flatbuffer, num_threads=1, **flags)
+def _make_runner(flatbuffer: bytes, image: np.ndarray, setting: tuple) -> Runner:
+    kind, flags = setting
+    if kind == "lce":
+        interpreter = Interpreter(flatbuffer, num_threads=1, **dict(flags))
 
-    def run():
-        interpreter.predict(image)
+        def run():
+            interpreter.predict(image)
 
-    label = ", ".join(f"{k}={v}" for k, v in flags.items()) or "defaults"
-    return _Runner(f"larq_compute_engine Interpreter({label})", run)
-
-
-def _tflite_runner(flatbuffer: bytes, image: np.ndarray) -> _Runner:
+        label = ", ".join(f"{k}={v}" for k, v in flags) or "defaults"
+        return Runner(f"larq_compute_engine Interpreter({label})", run, setting)
     # TFLite's Python interpreter applies its default delegate, XNNPACK, to float models.
-    interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1)
-    interpreter.allocate_tensors()
-    input_index = interpreter.get_input_details()[0]["index"]
-    output_index = interpreter.get_output_details()[0]["index"]
+    tflite = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1)
+    tflite.allocate_tensors()
+    input_index = tflite.get_input_details()[0]["index"]
+    output_index = tflite.get_output_details()[0]["index"]
 
     def run():
-        interpreter.set_tensor(input_index, image)
-        interpreter.invoke()
-        interpreter.get_tensor(output_index)
+        tflite.set_tensor(input_index, image)
+        tflite.invoke()
+        tflite.get_tensor(output_index)
 
-    return _Runner("tf.lite.Interpreter (default XNNPACK delegate)", run)
+    return Runner("tf.lite.Interpreter (default XNNPACK delegate)", run, setting)
 
 
-def _candidates(variant: str, flatbuffer: bytes, image: np.ndarray) -> list[_Runner]:
-    if variant == "fp32":
-        return [
-            _lce_runner(flatbuffer, image, use_xnnpack=True),
-            _tflite_runner(flatbuffer, image),
-        ]
+def _settings(binary: bool) -> list[tuple]:
+    if not binary:  # a float model: XNNPACK, through LCE's interpreter or TFLite's
+        return [("lce", (("use_xnnpack", True),)), ("tflite", ())]
     return [
-        _lce_runner(flatbuffer, image, use_indirect_bgemm=bgemm, use_xnnpack=xnnpack)
+        ("lce", (("use_indirect_bgemm", bgemm), ("use_xnnpack", xnnpack)))
         for bgemm in (True, False)
         for xnnpack in (True, False)
     ]
@@ -149,19 +164,88 @@ def time_once(run: Callable[[], None]) -> float:
     return 1000.0 * (time.perf_counter() - start)
 
 
-def _fastest(candidates: list[_Runner], trials: int = 3) -> tuple[_Runner, dict]:
-    timings = {}
-    for runner in candidates:
+def runner_for(
+    flatbuffer: bytes,
+    image: np.ndarray,
+    *,
+    binary: bool,
+    same_as: Runner | None = None,
+    trials: int = 3,
+) -> Runner:
+    """The fastest single-thread interpreter setting for `flatbuffer`, ready to time.
+
+    Binary (LCE) models try LCE's interpreter with `use_indirect_bgemm` and
+    `use_xnnpack` on and off; float models try XNNPACK through LCE's interpreter and
+    through `tf.lite.Interpreter`. Each setting runs once to warm up, then `trials`
+    times; the lowest median wins.
+
+    # Arguments
+        flatbuffer: the `.tflite` model.
+        image: one input batch, shape (1, H, W, C), float32.
+        binary: whether the model holds LCE operators.
+        same_as: use this runner's setting instead of searching (for twins with the
+            same operators, so that a comparison measures models, not flags).
+        trials: timed runs per setting.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim < 2 or image.shape[0] != 1:
+        raise ValueError(
+            f"runner_for: `image` must be one batch of shape (1, ...), got {image.shape}"
+        )
+    if same_as is not None:
+        runner = _make_runner(flatbuffer, image, same_as.setting)
+        runner.run()
+        return runner
+    timings, runners = {}, []
+    for setting in _settings(binary):
+        runner = _make_runner(flatbuffer, image, setting)
         runner.run()  # warm-up: allocation, delegate set-up, caches
-        timings[runner.flags] = statistics.median(time_once(runner.run) for _ in range(trials))
-    best = min(candidates, key=lambda r: timings[r.flags])
-    return best, timings
+        timings[runner.interpreter] = statistics.median(
+            time_once(runner.run) for _ in range(trials)
+        )
+        runners.append(runner)
+    best = min(runners, key=lambda r: timings[r.interpreter])
+    best.trials_ms = timings
+    return best
 
 
-def _benchmark_model(name: str, repeats: int, log: Callable[[str], None]) -> dict:
+def interleaved_latency(runners: dict, *, repeats: int = 15) -> dict:
+    """Time runners in turn, one inference each, `repeats` times; medians in ms.
+
+    Interleaving makes drifts in machine load hit every model alike; the order rotates
+    from one round to the next.
+
+    # Arguments
+        runners: name -> `Runner` (from `runner_for`).
+        repeats: timed inferences per runner.
+
+    # Returns
+        name -> {"median_ms", "latency_ms" (all runs), "interpreter", "flag_trials_ms"}.
+    """
+    if repeats < 1:
+        raise ValueError(f"interleaved_latency: `repeats` must be >= 1, got {repeats}")
+    timings: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
+    for i in range(repeats):
+        # Rotate who goes first, so that no model always runs right after the same one.
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            timings[name].append(time_once(runners[name].run))
+    return {
+        name: {
+            "median_ms": statistics.median(timings[name]),
+            "latency_ms": timings[name],
+            "interpreter": runner.interpreter,
+            "flag_trials_ms": runner.trials_ms,
+        }
+        for name, runner in runners.items()
+    }
+
+
+def _benchmark_model(name: str, repeats: int, instances: int, log: Callable[[str], None]) -> dict:
     description, build = MODELS[name]
     rng = np.random.default_rng(0)
-    results, runners = {}, {}
+    results, runners, structures = {}, {}, {}
     for variant in VARIANTS:
         tf.keras.backend.clear_session()
         model = build(_BINARIZATION[variant])
@@ -174,25 +258,38 @@ def _benchmark_model(name: str, repeats: int, log: Callable[[str], None]) -> dic
         else:
             result = convert(model)
         log(f"  {name}/{variant}: converted in {time.perf_counter() - start:.0f} s")
-        best, trials = _fastest(_candidates(variant, result.flatbuffer, image))
-        runners[variant] = best
+        histogram = op_histogram(result.flatbuffer)
+        structures[variant] = structure(result.flatbuffer)
+        # bnn has IR-Net's graph: same flags, so the comparison measures the models.
+        same_as = None
+        if variant == "bnn" and structures["bnn"] == structures["irnet"]:
+            same_as = runners["irnet#0"]
+        binary = variant != "fp32"
+        first = runner_for(result.flatbuffer, image, binary=binary, same_as=same_as)
+        runners[f"{variant}#0"] = first
+        # Several interpreters per model: where an interpreter's buffers land in memory
+        # moves its latency by a few percent, as much as the differences measured here.
+        for k in range(1, instances):
+            runners[f"{variant}#{k}"] = runner_for(
+                result.flatbuffer, image, binary=binary, same_as=first
+            )
         results[variant] = {
             "size_bytes": len(result.flatbuffer),
             "binary_macs": result.report.binary_macs,
             "float_macs": result.report.float_macs,
             "int8_macs": result.report.int8_macs,
-            "op_histogram": op_histogram(result.flatbuffer),
-            "interpreter": best.flags,
-            "flag_trials_ms": trials,
+            "op_histogram": histogram,
+            "interpreter": first.interpreter,
+            "flag_trials_ms": (same_as or first).trials_ms,
         }
         del model
-    timings: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    for _ in range(repeats):
-        for variant in VARIANTS:  # interleaved: drifts in machine load hit all twins alike
-            timings[variant].append(time_once(runners[variant].run))
+    latency = interleaved_latency(runners, repeats=repeats)
     for variant in VARIANTS:
-        results[variant]["latency_ms_median"] = statistics.median(timings[variant])
-        results[variant]["latency_ms"] = timings[variant]
+        runs = [latency[f"{variant}#{k}"] for k in range(instances)]
+        pooled = [t for run in runs for t in run["latency_ms"]]
+        results[variant]["latency_ms_median"] = statistics.median(pooled)
+        results[variant]["instance_medians_ms"] = [run["median_ms"] for run in runs]
+        results[variant]["latency_ms"] = pooled
     irnet, bnn, fp32, int8 = (results[v] for v in ("irnet", "bnn", "fp32", "irnet_int8"))
     ratios = {
         "size_fp32_over_irnet": fp32["size_bytes"] / irnet["size_bytes"],
@@ -201,27 +298,44 @@ def _benchmark_model(name: str, repeats: int, log: Callable[[str], None]) -> dic
         "latency_fp32_over_irnet_int8": fp32["latency_ms_median"] / int8["latency_ms_median"],
         "latency_irnet_over_bnn": irnet["latency_ms_median"] / bnn["latency_ms_median"],
     }
+    spread = {
+        variant: max(v["instance_medians_ms"]) / min(v["instance_medians_ms"])
+        for variant, v in results.items()
+    }
     return {
         "description": description,
         "variants": results,
         "ratios": ratios,
-        "irnet_and_bnn_same_operators": irnet["op_histogram"] == bnn["op_histogram"],
+        "instance_spread": spread,
+        # Same operators, shapes, dtypes and options: Libra-PB's scale and EDE leave no
+        # trace in the deployed graph.
+        "irnet_and_bnn_same_graph": structures["irnet"] == structures["bnn"],
     }
 
 
-def benchmark(models: list[str], *, repeats: int = 15, log: Callable[[str], None] = print) -> dict:
+def benchmark(
+    models: list[str],
+    *,
+    repeats: int = 15,
+    instances: int = 3,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Convert and time every twin of `models`; returns the JSON-able results.
 
     # Arguments
         models: names of `MODELS` (`"resnet18"`, `"resnet20"`, `"tiny"`).
-        repeats: interleaved timed inferences per twin (medians are reported).
+        repeats: interleaved rounds; each round runs every interpreter once.
+        instances: interpreters per twin; a twin's latency is the median over all runs
+            of all its interpreters (`instance_spread` = slowest / fastest instance).
         log: where progress lines go.
     """
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise ValueError(f"benchmark: unknown model(s) {unknown}; expected some of {list(MODELS)}")
-    if repeats < 1:
-        raise ValueError(f"benchmark: `repeats` must be >= 1, got {repeats}")
+    if repeats < 1 or instances < 1:
+        raise ValueError(
+            f"benchmark: `repeats` and `instances` must be >= 1, got {repeats}, {instances}"
+        )
     results = {
         "machine": {
             "processor": platform.processor() or platform.machine(),
@@ -232,11 +346,12 @@ def benchmark(models: list[str], *, repeats: int = 15, log: Callable[[str], None
         },
         "threads": 1,
         "repeats": repeats,
+        "instances": instances,
         "models": {},
     }
     for name in models:
         log(f"{name}: {MODELS[name][0]}")
-        results["models"][name] = _benchmark_model(name, repeats, log)
+        results["models"][name] = _benchmark_model(name, repeats, instances, log)
     return results
 
 
@@ -244,7 +359,10 @@ def format_table(results: dict) -> str:
     """The results as a plain-text table with the ratios."""
     lines = []
     for model in results["models"].values():
-        lines.append(f"{model['description']}  (median of {results['repeats']}, 1 thread)")
+        lines.append(
+            f"{model['description']}  (median of {results['repeats']} runs x "
+            f"{results['instances']} interpreters, 1 thread)"
+        )
         lines.append(f"  {'twin':<11} {'size KiB':>10} {'latency ms':>11}  interpreter")
         for variant, v in model["variants"].items():
             lines.append(
@@ -252,13 +370,15 @@ def format_table(results: dict) -> str:
                 f"{v['latency_ms_median']:>11.2f}  {v['interpreter']}"
             )
         r = model["ratios"]
+        spread = max(model["instance_spread"].values())
         lines.append(
             f"  size FP32/IR-Net {r['size_fp32_over_irnet']:.1f}x "
             f"(int8: {r['size_fp32_over_irnet_int8']:.1f}x); "
             f"speed-up FP32/IR-Net {r['latency_fp32_over_irnet']:.2f}x "
             f"(int8: {r['latency_fp32_over_irnet_int8']:.2f}x); "
             f"IR-Net/ste_sign latency {r['latency_irnet_over_bnn']:.3f} "
-            f"(same operators: {model['irnet_and_bnn_same_operators']})"
+            f"(same graph: {model['irnet_and_bnn_same_graph']}; interpreters of one "
+            f"model differ by up to {spread:.3f}x)"
         )
     return "\n".join(lines)
 
@@ -274,6 +394,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repeats", type=int, default=15, help="interleaved timed runs per twin (default 15)"
     )
     parser.add_argument(
+        "--instances",
+        type=int,
+        default=3,
+        help="interpreters per twin, runs pooled (default 3)",
+    )
+    parser.add_argument(
         "--output", default="deploy_benchmark.json", help="JSON results (written atomically)"
     )
     parser.add_argument(
@@ -285,11 +411,16 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark from parsed arguments; returns the exit code."""
     models = ["tiny"] if args.tiny else [m.strip() for m in args.models.split(",") if m.strip()]
     try:
-        results = benchmark(models, repeats=args.repeats, log=lambda s: print(s, file=sys.stderr))
+        results = benchmark(
+            models,
+            repeats=args.repeats,
+            instances=args.instances,
+            log=lambda line: print(line, file=sys.stderr),
+        )
     except ValueError as e:
         print(f"larq-irnet benchmark: error: {e}", file=sys.stderr)
         return 2
-    write_atomic(args.output, json.dumps(results, indent=2) + "\n")
+    atomic_write(args.output, json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     print(f"results written to {args.output}")
     return 0

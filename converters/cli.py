@@ -36,6 +36,7 @@ def _load_split(name: str, data_dir: str | None, split: str):
 def _convert(args: argparse.Namespace) -> int:
     from larq_irnet.converters._io import load_keras_model
     from larq_irnet.converters.lce import ConversionError, convert
+    from larq_irnet.io import atomic_write
 
     import numpy as np
 
@@ -64,9 +65,7 @@ def _convert(args: argparse.Namespace) -> int:
         return _error("convert", f"cannot write {args.output}: {e}")
     print(result.report)
     if args.report:
-        from larq_irnet.converters._io import write_atomic
-
-        write_atomic(args.report, result.report.to_json() + "\n")
+        atomic_write(args.report, result.report.to_json() + "\n")
     print(f"wrote {args.output} ({len(result.flatbuffer):,} bytes)")
     return 0
 

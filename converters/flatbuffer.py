@@ -30,6 +30,7 @@ __all__ = [
     "op_histogram",
     "op_names",
     "read_graph",
+    "structure",
 ]
 
 _BUILTIN_NAMES = {
@@ -218,9 +219,11 @@ def _macs(op: Operator) -> int:
         return 0
     if op.name == "LceBconv2d":
         # Filter: (C_out, kh, kw, C_in / 32) bitpacked; C_in is in the options.
+        # The output may be bitpacked (32 channels per int32): count pixels x C_out.
         c_out, kh, kw = op.inputs[1].shape[:3]
         channels_in = int(op.options.get("channels_in", 32 * op.inputs[1].shape[3]))
-        return _per_example(op.outputs[0].shape) * kh * kw * channels_in
+        pixels = math.prod(op.outputs[0].shape[1:-1])
+        return pixels * c_out * kh * kw * channels_in
     if op.name == "CONV_2D":
         _, kh, kw, c_in = op.inputs[1].shape  # OHWI
         return _per_example(op.outputs[0].shape) * kh * kw * c_in
@@ -233,6 +236,22 @@ def _macs(op: Operator) -> int:
     # TRANSPOSE_CONV: (output_shape, filter OHWI, input): every input pixel meets the filter.
     c_out, kh, kw, _ = op.inputs[1].shape
     return _per_example(op.inputs[2].shape) * kh * kw * c_out
+
+
+def structure(flatbuffer: bytes) -> list[tuple]:
+    """The operators with their tensors' shapes, dtypes and constness, and their options.
+
+    Names and weight values are left out: two flatbuffers with equal structures run the
+    same kernels on the same shapes, so they cost the same at inference.
+    """
+
+    def tensors(ts):
+        return tuple(None if t is None else (t.shape, t.dtype, t.is_constant) for t in ts)
+
+    return [
+        (op.name, tensors(op.inputs), tensors(op.outputs), sorted(op.options.items()))
+        for op in read_graph(flatbuffer).operators
+    ]
 
 
 def op_names(flatbuffer: bytes) -> list[str]:

@@ -2,16 +2,21 @@
 
 LCE 0.16's converter has no representative-dataset option. It quantizes a tensor to
 int8 when the TensorFlow graph carries its range in a fake-quantization op
-(`tf.quantization.fake_quant_with_min_max_args`, as in quantization-aware training);
-its `experimental_default_int8_range` gives every other tensor one fixed range and is
-meant for latency tests only ("dummy quantization"). So `int8=True` calibrates: it runs
-the model on representative images, records each layer output's min and max, and
-converts a copy of the model in which every layer output carries a fake-quant op with
-that range. LCE then emits int8 float-free kernels for convolutions, dense layers, adds
-and pools, int8-output binary convolutions, and int8-input `LceQuantize`.
+(`tf.quantization.fake_quant_with_min_max_args`, as quantization-aware training leaves
+them); its `experimental_default_int8_range` gives every tensor without such an op one
+fixed range and is meant for latency tests only ("dummy quantization"). So `int8=True`
+calibrates here: it runs the model on representative images, records the min and max
+of the tensors around every float convolution and dense layer, and converts a copy of
+the model in which those tensors carry fake-quant ops with the recorded ranges. LCE
+then emits int8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED operators with int8
+weights, between QUANTIZE and DEQUANTIZE operators.
 
-No fake-quant op is put between a layer and a following BatchNormalization or
-activation layer, so that the converter can still fold them into the layer before.
+Only the float layers' own inputs and outputs are quantized; the residual stream and
+the inputs of the binary convolutions stay float32. A sign flips when int8 rounding
+moves its input across zero, and a binary network has a sign before every binary
+convolution, so quantizing those tensors costs accuracy for no size gain (measured in
+docs/deploy.md). A float layer's output range is taken after the BatchNormalization
+and ReLU/ReLU6/Hardtanh that follow it, so the converter still folds them into it.
 """
 
 from __future__ import annotations
@@ -19,31 +24,36 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["calibrate_ranges", "fake_quantized_copy", "quantized_layers"]
+__all__ = ["calibrate_ranges", "fake_quantized_copy", "float_compute_layers"]
 
-# Elementwise functions TFLite fuses into the operator before them (conv, dense, add).
-_FUSED_ACTIVATIONS = {
-    "relu": lambda x: np.maximum(x, 0.0),
-    "relu6": lambda x: np.clip(x, 0.0, 6.0),
-    "relu_n1_to_1": lambda x: np.clip(x, -1.0, 1.0),
-}
+# Elementwise functions TFLite fuses into the operator before them (conv, dense).
+_FUSED_ACTIVATIONS = (
+    lambda x: np.maximum(x, 0.0),  # RELU
+    lambda x: np.clip(x, 0.0, 6.0),  # RELU6
+    lambda x: np.clip(x, -1.0, 1.0),  # RELU_N1_TO_1 (Hardtanh)
+)
 _PROBE = np.linspace(-8.0, 8.0, 65, dtype=np.float32).reshape(1, 65)
+_COMPUTE_LAYERS = (
+    tf.keras.layers.Conv2D,  # also QuantConv2D, Conv2DTranspose, SeparableConv2D
+    tf.keras.layers.DepthwiseConv2D,
+    tf.keras.layers.Dense,
+)
 
 
 def _consumers(model: tf.keras.Model, layer) -> list:
-    consumers = []
-    for node in layer._outbound_nodes:  # noqa: SLF001 (Keras keeps the graph here)
-        if node.layer in model.layers:
-            consumers.append(node.layer)
-    return consumers
+    return [
+        node.layer
+        for node in layer._outbound_nodes  # noqa: SLF001 (Keras keeps the graph here)
+        if node.layer in model.layers
+    ]
 
 
 def _folds_into_producer(layer) -> bool:
-    """Whether TFLite folds `layer` into the operator before it.
+    """Whether TFLite folds `layer` into the conv or dense operator before it.
 
-    BatchNormalization folds into a conv or dense layer; ReLU, ReLU6 and clip(-1, 1)
-    (a Hardtanh) become fused activations. Activations are recognized by what they
-    compute on a probe, so custom layers such as a Hardtanh count too.
+    BatchNormalization folds into the weights; ReLU, ReLU6 and clip(-1, 1) (Hardtanh)
+    become fused activations. Activations are recognized by what they compute on a
+    probe, so custom layers such as the zoo's Hardtanh count too.
     """
     if isinstance(layer, tf.keras.layers.BatchNormalization):
         return True
@@ -54,95 +64,123 @@ def _folds_into_producer(layer) -> bool:
     except Exception:  # not an elementwise single-input layer
         return False
     return outputs.shape == _PROBE.shape and any(
-        np.allclose(outputs, f(_PROBE)) for f in _FUSED_ACTIVATIONS.values()
+        np.allclose(outputs, f(_PROBE)) for f in _FUSED_ACTIVATIONS
     )
 
 
-def quantized_layers(model: tf.keras.Model) -> list:
-    """The layers of `model` whose outputs get an int8 range.
+def _chain_end(model: tf.keras.Model, layer):
+    """The last layer of `layer` -> [BatchNorm] -> [fused activation], single consumers."""
+    end = layer
+    while True:
+        consumers = _consumers(model, end)
+        if len(consumers) != 1 or not _folds_into_producer(consumers[0]):
+            return end
+        if len(consumers[0].inbound_nodes) != 1:
+            return end
+        end = consumers[0]
 
-    Every top-level layer with one float output, except inputs and layers whose every
-    consumer folds into them (BatchNormalization, ReLU, ReLU6, Hardtanh). A nested
-    model counts as one layer.
+
+def float_compute_layers(model: tf.keras.Model, binary: set) -> list:
+    """The conv and dense layers of `model` that LCE keeps in float.
+
+    # Arguments
+        model: a functional or Sequential Keras model.
+        binary: names of the layers expected to become `LceBconv2d`.
     """
     if not isinstance(model, tf.keras.Model) or not hasattr(model, "_nodes_by_depth"):
         raise ValueError(
-            "int8 calibration needs a functional or Sequential Keras model, got "
-            f"{type(model).__name__}"
+            f"int8 needs a functional or Sequential Keras model, got {type(model).__name__}"
         )
-    chosen = []
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.InputLayer):
-            continue
-        if len(layer.inbound_nodes) != 1:
-            continue  # shared layers: their outputs are several tensors
-        output = layer.output
-        if not tf.is_tensor(output) or not output.dtype.is_floating:
-            continue
-        consumers = _consumers(model, layer)
-        if consumers and all(_folds_into_producer(c) for c in consumers):
-            continue
-        chosen.append(layer)
-    return chosen
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, _COMPUTE_LAYERS)
+        and layer.name not in binary
+        and len(layer.inbound_nodes) == 1  # shared layers: several tensors
+    ]
+
+
+def _points(model: tf.keras.Model, layers: list) -> list:
+    """(layer name, "input" | "output", Keras tensor) for every tensor to quantize."""
+    points = []
+    for layer in layers:
+        if tf.is_tensor(layer.input) and layer.input.dtype.is_floating:
+            points.append((layer.name, "input", layer.input))
+        end = _chain_end(model, layer)
+        points.append((end.name, "output", end.output))
+    return points
 
 
 def calibrate_ranges(
-    model: tf.keras.Model, representative_data: np.ndarray, *, batch_size: int = 32
+    model: tf.keras.Model,
+    representative_data: np.ndarray,
+    *,
+    binary: set = frozenset(),
+    batch_size: int = 32,
 ) -> dict:
-    """Min and max of each quantized layer's output over the representative data.
+    """Min and max of the tensors around the float layers, over representative data.
 
     # Arguments
         model: a functional or Sequential Keras model.
         representative_data: model inputs (e.g. a few hundred training images, as the
             model takes them: raw pixels for the zoo models).
+        binary: names of the layers expected to become `LceBconv2d` (left alone).
         batch_size: images per forward pass.
 
     # Returns
-        layer name -> (min, max), widened to contain 0 as int8 ranges must.
+        (layer name, "input" | "output") -> (min, max), widened to contain 0 as int8
+        ranges must.
     """
     data = np.asarray(representative_data)
     if data.ndim < 1 or len(data) == 0:
         raise ValueError(
             f"representative_data must hold at least one input, got an array of shape {data.shape}"
         )
-    layers = quantized_layers(model)
-    probe = tf.keras.Model(model.inputs, [layer.output for layer in layers])
-    lows = np.full(len(layers), np.inf)
-    highs = np.full(len(layers), -np.inf)
+    points = _points(model, float_compute_layers(model, binary))
+    if not points:
+        return {}
+    probe = tf.keras.Model(model.inputs, [tensor for _, _, tensor in points])
+    lows = np.full(len(points), np.inf)
+    highs = np.full(len(points), -np.inf)
     for start in range(0, len(data), batch_size):
         outputs = probe(data[start : start + batch_size].astype(np.float32), training=False)
-        if len(layers) == 1:
+        if len(points) == 1:
             outputs = [outputs]
         for i, output in enumerate(outputs):
             lows[i] = min(lows[i], float(tf.reduce_min(output)))
             highs[i] = max(highs[i], float(tf.reduce_max(output)))
     ranges = {}
-    for layer, low, high in zip(layers, lows, highs, strict=True):
+    for (name, where, _), low, high in zip(points, lows, highs, strict=True):
         low, high = min(low, 0.0), max(high, 0.0)
-        if high - low < 1e-6:
-            high = low + 1e-6
-        ranges[layer.name] = (low, high)
+        ranges[(name, where)] = (low, max(high, low + 1e-6))
     return ranges
 
 
-class _FakeQuantOutput(tf.keras.layers.Layer):
-    """Calls a layer, then fake-quantizes its output to the calibrated int8 range."""
+def _fake_quant(x, value_range):
+    low, high = value_range
+    return tf.quantization.fake_quant_with_min_max_args(x, min=low, max=high, num_bits=8)
 
-    def __init__(self, layer, low: float, high: float, **kwargs):
+
+class _FakeQuantWrapper(tf.keras.layers.Layer):
+    """Calls a layer between fake-quant ops on its input and/or output."""
+
+    def __init__(self, layer, input_range=None, output_range=None, **kwargs):
         # Same name, so the converted tensors keep the layer's name scope.
         super().__init__(name=layer.name, **kwargs)
         self.layer = layer
-        self.low, self.high = float(low), float(high)
+        self.input_range, self.output_range = input_range, output_range
 
-    def call(self, *args, **kwargs):
-        outputs = self.layer(*args, **kwargs)
-        return tf.quantization.fake_quant_with_min_max_args(
-            outputs, min=self.low, max=self.high, num_bits=8
-        )
+    def call(self, inputs, *args, **kwargs):
+        if self.input_range is not None:
+            inputs = _fake_quant(inputs, self.input_range)
+        outputs = self.layer(inputs, *args, **kwargs)
+        if self.output_range is not None:
+            outputs = _fake_quant(outputs, self.output_range)
+        return outputs
 
 
 def fake_quantized_copy(model: tf.keras.Model, ranges: dict) -> tf.keras.Model:
-    """A copy of `model` (same weights) with fake-quant ops on the calibrated outputs.
+    """A copy of `model` (same weights) with fake-quant ops at the calibrated tensors.
 
     The layers are cloned from their configs, so `model` itself is left untouched;
     custom layers and quantizers must be registered (importing larq_irnet registers
@@ -150,14 +188,16 @@ def fake_quantized_copy(model: tf.keras.Model, ranges: dict) -> tf.keras.Model:
 
     # Arguments
         model: a functional or Sequential Keras model.
-        ranges: layer name -> (min, max), from `calibrate_ranges`.
+        ranges: (layer name, "input" | "output") -> (min, max), from `calibrate_ranges`.
     """
 
     def clone(layer):
         copy = layer.__class__.from_config(layer.get_config())
-        if layer.name in ranges:
-            return _FakeQuantOutput(copy, *ranges[layer.name])
-        return copy
+        input_range = ranges.get((layer.name, "input"))
+        output_range = ranges.get((layer.name, "output"))
+        if input_range is None and output_range is None:
+            return copy
+        return _FakeQuantWrapper(copy, input_range, output_range)
 
     try:
         copy = tf.keras.models.clone_model(model, clone_function=clone)

@@ -19,9 +19,9 @@ import warnings
 from pathlib import Path
 
 from larq_irnet.converters import int8 as _int8
-from larq_irnet.converters._io import write_atomic
 from larq_irnet.converters.flatbuffer import read_graph
 from larq_irnet.converters.report import ConversionReport, binarized_layers, build_report
+from larq_irnet.io import atomic_write
 
 import larq_compute_engine as lce
 import numpy as np
@@ -52,7 +52,7 @@ class ConversionResult:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the flatbuffer to `path` atomically (an existing file is replaced whole)."""
-        return write_atomic(path, self.flatbuffer)
+        return atomic_write(path, self.flatbuffer)
 
 
 class ConversionError(ValueError):
@@ -131,12 +131,12 @@ def convert(
     non-sign quantizer, reshape between quantizer and conv, dense or depthwise layer,
     ...), the binary and float MACs, the operator histogram and the size.
 
-    With `int8=True`, the layers LCE keeps in float (stem, downsampling shortcuts,
-    classifier, adds, pools) are quantized to int8: LCE 0.16 has no
+    With `int8=True`, the conv and dense layers LCE keeps in float (stem, downsampling
+    shortcuts, classifier) run in int8 with int8 weights: LCE 0.16 has no
     representative-dataset option, so the ranges are calibrated here on
     `representative_data` and handed to LCE as fake-quantization ops (see
-    `larq_irnet.converters.int8`). Inputs and outputs stay float32 unless
-    `inference_input_type`/`inference_output_type` say otherwise.
+    `larq_irnet.converters.int8`). The residual stream and the binary convolutions'
+    inputs stay float32, and so do the model's inputs and outputs.
 
     # Arguments
         model: a built Keras model (Larq layers included).
@@ -185,7 +185,9 @@ def convert(
     layers = binarized_layers(model)
     to_convert = model
     if int8:
-        ranges = _int8.calibrate_ranges(model, representative_data)
+        # Layers with sign weights and sign inputs become LceBconv2d: leave them alone.
+        binary = {b.path[-1] for b in layers if b.weights == b.activations == "sign"}
+        ranges = _int8.calibrate_ranges(model, representative_data, binary=binary)
         to_convert = _int8.fake_quantized_copy(model, ranges)
     flatbuffer = _lce_convert(to_convert, saved_model, lce_options)
     graph = read_graph(flatbuffer)

@@ -11,12 +11,15 @@ values are inspected. So a `lambda x: tf.math.sign(x)` quantizer is seen as bina
 then reported as a pattern LCE does not recognize), and DoReFa's 1-bit {0, 1} output is
 seen as binary but not a sign.
 
-Layers are matched to operators by the tensor names the converter writes: LCE 0.16 names
-each output tensor after the TensorFlow ops fused into it (`model/conv_3/QuantConv2D`,
-`;`-joined, truncated to 50 characters) and names the model's output tensors after the
-Keras output layers (signature). Evidence is taken in order of strength: the op's output
-tensor names, then the name of its data input (the layer's own input quantizer), then a
-truncated name that fits a single layer; the number of output channels must agree.
+Layers are matched to operators by the tensor names the converter writes (verified on
+LCE 0.16): each output tensor is named after the TensorFlow ops fused into it
+(`model/conv_3/QuantConv2D`, `;`-joined, truncated to 50 characters); the outputs of
+the model by the Keras output layers (signature) or `Identity`; and the bitpacked
+output of a binary convolution that feeds another one after the *next* layer's input
+quantizer. So an operator names its layer through its output (unless bitpacked), or
+through its data input when that comes out of a sign (named after the layer's own input
+quantizer); a name truncated inside a layer's name counts only when it fits a single
+layer; and the operator's output channels must match the layer's.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ _PASS_THROUGH = frozenset(
     {"PAD", "PADV2", "RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "STRIDED_SLICE"}
 )
 _RESHAPES = frozenset({"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS"})
+# Operators that produce the output of a sign: LCE's, or TFLite's when LCE did not fuse.
+_SIGN_OPS = frozenset({"LceQuantize", "LceDequantize", "SIGN"})
 
 _TYPE_REASONS = {
     "QuantDense": "dense layer: LCE has no binary fully-connected op (use a 1x1 QuantConv2D)",
@@ -347,42 +352,61 @@ def _data_input(op: Operator):
 
 
 def _map_layers(graph: Graph, layers: list) -> dict:
-    """Layer path -> the compute operators it became."""
+    """Layer path -> the compute operators it became.
+
+    Two kinds of evidence name a layer. (1) The op's output tensor, named after the ops
+    fused into it (the conv, its BatchNorm, ...), unless the output is bitpacked: then
+    LCE fused the *next* layer's sign into this op and the name starts with that
+    layer's quantizer. (2) The op's data input when it comes out of a sign (LceQuantize,
+    LceDequantize, SIGN or a bitpacked tensor): it is named after the layer's own input
+    quantizer. Output evidence outweighs input evidence.
+    """
     compute = [op for op in graph.operators if op.name in COMPUTE_OPS]
     matched: dict[tuple, list[Operator]] = {b.path: [] for b in layers}
     taken: set[int] = set()
 
-    def evidence(op: Operator, from_input: bool) -> list[list[str]]:
-        tensors = [_data_input(op)] if from_input else list(op.outputs)
+    def scopes(tensors) -> list[list[str]]:
         return [scope for t in tensors if t is not None for scope in _scopes(graph, t)]
 
-    def eligible(b, op: Operator, from_input: bool) -> bool:
-        if from_input and (matched[b.path] or getattr(b.layer, "input_quantizer", None) is None):
-            # The data input is named after the layer's own input quantizer only.
-            return False
-        channels = _out_channels(b.layer)
-        return channels is None or op.outputs[0].shape[-1] == channels
+    def evidence(op: Operator) -> tuple[list, list]:
+        outputs = [t for t in op.outputs if t.dtype != "int32"]
+        data = _data_input(op)
+        from_sign = data is not None and (
+            data.dtype == "int32" or any(p.name in _SIGN_OPS for p in _input_chain(graph, op)[-1:])
+        )
+        return scopes(outputs), scopes([data]) if from_sign else []
 
-    # Strongest evidence first: output names, then the layer's own input quantizer's
-    # name on the data input, then names truncated inside the layer's name.
-    for strength, from_input in ((2, False), (2, True), (1, False), (1, True)):
+    def fits(b, op: Operator) -> bool:
+        channels = _out_channels(b.layer)
+        if channels is None:
+            return True
+        if op.outputs[0].dtype == "int32":  # bitpacked: 32 channels per int32
+            channels = -(-channels // 32)
+        return op.outputs[0].shape[-1] == channels
+
+    for strength in (2, 1):  # full names first, then names truncated inside a layer name
         for op in compute:
             if op.index in taken:
                 continue
-            scopes = evidence(op, from_input)
-            candidates = [
-                b
-                for b in layers
-                if eligible(b, op, from_input)
-                and any(_match(b.path, scope) == strength for scope in scopes)
-            ]
-            if strength == 1 and len(candidates) != 1:
+            output_scopes, input_scopes = evidence(op)
+            scored = []
+            for b in layers:
+                if not fits(b, op):
+                    continue
+                score = 2 * any(_match(b.path, s) == strength for s in output_scopes)
+                if getattr(b.layer, "input_quantizer", None) is not None:
+                    score += any(_match(b.path, s) == strength for s in input_scopes)
+                if score:
+                    scored.append((score, len(b.path), b))
+            if not scored:
+                continue
+            scored.sort(key=lambda item: item[:2], reverse=True)
+            if strength == 1 and len(scored) > 1 and scored[0][:2] == scored[1][:2]:
                 continue  # a truncated name that fits several layers proves nothing
-            if candidates:
-                # Full scopes of nested layers (block/conv) contain their parents'.
-                best = max(candidates, key=lambda b: len(b.path))
-                matched[best.path].append(op)
-                taken.add(op.index)
+            # Nested scopes (block/conv) contain their parents': the deepest path wins.
+            best = scored[0][2]
+            matched[best.path].append(op)
+            taken.add(op.index)
     return matched
 
 
