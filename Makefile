@@ -30,8 +30,9 @@ lint: $(VENV)/.installed
 test: install lint
 	$(BIN)/pytest
 
+# The main job: train IR-Net ResNet-20 on Fashion-MNIST, convert with LCE, evaluate, report.
 demo: install
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/larq-irnet demo --output-dir runs/demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

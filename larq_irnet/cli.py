@@ -15,6 +15,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "larq_irnet.report",
     "larq_irnet.training",
     "larq_irnet.converters.cli",
+    "larq_irnet.demo",
 )
 
 

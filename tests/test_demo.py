@@ -1,0 +1,25 @@
+"""The main job end to end on a slice: train, strict LCE conversion, evaluation, report."""
+
+import json
+
+from larq_irnet.cli import main
+
+import pytest
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_demo_trains_converts_evaluates_and_reports(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--output-dir", str(out), "--epochs", "1", "--train-limit", "256"]
+    assert main([*args, "--repeats", "3"]) == 0
+    demo = json.loads((out / "demo.json").read_text())
+    assert demo["test_examples"] == 10000  # the full test set, in Keras and in LCE
+    assert demo["lce_binary_convolutions"] == 18  # strict conversion of ResNet-20
+    # Two training steps leave near-uniform outputs, so top-1 agreement is not meaningful
+    # here; Keras-vs-LCE equivalence is tested on outputs in test_converters.py.
+    assert 0 < demo["tflite_test_accuracy"] <= 1 and 0 <= demo["keras_tflite_top1_agreement"] <= 1
+    assert demo["size_fp32_over_irnet"] > 10
+    assert (out / "model.tflite").stat().st_size == demo["size_bytes"]["irnet_lce"]
+    assert (out / "report" / "report.md").is_file()
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "LceBconv2d" in printed
