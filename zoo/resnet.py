@@ -196,7 +196,9 @@ def IRNetResNet20(
         include_top: whether to end with the classifier (else the last feature map).
         num_classes: number of classes of the classifier.
         weights: None (random), the path of a weights file, or a name of
-            `larq_irnet.zoo.registry.WEIGHTS`.
+            `larq_irnet.zoo.registry.WEIGHTS`: `"fashion_mnist"` (with
+            `input_shape=(28, 28, 1), num_classes=10`) is IR-Net trained on Fashion-MNIST,
+            87.84% top-1 on its full test set (87.85% through LCE).
         structure: `"bireal"` or `"normal"`; default as the authors (see above).
         bits: `"1w1a"` or `"1w32a"`.
         binarization: one of `larq_irnet.zoo.BINARIZATIONS` (the ablation rows).
