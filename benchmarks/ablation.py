@@ -16,13 +16,14 @@ atomically whenever a row finishes, with each row's per-epoch history, so that
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import math
 import sys
 from pathlib import Path
 
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.io import atomic_path, atomic_write
+from larq_irnet.report import read_history
 from larq_irnet.training import train
 
 RECIPE = "fashion_mnist-resnet20-1w1a"
@@ -75,12 +76,11 @@ def run_name(binarization: str, seed: int) -> str:
     return f"{binarization}-seed{seed}"
 
 
-def read_history(path: Path) -> dict[str, list[float]]:
+def history_columns(path: Path) -> dict[str, list[float]]:
     """Per-epoch columns of a run's history.csv: the headline ones and per-layer entropy."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    columns = [k for k in rows[0] if k in _HISTORY_KEYS or k.startswith("entropy/")]
-    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in columns}
+    history = read_history(path)
+    columns = [k for k in history if k in _HISTORY_KEYS or k.startswith("entropy/")]
+    return {k: [float(v) for v in history[k] if math.isfinite(v)] for k in columns}
 
 
 def load_results(path: Path) -> dict:
@@ -116,7 +116,7 @@ def run_rows(args: argparse.Namespace) -> dict:
             verbose=2,
         )
         entry = {k: summary.get(k) for k in _SUMMARY_KEYS}
-        entry["history"] = read_history(run_dir / "history.csv")
+        entry["history"] = history_columns(run_dir / "history.csv")
         results["runs"][name] = entry
         args.results.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.results, json.dumps(results, indent=1) + "\n")

@@ -13,6 +13,7 @@ Command line: `larq-irnet convert`, `larq-irnet evaluate`, `larq-irnet benchmark
 (see `docs/deploy.md`).
 """
 
+from larq_irnet.converters._io import load_keras_model
 from larq_irnet.converters.lce import ConversionError, ConversionResult, convert
 from larq_irnet.converters.report import ConversionReport, LayerConversion
 
@@ -22,4 +23,5 @@ __all__ = [
     "ConversionResult",
     "LayerConversion",
     "convert",
+    "load_keras_model",
 ]

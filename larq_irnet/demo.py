@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from larq_irnet.callbacks import InformationDiagnostics
-from larq_irnet.converters import convert
-from larq_irnet.converters._io import load_keras_model
+from larq_irnet.converters import convert, load_keras_model
 from larq_irnet.converters.benchmark import interleaved_latency, runner_for
 from larq_irnet.converters.evaluate import evaluate_tflite
 from larq_irnet.data import load_arrays
