@@ -23,6 +23,7 @@ from pathlib import Path
 
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.io import atomic_path, atomic_write
+from larq_irnet.quantizers import ede_default_k
 from larq_irnet.report import read_history
 from larq_irnet.training import train
 
@@ -68,6 +69,8 @@ _SUMMARY_KEYS = (
     "train_examples",
     "test_examples",
 )
+#: Rows whose per-layer entropy is drawn: plain binary against the two with Libra-PB.
+_ENTROPY_ROWS = ("bnn-seed0", "libra_pb-seed0", "irnet-seed0")
 _HISTORY_KEYS = ("accuracy", "val_accuracy", "loss", "val_loss", "ede_t", "entropy_mean")
 
 
@@ -117,6 +120,8 @@ def run_rows(args: argparse.Namespace) -> dict:
         )
         entry = {k: summary.get(k) for k in _SUMMARY_KEYS}
         entry["history"] = history_columns(run_dir / "history.csv")
+        # Re-read first: another ablation process (other --only rows) may have written since.
+        results = load_results(args.results)
         results["runs"][name] = entry
         args.results.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.results, json.dumps(results, indent=1) + "\n")
@@ -162,9 +167,11 @@ def plot(results: dict, out_dir: Path) -> list[Path]:
         written.append(out_dir / name)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = {b: f"C{i}" for i, b in enumerate(ROWS)}
     for name, run in sorted(runs.items()):
-        accuracy = run["history"]["val_accuracy"]
-        ax.plot(range(1, len(accuracy) + 1), [100 * a for a in accuracy], marker=".", label=name)
+        accuracy = [100 * a for a in run["history"]["val_accuracy"]]
+        style = {"color": colors[run["binarization"]], "ls": "--" if run["seed"] else "-"}
+        ax.plot(range(1, len(accuracy) + 1), accuracy, marker=".", label=name, **style)
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Fashion-MNIST, ResNet-20 1w1a")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -180,10 +187,11 @@ def plot(results: dict, out_dir: Path) -> list[Path]:
         left.legend(fontsize=8)
         for name, run in pairs:
             layers = sorted(k for k in run["history"] if k.startswith("entropy/"))
-            if name.startswith(("bnn", "irnet")) and layers:
+            if name in _ENTROPY_ROWS and layers:
                 last = [run["history"][k][-1] for k in layers]
                 right.plot(range(len(last)), last, marker="o", label=name)
         right.set(xlabel="binarized layer", ylabel="bits", title="per-layer entropy, last epoch")
+        right.grid(alpha=0.3)
         right.legend(fontsize=8)
         save(fig, "entropy.png")
 
@@ -193,7 +201,7 @@ def plot(results: dict, out_dir: Path) -> list[Path]:
         name, run = ede[0]
         t = run["history"]["ede_t"]
         ax.semilogy(range(len(t)), t, marker="o", label="t")
-        ax.semilogy(range(len(t)), [max(1 / v, 1) for v in t], marker="s", label="k")
+        ax.semilogy(range(len(t)), [ede_default_k(v) for v in t], marker="s", label="k")
         ax.set(xlabel="epoch", title=f"EDE schedule ({name})")
         ax.grid(alpha=0.3, which="both")
         ax.legend()

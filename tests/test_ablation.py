@@ -1,0 +1,130 @@
+"""benchmarks/ablation.py: rows, resumable results file, table and figures, on a tiny model."""
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+from larq_irnet import recipes
+from larq_irnet.zoo.presets import conv_settings
+
+import larq as lq
+import pytest
+import tensorflow as tf
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("ablation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny_zoo_model(*, input_shape, num_classes, binarization="irnet"):
+    """The zoo presets' quantizers on one binary convolution: the rows differ as in ResNet-20."""
+    settings = conv_settings(binarization=binarization, bits="1w1a", pad_values=1.0)
+    inputs = tf.keras.Input(input_shape)
+    x = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = tf.keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(
+        8,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_quantizer=settings.kernel_quantizer,
+        input_quantizer=settings.input_quantizer,
+        kernel_constraint=settings.kernel_constraint,
+        pad_values=settings.pad_values,
+    )(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
+    return tf.keras.Model(inputs, outputs)
+
+
+@pytest.fixture
+def tiny_recipe(ablation, monkeypatch):
+    """The ablation's recipe, same name and schedule, with the tiny model."""
+    recipe = recipes.get_recipe(ablation.RECIPE)
+    tiny = dataclasses.replace(recipe, model=_tiny_zoo_model, model_kwargs={})
+    monkeypatch.setitem(recipes.RECIPES, ablation.RECIPE, tiny)
+    return tiny
+
+
+OTHER_ROW = {
+    "binarization": "libra_pb",
+    "seed": 0,
+    "final_test_accuracy": 0.5,
+    "history": {"val_accuracy": [0.25, 0.5]},
+}
+
+
+def test_rows_results_table_and_plots(
+    ablation, tiny_recipe, tmp_path, capsys, monkeypatch, fashion_mnist
+):
+    results_path = tmp_path / "results" / "ablation.json"
+    argv = ["--output-dir", str(tmp_path / "runs"), "--results", str(results_path)]
+    argv += ["--epochs", "2", "--steps-per-epoch", "2", "--train-limit", "256"]
+
+    # Another ablation process finishing a row while this one trains must not be overwritten.
+    real_train = ablation.train
+
+    def train_while_another_process_writes(*args, **kwargs):
+        summary = real_train(*args, **kwargs)
+        other = ablation.load_results(results_path)
+        other["runs"]["libra_pb-seed0"] = OTHER_ROW
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(other))
+        return summary
+
+    monkeypatch.setattr(ablation, "train", train_while_another_process_writes)
+    assert ablation.main(argv + ["--only", "bnn-seed0", "irnet-seed0"]) == 0
+    results = json.loads(results_path.read_text())
+    assert results["recipe"] == "fashion_mnist-resnet20-1w1a"
+    assert set(results["runs"]) == {"bnn-seed0", "irnet-seed0", "libra_pb-seed0"}
+    assert results["runs"]["libra_pb-seed0"] == OTHER_ROW
+    for name, binarization in (("bnn-seed0", "bnn"), ("irnet-seed0", "irnet")):
+        run = results["runs"][name]
+        assert run["binarization"] == binarization and run["seed"] == 0 and run["epochs"] == 2
+        history = run["history"]
+        assert len(history["val_accuracy"]) == 2
+        assert run["final_test_accuracy"] == pytest.approx(history["val_accuracy"][-1])
+        assert run["test_examples"] == 10_000
+        # InformationDiagnostics ran: one entropy column per binarized layer, in [0, 1] bits.
+        assert [k for k in history if k.startswith("entropy/")] == ["entropy/quant_conv2d"]
+        assert all(0.0 <= e <= 1.0 for e in history["entropy/quant_conv2d"])
+    # Only the EDE rows log t; the recipe's schedule starts at 1e-3 and grows.
+    assert "ede_t" not in results["runs"]["bnn-seed0"]["history"]
+    t = results["runs"]["irnet-seed0"]["history"]["ede_t"]
+    assert t[0] == pytest.approx(1e-3) and t[1] > t[0]
+
+    table = ablation.table(results)
+    bnn = results["runs"]["bnn-seed0"]["final_test_accuracy"]
+    assert f"| Plain binary (sign + STE) | {100 * bnn:.2f} (s0) | {100 * bnn:.2f} | 83.8 |" in table
+    assert "| Libra-PB | 50.00 (s0) | 50.00 | 84.9 |" in table
+    assert "| Full precision | not run yet | | 90.8 |" in table
+
+    # A finished row is read back, not retrained.
+    monkeypatch.setattr(ablation, "train", real_train)
+    capsys.readouterr()
+    assert ablation.main(argv + ["--only", "bnn-seed0"]) == 0
+    assert "finished run of this configuration; not training" in capsys.readouterr().out
+
+    plots = tmp_path / "plots"
+    assert ablation.main(["--results", str(results_path), "--plots", str(plots)]) == 0
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "accuracy.png",
+        "ede_schedule.png",
+        "entropy.png",
+    ]
+
+
+def test_unknown_rows_and_an_empty_results_file_are_named(ablation, tmp_path):
+    with pytest.raises(SystemExit, match=r"--only: unknown rows \['xnor-seed0'\]"):
+        ablation.main(["--only", "xnor-seed0", "--output-dir", str(tmp_path)])
+    missing = tmp_path / "none.json"
+    with pytest.raises(SystemExit, match="none.json: no finished rows to plot"):
+        ablation.main(["--results", str(missing), "--plots", str(tmp_path / "plots")])
