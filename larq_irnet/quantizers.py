@@ -24,7 +24,9 @@ convolution's output multiplier.
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
 
 import larq as lq
 import tensorflow as tf
@@ -320,3 +322,30 @@ class LibraPB(_EDEQuantizer):
             "bit_shift": self.bit_shift,
             "epsilon": self.epsilon,
         }
+
+
+class _StandardizedKernelsDoNotStarve(logging.Filter):
+    """Drops Larq's "starved weights" warning for layers whose kernel quantizer is a
+    standardizing `LibraPB`.
+
+    Larq warns when a binary kernel quantizer comes without a `kernel_constraint`, because
+    a clipped straight-through gradient stops for weights that drift out of [-1, 1]. Libra-PB
+    binarizes the standardized kernel, whose values do not grow with |w|, and every weight
+    also gets gradient through the filter's mean and std, so it needs no clipping (the
+    authors' code clips none). Larq logs the warning from inside the layer's `__init__`,
+    so the layer is found on the call stack.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "starved weights" not in record.getMessage():
+            return True
+        frame = sys._getframe()
+        while frame is not None:
+            quantizer = getattr(frame.f_locals.get("self"), "kernel_quantizer", None)
+            if frame.f_code.co_name == "__init__" and quantizer is not None:
+                return not (isinstance(quantizer, LibraPB) and quantizer.standardize)
+            frame = frame.f_back
+        return True
+
+
+logging.getLogger("larq.layers_base").addFilter(_StandardizedKernelsDoNotStarve())

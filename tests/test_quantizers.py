@@ -1,5 +1,7 @@
 """Libra-PB and EDE against an independent NumPy implementation of the paper's formulas."""
 
+import logging
+
 import larq_irnet
 from larq_irnet.converters.flatbuffer import op_histogram
 from larq_irnet.quantizers import EDESign, LibraPB
@@ -192,6 +194,23 @@ def test_string_names_resolve_in_larq_layers():
     assert isinstance(layer.kernel_quantizer, LibraPB)
     assert isinstance(layer.input_quantizer, EDESign)
     assert layer.kernel_quantizer.precision == 1 and layer.input_quantizer.precision == 1
+
+
+@pytest.mark.parametrize(
+    "kernel_quantizer, warns",
+    [
+        ("libra_pb", False),
+        (LibraPB(gradient="ste", bit_shift=False), False),
+        (LibraPB(standardize=False), True),
+        ("ste_sign", True),
+        ("ede_sign", True),
+    ],
+)
+def test_starved_weights_warning_only_where_weights_can_starve(kernel_quantizer, warns, caplog):
+    # Standardized kernels need no weight_clip; Larq's warning stays for the others.
+    caplog.set_level(logging.WARNING, logger="larq.layers_base")
+    lq.layers.QuantConv2D(4, 3, kernel_quantizer=kernel_quantizer)
+    assert any("starved weights" in r.getMessage() for r in caplog.records) is warns
 
 
 @pytest.mark.parametrize(
