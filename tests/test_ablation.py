@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 from larq_irnet import recipes
-from larq_irnet.zoo.presets import conv_settings
 
-import larq as lq
 import pytest
-import tensorflow as tf
+from tiny import tiny_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
 
@@ -23,33 +21,11 @@ def ablation():
     return module
 
 
-def _tiny_zoo_model(*, input_shape, num_classes, binarization="irnet"):
-    """The zoo presets' quantizers on one binary convolution: the rows differ as in ResNet-20."""
-    settings = conv_settings(binarization=binarization, bits="1w1a", pad_values=1.0)
-    inputs = tf.keras.Input(input_shape)
-    x = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    x = tf.keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(x)
-    x = tf.keras.layers.BatchNormalization()(x)
-    x = lq.layers.QuantConv2D(
-        8,
-        3,
-        padding="same",
-        use_bias=False,
-        kernel_quantizer=settings.kernel_quantizer,
-        input_quantizer=settings.input_quantizer,
-        kernel_constraint=settings.kernel_constraint,
-        pad_values=settings.pad_values,
-    )(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
-    return tf.keras.Model(inputs, outputs)
-
-
 @pytest.fixture
 def tiny_recipe(ablation, monkeypatch):
     """The ablation's recipe, same name and schedule, with the tiny model."""
     recipe = recipes.get_recipe(ablation.RECIPE)
-    tiny = dataclasses.replace(recipe, model=_tiny_zoo_model, model_kwargs={})
+    tiny = dataclasses.replace(recipe, model=tiny_model, model_kwargs={})
     monkeypatch.setitem(recipes.RECIPES, ablation.RECIPE, tiny)
     return tiny
 

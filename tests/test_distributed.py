@@ -1,6 +1,5 @@
 """tf.distribute training: MirroredStrategy in process, two real workers on loopback."""
 
-import dataclasses
 import json
 import math
 import os
@@ -11,45 +10,31 @@ import textwrap
 from pathlib import Path
 
 import larq_irnet  # noqa: F401
-from larq_irnet.recipes import get_recipe
 from larq_irnet.training import train
 
-import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import TINY
 
+TESTS = Path(__file__).resolve().parent
 WORKER_TIMEOUT = 150  # seconds for both workers together
 
 # Each worker trains the same tiny Libra-PB/EDE model with `train()` and records what
 # it saw: the logs of every epoch, its returned summary, and its final weights.
 WORKER = textwrap.dedent(
     """
-    import dataclasses, json, sys
+    import json, sys
     from pathlib import Path
 
     import larq_irnet
-    from larq_irnet.recipes import get_recipe
     from larq_irnet.training import train
 
-    import larq as lq
     import numpy as np
     import tensorflow as tf
+    from tiny import TINY  # tests/tiny.py, on PYTHONPATH
 
     run_dir, out_dir, index = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-
-    def tiny_model(*, input_shape, num_classes):
-        inputs = tf.keras.Input(input_shape)
-        x = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-        x = tf.keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(x)
-        x = tf.keras.layers.BatchNormalization()(x)
-        x = lq.layers.QuantConv2D(
-            8, 3, padding="same", pad_values=1.0, use_bias=False,
-            input_quantizer="ede_sign", kernel_quantizer="libra_pb",
-        )(x)
-        x = tf.keras.layers.BatchNormalization()(x)
-        x = tf.keras.layers.GlobalAveragePooling2D()(x)
-        return tf.keras.Model(inputs, tf.keras.layers.Dense(num_classes, activation="softmax")(x))
 
     class Record(tf.keras.callbacks.Callback):
         def __init__(self):
@@ -63,12 +48,9 @@ WORKER = textwrap.dedent(
             # Every worker reads the weights (BatchNorm statistics are aggregated).
             np.savez(out_dir / f"weights{index}.npz", *self.model.get_weights())
 
-    recipe = dataclasses.replace(
-        get_recipe("fashion_mnist-resnet20-1w1a"), name="tiny", model=tiny_model, model_kwargs={}
-    )
     record = Record()
     summary = train(
-        recipe, output_dir=run_dir, strategy="multi-worker", epochs=2, steps_per_epoch=3,
+        TINY, output_dir=run_dir, strategy="multi-worker", epochs=2, steps_per_epoch=3,
         batch_size=32, train_limit=512, extra_callbacks=[record], verbose=0,
     )
     (out_dir / f"worker{index}.json").write_text(
@@ -102,6 +84,7 @@ def test_two_workers_on_loopback_train_to_the_same_weights(tmp_path, fashion_mni
             "TF_CONFIG": json.dumps({"cluster": cluster, "task": task}),
             "CUDA_VISIBLE_DEVICES": "",
             "TF_CPP_MIN_LOG_LEVEL": "3",
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
         }
         command = [sys.executable, str(script), str(run_dir), str(out_dir), str(index)]
         workers.append(
@@ -169,29 +152,9 @@ def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
     assert not Path(tmp_path, "config.json").exists()
 
 
-def tiny_model(*, input_shape, num_classes):
-    inputs = tf.keras.Input(input_shape)
-    x = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    x = tf.keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(x)
-    x = tf.keras.layers.BatchNormalization()(x)
-    x = lq.layers.QuantConv2D(
-        8,
-        3,
-        padding="same",
-        use_bias=False,
-        input_quantizer="ede_sign",
-        kernel_quantizer="libra_pb",
-    )(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    return tf.keras.Model(inputs, tf.keras.layers.Dense(num_classes, activation="softmax")(x))
-
-
 def test_mirrored_strategy_trains_on_the_local_devices(tmp_path):
-    recipe = dataclasses.replace(
-        get_recipe("fashion_mnist-resnet20-1w1a"), name="tiny", model=tiny_model, model_kwargs={}
-    )
     summary = train(
-        recipe,
+        TINY,
         output_dir=tmp_path,
         strategy="mirrored",
         epochs=1,

@@ -2,11 +2,8 @@ import importlib.util
 import json
 from pathlib import Path
 
-from larq_irnet.zoo.presets import conv_settings
-
-import larq as lq
 import pytest
-import tensorflow as tf
+from tiny import tiny_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_overhead.py"
 
@@ -19,32 +16,11 @@ def benchmark():
     return module
 
 
-def _tiny_zoo_model(*, input_shape, binarization):
-    """IRNetResNet20's interface and quantizers (the zoo presets) on two convolutions."""
-    settings = conv_settings(binarization=binarization, bits="1w1a", pad_values=1.0)
-    inputs = tf.keras.Input(input_shape)
-    x = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    x = tf.keras.layers.Conv2D(8, 3, padding="same")(x)
-    x = tf.keras.layers.BatchNormalization()(x)
-    x = lq.layers.QuantConv2D(
-        8,
-        3,
-        padding="same",
-        use_bias=False,
-        kernel_quantizer=settings.kernel_quantizer,
-        input_quantizer=settings.input_quantizer,
-        kernel_constraint=settings.kernel_constraint,
-        pad_values=settings.pad_values,
-    )(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    return tf.keras.Model(inputs, tf.keras.layers.Dense(10, activation="softmax")(x))
-
-
 def test_benchmark_runs_end_to_end_and_writes_json(benchmark, tmp_path, capsys, monkeypatch):
     # Building and tracing one ResNet-20 costs ~25 s of CPU here (TensorFlow graph
     # construction with protobuf's pure-Python backend), so the harness is run on a
     # two-conv model with the zoo's quantizer presets; the README's numbers are ResNet-20.
-    monkeypatch.setattr(benchmark, "IRNetResNet20", _tiny_zoo_model)
+    monkeypatch.setattr(benchmark, "IRNetResNet20", tiny_model)
     output = tmp_path / "results" / "overhead.json"
     argv = ["--batch-size", "4", "--input-shape", "8,8,3", "--steps", "3", "--rounds", "2"]
     argv += ["--warmup", "1", "--output", str(output)]

@@ -19,38 +19,11 @@ from larq_irnet.training import (
     train,
 )
 
-import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import TINY, tiny_model
 
-
-def tiny_model(*, input_shape, num_classes, binarization="irnet"):
-    """A stand-in for the zoo models: raw pixels in, one Libra-PB/EDE binary conv."""
-    if binarization != "irnet":
-        raise ValueError(f"tiny_model knows only binarization='irnet', got {binarization!r}")
-    inputs = tf.keras.Input(input_shape)
-    x = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    x = tf.keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(x)
-    x = tf.keras.layers.BatchNormalization()(x)
-    x = lq.layers.QuantConv2D(
-        8,
-        3,
-        padding="same",
-        pad_values=1.0,
-        use_bias=False,
-        input_quantizer="ede_sign",
-        kernel_quantizer="libra_pb",
-    )(x)
-    x = tf.keras.layers.BatchNormalization()(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
-    return tf.keras.Model(inputs, outputs)
-
-
-TINY = dataclasses.replace(
-    get_recipe("fashion_mnist-resnet20-1w1a"), name="tiny", model=tiny_model, model_kwargs={}
-)
 SMALL_RUN = dict(epochs=3, steps_per_epoch=4, batch_size=32, train_limit=1024, verbose=0)
 
 
