@@ -40,15 +40,16 @@ ROWS = {
     "irnet": ("IR-Net (Libra-PB + EDE)", 86.5),
 }
 
-#: Run order: the comparisons that matter most finish first.
+#: Run order: the comparisons that matter most finish first (IR-Net vs plain binary, with
+#: its seed spread, then each half of IR-Net, then the float reference and the sub-ablations).
 RUNS = [
     ("irnet", 0),
     ("bnn", 0),
-    ("fp", 0),
-    ("libra_pb", 0),
-    ("ede", 0),
     ("irnet", 1),
     ("bnn", 1),
+    ("libra_pb", 0),
+    ("ede", 0),
+    ("fp", 0),
     ("libra_pb_no_std", 0),
     ("libra_pb_no_scale", 0),
 ]
