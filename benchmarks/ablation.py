@@ -130,6 +130,12 @@ def run_rows(args: argparse.Namespace) -> dict:
     return results
 
 
+def _runs(results: dict, binarization: str) -> list[dict]:
+    """A row's finished runs, by seed."""
+    runs = [r for r in results["runs"].values() if r["binarization"] == binarization]
+    return sorted(runs, key=lambda r: r["seed"])
+
+
 def table(results: dict) -> str:
     """The ablation as a markdown table: Fashion-MNIST beside the paper's CIFAR-10."""
     lines = [
@@ -137,8 +143,7 @@ def table(results: dict) -> str:
         "|---|---|---|---|",
     ]
     for binarization, (label, paper) in ROWS.items():
-        runs = [r for r in results["runs"].values() if r["binarization"] == binarization]
-        runs.sort(key=lambda r: r["seed"])
+        runs = _runs(results, binarization)
         if runs:
             per_seed = ", ".join(
                 f"{100 * r['final_test_accuracy']:.2f} (s{r['seed']})" for r in runs
@@ -150,12 +155,50 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def comparisons(results: dict) -> list[str]:
+    """The issue's targets, in points of final-epoch test accuracy, for the rows that ran.
+
+    IR-Net against plain binary is compared with the seed-to-seed spread (max - min over
+    seeds) once both rows have two seeds or more; Libra-PB and EDE against plain binary,
+    and full precision against IR-Net, on their means.
+    """
+    stats = {}
+    for binarization in ROWS:
+        accuracies = [100 * r["final_test_accuracy"] for r in _runs(results, binarization)]
+        if accuracies:
+            mean = sum(accuracies) / len(accuracies)
+            stats[binarization] = (mean, max(accuracies) - min(accuracies), len(accuracies))
+    lines = []
+    if "irnet" in stats and "bnn" in stats:
+        (irnet, irnet_spread, n_irnet), (bnn, bnn_spread, n_bnn) = stats["irnet"], stats["bnn"]
+        line = (
+            f"IR-Net - plain binary: {irnet - bnn:+.2f} points "
+            f"(means of {n_irnet} and {n_bnn} seeds)"
+        )
+        if min(n_irnet, n_bnn) >= 2:
+            spread = max(irnet_spread, bnn_spread)
+            verdict = "more" if irnet - bnn > spread else "not more"
+            line += f"; seed spread {spread:.2f} points: {verdict} than the spread"
+        else:
+            line += "; seed spread unknown until both rows have two seeds"
+        lines.append(line)
+    for row in ("libra_pb", "ede"):
+        if row in stats and "bnn" in stats:
+            difference = stats[row][0] - stats["bnn"][0]
+            verdict = "not worse" if difference >= 0 else "worse"
+            lines.append(f"{ROWS[row][0]} - plain binary: {difference:+.2f} points ({verdict})")
+    if "fp" in stats and "irnet" in stats:
+        lines.append(f"Full precision - IR-Net: {stats['fp'][0] - stats['irnet'][0]:+.2f} points")
+    return lines
+
+
 def plot(results: dict, out_dir: Path) -> list[Path]:
     """Accuracy curves of all rows, Libra-PB vs plain-binary weight entropy, EDE's t."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = results["runs"]
@@ -193,6 +236,7 @@ def plot(results: dict, out_dir: Path) -> list[Path]:
                 right.plot(range(len(last)), last, marker="o", label=name)
         right.set(xlabel="binarized layer", ylabel="bits", title="per-layer entropy, last epoch")
         right.grid(alpha=0.3)
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
         right.legend(fontsize=8)
         save(fig, "entropy.png")
 
@@ -236,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = run_rows(args)
     print(table(results))
+    for line in comparisons(results):
+        print(f"- {line}")
     return 0
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -48,7 +47,6 @@ from larq_irnet.io import atomic_path, atomic_write
 from larq_irnet.quantizers import LibraPB, libra_standardize
 
 import numpy as np
-import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -252,10 +250,10 @@ def _plot_quantization(history: dict[str, np.ndarray], path: Path) -> Path:
 def _load_model(path: Path):
     if not path.is_file():
         raise _Skip(f"{path} does not exist (the trained model, saved as Keras HDF5)")
+    from larq_irnet.converters import load_keras_model
+
     try:
-        # Registers the zoo's custom layers; larq_irnet already registered its quantizers.
-        importlib.import_module("larq_irnet.zoo")
-        return tf.keras.models.load_model(path, compile=False)
+        return load_keras_model(path)
     except Exception as error:  # whatever fails to load only skips this plot
         raise _Skip(f"could not load {path}: {type(error).__name__}: {error}") from error
 

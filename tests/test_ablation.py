@@ -104,3 +104,48 @@ def test_unknown_rows_and_an_empty_results_file_are_named(ablation, tmp_path):
     missing = tmp_path / "none.json"
     with pytest.raises(SystemExit, match="none.json: no finished rows to plot"):
         ablation.main(["--results", str(missing), "--plots", str(tmp_path / "plots")])
+
+
+def _row(binarization, seed, accuracy):
+    return {"binarization": binarization, "seed": seed, "final_test_accuracy": accuracy}
+
+
+def test_comparisons_state_each_target_against_the_seed_spread(ablation):
+    runs = {
+        "irnet-seed0": _row("irnet", 0, 0.88),
+        "bnn-seed0": _row("bnn", 0, 0.85),
+        "ede-seed0": _row("ede", 0, 0.849),
+    }
+    lines = ablation.comparisons({"runs": runs})
+    assert lines == [
+        "IR-Net - plain binary: +3.00 points (means of 1 and 1 seeds); "
+        "seed spread unknown until both rows have two seeds",
+        "EDE - plain binary: -0.10 points (worse)",
+    ]
+    # Seed spreads of 1 and 4 points: 4.5 points between the means is more than either.
+    runs |= {
+        "irnet-seed1": _row("irnet", 1, 0.87),
+        "bnn-seed1": _row("bnn", 1, 0.81),
+        "fp-seed0": _row("fp", 0, 0.91),
+        "libra_pb-seed0": _row("libra_pb", 0, 0.83),
+    }
+    lines = ablation.comparisons({"runs": runs})
+    assert lines[0] == (
+        "IR-Net - plain binary: +4.50 points (means of 2 and 2 seeds); "
+        "seed spread 4.00 points: more than the spread"
+    )
+    assert lines[1:] == [
+        "Libra-PB - plain binary: +0.00 points (not worse)",
+        "EDE - plain binary: +1.90 points (not worse)",
+        "Full precision - IR-Net: +3.50 points",
+    ]
+
+
+def test_docs_results_shows_the_results_file(ablation):
+    """docs/results.md carries the table and comparisons of the committed results."""
+    root = SCRIPT.parents[1]
+    results = ablation.load_results(root / "benchmarks" / "results" / "ablation.json")
+    text = (root / "docs" / "results.md").read_text()
+    assert ablation.table(results) in text
+    for line in ablation.comparisons(results):
+        assert f"- {line}" in text
