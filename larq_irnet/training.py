@@ -446,8 +446,8 @@ def train(
     config_path = run_dir / _CONFIG
     if config_path.exists():
         previous = json.loads(config_path.read_text(encoding="utf-8"))
-        if previous != config:
-            different = _differences(previous, config)
+        different = _differences(previous, config)
+        if different:
             raise ValueError(
                 f"{run_dir} holds a run with another configuration (differs in: "
                 f"{', '.join(different)}); use another --output-dir, or delete it to "
@@ -583,10 +583,18 @@ def train(
     return summary
 
 
+#: Configuration keys that describe a run without changing it: a recipe's `source` text may
+#: be reworded without making its finished or interrupted runs foreign.
+_DESCRIPTIVE_KEYS = frozenset({"recipe.source"})
+
+
 def _differences(previous: dict, current: dict, prefix: str = "") -> list[str]:
+    """The keys (dotted) whose values differ between two run configurations."""
     keys = sorted(set(previous) | set(current))
     out = []
     for key in keys:
+        if f"{prefix}{key}" in _DESCRIPTIVE_KEYS:
+            continue
         a, b = previous.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _differences(a, b, f"{prefix}{key}.")

@@ -158,9 +158,12 @@ def test_train_writes_the_run_directory(tmp_path, fashion_mnist):
     assert {"epoch_loss", "epoch_accuracy", "epoch_lr", "epoch_ede_t", "epoch_ede_k"} <= tags
     assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-3")
 
-    # A finished run is not trained again; another configuration is refused.
+    # A finished run is not trained again, nor when only the recipe's description changed;
+    # another configuration is refused.
     assert train(TINY, output_dir=run_dir, **SMALL_RUN) == summary
-    with pytest.raises(ValueError, match="epochs"):
+    reworded = dataclasses.replace(TINY, source="reworded")
+    assert train(reworded, output_dir=run_dir, **SMALL_RUN) == summary
+    with pytest.raises(ValueError, match=r"holds a run with another configuration.*epochs"):
         train(TINY, output_dir=run_dir, **{**SMALL_RUN, "epochs": 4})
 
 
