@@ -6,7 +6,8 @@ their difference can be told from seed noise. Each row is a resumable run direct
 (`larq_irnet.training.train`): rerunning the command after an interruption continues the
 unfinished row from its last epoch and skips finished ones. The results file is rewritten
 atomically whenever a row finishes, with each row's per-epoch history, so that
-`--plots` and docs/results.md can be regenerated from it alone.
+`--plots` and docs/results.md can be regenerated from it alone; a row that is in the
+results file but whose run directory is gone is not trained again.
 
     python benchmarks/ablation.py                       # all rows, in the order below
     python benchmarks/ablation.py --only irnet-seed0    # one row
@@ -106,6 +107,14 @@ def run_rows(args: argparse.Namespace) -> dict:
     for binarization, seed in selected:
         name = run_name(binarization, seed)
         run_dir = args.output_dir / name
+        if name in load_results(args.results)["runs"] and not run_dir.exists():
+            # Run directories are scratch (e.g. lost with a machine); the results file is kept.
+            print(
+                f"== {name}: finished in {args.results}, {run_dir} is gone; not retraining "
+                "(delete its entry there to run it again)",
+                flush=True,
+            )
+            continue
         print(f"== {name} -> {run_dir}", flush=True)
         summary = train(
             RECIPE,

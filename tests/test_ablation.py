@@ -3,6 +3,7 @@
 import dataclasses
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 from larq_irnet import recipes
@@ -88,6 +89,14 @@ def test_rows_results_table_and_plots(
     capsys.readouterr()
     assert ablation.main(argv + ["--only", "bnn-seed0"]) == 0
     assert "finished run of this configuration; not training" in capsys.readouterr().out
+
+    # Run directories may be lost (another machine); the results file says the row is done.
+    shutil.rmtree(tmp_path / "runs" / "bnn-seed0")
+    assert ablation.main(argv + ["--only", "bnn-seed0"]) == 0
+    out = capsys.readouterr().out
+    assert "bnn-seed0: finished in" in out and "not retraining" in out
+    assert not (tmp_path / "runs" / "bnn-seed0").exists()
+    assert json.loads(results_path.read_text()) == results
 
     plots = tmp_path / "plots"
     assert ablation.main(["--results", str(results_path), "--plots", str(plots)]) == 0
