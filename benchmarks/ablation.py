@@ -97,7 +97,6 @@ def load_results(path: Path) -> dict:
 
 def run_rows(args: argparse.Namespace) -> dict:
     """Train every selected row that is not finished yet, saving results after each."""
-    results = load_results(args.results)
     selected = [r for r in RUNS if not args.only or run_name(*r) in args.only]
     unknown = set(args.only or ()) - {run_name(*r) for r in RUNS}
     if unknown:
@@ -136,7 +135,7 @@ def run_rows(args: argparse.Namespace) -> dict:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.results, json.dumps(results, indent=1) + "\n")
         print(f"== {name}: final test accuracy {summary['final_test_accuracy']:.4f}", flush=True)
-    return results
+    return load_results(args.results)
 
 
 def _runs(results: dict, binarization: str) -> list[dict]:

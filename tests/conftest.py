@@ -1,6 +1,8 @@
-"""Shared test setup: Keras 2 before TensorFlow, quiet logs, real data fixtures."""
+"""Shared test setup: Keras 2 before TensorFlow, quiet logs, real data, benchmark scripts."""
 
+import importlib.util
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -22,3 +24,19 @@ def fashion_mnist():
     if not FASHION_MNIST_DIR.is_dir() and not os.environ.get("CI"):
         pytest.skip(f"{FASHION_MNIST_DIR} missing: run `make install`")
     return load_fashion_mnist()
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """Import a script of `benchmarks/` as a module: `load_benchmark("ablation")`."""
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

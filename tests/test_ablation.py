@@ -1,7 +1,6 @@
 """benchmarks/ablation.py: rows, resumable results file, table and figures, on a tiny model."""
 
 import dataclasses
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -11,15 +10,12 @@ from larq_irnet import recipes
 import pytest
 from tiny import tiny_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def ablation():
-    spec = importlib.util.spec_from_file_location("ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def ablation(load_benchmark):
+    return load_benchmark("ablation")
 
 
 @pytest.fixture
@@ -152,9 +148,8 @@ def test_comparisons_state_each_target_against_the_seed_spread(ablation):
 
 def test_docs_results_shows_the_results_file(ablation):
     """docs/results.md carries the table and comparisons of the committed results."""
-    root = SCRIPT.parents[1]
-    results = ablation.load_results(root / "benchmarks" / "results" / "ablation.json")
-    text = (root / "docs" / "results.md").read_text()
+    results = ablation.load_results(ROOT / "benchmarks" / "results" / "ablation.json")
+    text = (ROOT / "docs" / "results.md").read_text()
     assert ablation.table(results) in text
     for line in ablation.comparisons(results):
         assert f"- {line}" in text

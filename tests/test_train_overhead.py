@@ -1,19 +1,12 @@
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from tiny import tiny_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_overhead.py"
-
 
 @pytest.fixture(scope="module")
-def benchmark():
-    spec = importlib.util.spec_from_file_location("train_overhead", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def benchmark(load_benchmark):
+    return load_benchmark("train_overhead")
 
 
 def test_benchmark_runs_end_to_end_and_writes_json(benchmark, tmp_path, capsys, monkeypatch):
