@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,20 +26,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output directory does not exist: {path.parent}")
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+    temp = path.parent / f".{path.stem}.{secrets.token_hex(6)}{path.suffix}"
+    # Created like open() would (0666 less the umask, applied by the kernel), not
+    # mkstemp's 0600; O_EXCL keeps two writers from sharing a temporary file.
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        yield Path(temp)
+        yield temp
         os.replace(temp, path)
     finally:
-        Path(temp).unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        temp.unlink(missing_ok=True)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:

@@ -12,9 +12,25 @@ def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path):
     atomic_write(path, b"new")
     assert path.read_text() == "new"
     assert os.listdir(tmp_path) == ["summary.json"]
-    umask = os.umask(0)
-    os.umask(umask)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_written_file_has_the_mode_open_would_give(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        path = atomic_write(tmp_path / "summary.json", "{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # not a temporary file's 0600
+
+
+def test_nested_writers_get_their_own_temporary_files(tmp_path):
+    with atomic_path(tmp_path / "a.json") as first, atomic_path(tmp_path / "a.json") as second:
+        assert first != second
+        assert first.parent == tmp_path and first.suffix == ".json"
+        first.write_text("1")
+        second.write_text("2")
+    assert (tmp_path / "a.json").read_text() == "1"  # the outer writer finished last
+    assert os.listdir(tmp_path) == ["a.json"]
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):
