@@ -7,7 +7,9 @@ their difference can be told from seed noise. Each row is a resumable run direct
 unfinished row from its last epoch and skips finished ones. The results file is rewritten
 atomically whenever a row finishes, with each row's per-epoch history, so that
 `--plots` and docs/results.md can be regenerated from it alone; a row that is in the
-results file but whose run directory is gone is not trained again.
+results file but whose run directory is gone is not trained again. Several processes
+may run the command at once (e.g. on a machine with more cores): a row that another
+process is training is skipped, so each takes the next free row.
 
     python benchmarks/ablation.py                       # all rows, in the order below
     python benchmarks/ablation.py --only irnet-seed0    # one row
@@ -23,10 +25,10 @@ import sys
 from pathlib import Path
 
 from larq_irnet.callbacks import InformationDiagnostics
-from larq_irnet.io import atomic_path, atomic_write
+from larq_irnet.io import atomic_path, atomic_write, file_lock
 from larq_irnet.quantizers import ede_default_k
 from larq_irnet.report import read_history
-from larq_irnet.training import train
+from larq_irnet.training import RunDirectoryInUse, train
 
 RECIPE = "fashion_mnist-resnet20-1w1a"
 
@@ -115,25 +117,31 @@ def run_rows(args: argparse.Namespace) -> dict:
             )
             continue
         print(f"== {name} -> {run_dir}", flush=True)
-        summary = train(
-            RECIPE,
-            output_dir=run_dir,
-            binarization=binarization,
-            seed=seed,
-            epochs=args.epochs,
-            steps_per_epoch=args.steps_per_epoch,
-            train_limit=args.train_limit,
-            data_dir=args.data_dir,
-            extra_callbacks=[InformationDiagnostics()],
-            verbose=2,
-        )
+        try:
+            summary = train(
+                RECIPE,
+                output_dir=run_dir,
+                binarization=binarization,
+                seed=seed,
+                epochs=args.epochs,
+                steps_per_epoch=args.steps_per_epoch,
+                train_limit=args.train_limit,
+                data_dir=args.data_dir,
+                extra_callbacks=[InformationDiagnostics()],
+                verbose=2,
+            )
+        except RunDirectoryInUse as error:
+            # Several ablation processes share out the rows: each trains the next free one.
+            print(f"== {name}: skipped, {error}", flush=True)
+            continue
         entry = {k: summary.get(k) for k in _SUMMARY_KEYS}
         entry["history"] = history_columns(run_dir / "history.csv")
-        # Re-read first: another ablation process (other --only rows) may have written since.
-        results = load_results(args.results)
-        results["runs"][name] = entry
         args.results.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.results, json.dumps(results, indent=1) + "\n")
+        # Another ablation process may write its row meanwhile: re-read under its lock.
+        with file_lock(args.results.parent / f".{args.results.name}.lock"):
+            results = load_results(args.results)
+            results["runs"][name] = entry
+            atomic_write(args.results, json.dumps(results, indent=1) + "\n")
         print(f"== {name}: final test accuracy {summary['final_test_accuracy']:.4f}", flush=True)
     return load_results(args.results)
 

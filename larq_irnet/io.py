@@ -1,14 +1,21 @@
-"""Writing outputs atomically: readers see the old file or the new one, never a partial one."""
+"""Writing outputs safely: atomically (readers see the old file or the new one, never a
+partial one), and under a lock when several processes may write."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write"]
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["atomic_path", "atomic_write", "file_lock"]
 
 
 @contextlib.contextmanager
@@ -46,3 +53,28 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
             f.flush()
             os.fsync(f.fileno())
     return Path(path)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, *, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if missing) for the block.
+
+    The lock is `flock`: the kernel drops it when the holder ends, however it ends. The
+    holder writes "pid N on HOST" into the file. With `wait=False`, a lock held by
+    another process raises `BlockingIOError` naming `path` and that holder. Where
+    `fcntl` is missing (Windows) there is no lock.
+    """
+    path = Path(path)
+    with open(path, "a+", encoding="utf-8") as f:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "unknown holder"
+                raise BlockingIOError(f"{path} is locked by another process ({holder})") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        yield

@@ -23,6 +23,8 @@ A run directory holds:
 - `checkpoints/`: model, optimizer and epoch counter after the last finished epoch.
 - `model.h5`: the trained model (without optimizer), loadable after `import larq_irnet`.
 - `summary.json`: the final-epoch test accuracy on the full test set and more (`train`).
+- `.lock`: held while a process trains into the directory; a second process gets
+  `RunDirectoryInUse` instead of interleaving its checkpoints with the first's.
 
 Resuming is exact: the checkpoint holds the weights, the optimizer's state and step
 counter (so the learning-rate schedule continues), and EDE's t is a function of the
@@ -33,6 +35,7 @@ epoch index (`EDECallback`). The training data is a deterministic stream
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import inspect
@@ -43,20 +46,21 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import larq_irnet
 from larq_irnet import data
 from larq_irnet.callbacks import EDECallback, ede_quantizers
-from larq_irnet.io import atomic_path, atomic_write
+from larq_irnet.io import atomic_path, atomic_write, file_lock
 from larq_irnet.recipes import RECIPES, Recipe, get_recipe, model_function
 
 import tensorflow as tf
 
 __all__ = [
     "STRATEGIES",
+    "RunDirectoryInUse",
     "WarmupStepDecay",
     "add_parser",
     "l2_weight_decay",
@@ -75,6 +79,7 @@ _CONFIG = "config.json"
 _MODEL = "model.h5"
 _CHECKPOINTS = "checkpoints"
 _TENSORBOARD = "tensorboard"
+_LOCK = ".lock"
 _MIN_TEST_BATCH = 256
 
 
@@ -242,6 +247,29 @@ def _task(strategy: tf.distribute.Strategy) -> tuple[bool, int]:
     return chief, int(resolver.task_id or 0)
 
 
+class RunDirectoryInUse(RuntimeError):
+    """Another process is training into the run directory."""
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the lock file of `run_dir` for the block, or raise `RunDirectoryInUse`.
+
+    Two processes resuming one run directory would interleave their checkpoints and
+    history (`larq_irnet.io.file_lock`).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(run_dir / _LOCK, wait=False))
+        except BlockingIOError as error:
+            raise RunDirectoryInUse(
+                f"another process is training into {run_dir} ({error}); wait for it to "
+                "finish or use another --output-dir."
+            ) from None
+        yield
+
+
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text)
@@ -350,7 +378,8 @@ def train(
     epoch's validation is the final model's test score), and saves the model. If
     `output_dir` holds checkpoints of the same configuration, training continues after
     the last finished epoch; if it holds a finished run, its summary is returned
-    without training; a different configuration is an error.
+    without training; a different configuration is an error, and so is a run directory
+    that another process is training into (`RunDirectoryInUse`).
 
     It seeds Python, NumPy and TensorFlow with `seed` and clears the Keras session.
     Under `strategy="multi-worker"` every worker runs `train` with the same arguments
@@ -433,154 +462,161 @@ def train(
             "examples; lower --batch-size or pass --steps-per-epoch."
         )
 
-    config = json.loads(
-        json.dumps(
-            {
-                "recipe": recipe.to_dict(),
-                "steps_per_epoch": steps,
-                "seed": seed,
-                "train_limit": train_limit,
-            }
-        )
-    )
-    config_path = run_dir / _CONFIG
-    if config_path.exists():
-        previous = json.loads(config_path.read_text(encoding="utf-8"))
-        different = _differences(previous, config)
-        if different:
-            raise ValueError(
-                f"{run_dir} holds a run with another configuration (differs in: "
-                f"{', '.join(different)}); use another --output-dir, or delete it to "
-                "start over."
+    with _run_lock(write_dir):
+        config = json.loads(
+            json.dumps(
+                {
+                    "recipe": recipe.to_dict(),
+                    "steps_per_epoch": steps,
+                    "seed": seed,
+                    "train_limit": train_limit,
+                }
             )
-        if (run_dir / _SUMMARY).exists():
-            if verbose:
-                print(f"{run_dir} holds a finished run of this configuration; not training.")
-            return json.loads((run_dir / _SUMMARY).read_text(encoding="utf-8"))
-    elif chief:
-        _atomic_write(config_path, json.dumps(config, indent=2) + "\n")
-
-    model_kwargs = {
-        "input_shape": info.input_shape,
-        "num_classes": info.num_classes,
-        **recipe.model_kwargs,
-    }
-    learning_rate = make_schedule(recipe, steps)
-    with distribution.scope():
-        model = build_model(**model_kwargs)
-        l2_weight_decay(model, recipe.weight_decay)
-        optimizer = make_optimizer(recipe, learning_rate)
-        # Slots exist before a checkpoint is restored into them.
-        optimizer.build(model.trainable_variables)
-        metrics: list[Any] = ["accuracy"]
-        if info.num_classes > 10:
-            metrics.append(tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
-        model.compile(
-            optimizer,
-            tf.keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model)),
-            metrics,
         )
-    epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epochs_done=epochs_done)
-    latest = tf.train.latest_checkpoint(run_dir / _CHECKPOINTS)
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-    initial_epoch = int(epochs_done.numpy())
-    if latest and verbose:
-        print(f"Resuming {recipe.name} in {run_dir} after epoch {initial_epoch}/{recipe.epochs}.")
-    if chief:
-        _truncate_history(run_dir / _HISTORY, initial_epoch)
+        config_path = run_dir / _CONFIG
+        if config_path.exists():
+            previous = json.loads(config_path.read_text(encoding="utf-8"))
+            different = _differences(previous, config)
+            if different:
+                raise ValueError(
+                    f"{run_dir} holds a run with another configuration (differs in: "
+                    f"{', '.join(different)}); use another --output-dir, or delete it to "
+                    "start over."
+                )
+            if (run_dir / _SUMMARY).exists():
+                if verbose:
+                    print(f"{run_dir} holds a finished run of this configuration; not training.")
+                return json.loads((run_dir / _SUMMARY).read_text(encoding="utf-8"))
+        elif chief:
+            _atomic_write(config_path, json.dumps(config, indent=2) + "\n")
 
-    train_data = data.make_dataset(
-        recipe.dataset,
-        "train",
-        recipe.batch_size,
-        data_dir=data_dir,
-        seed=seed,
-        start_batch=initial_epoch * steps,
-        limit=train_limit,
-    )
-    # Scoring is independent of the batch; small training batches would only slow it.
-    test_batch = max(recipe.batch_size, _MIN_TEST_BATCH)
-    test_data = data.make_dataset(recipe.dataset, "test", test_batch, data_dir=data_dir)
+        model_kwargs = {
+            "input_shape": info.input_shape,
+            "num_classes": info.num_classes,
+            **recipe.model_kwargs,
+        }
+        learning_rate = make_schedule(recipe, steps)
+        with distribution.scope():
+            model = build_model(**model_kwargs)
+            l2_weight_decay(model, recipe.weight_decay)
+            optimizer = make_optimizer(recipe, learning_rate)
+            # Slots exist before a checkpoint is restored into them.
+            optimizer.build(model.trainable_variables)
+            metrics: list[Any] = ["accuracy"]
+            if info.num_classes > 10:
+                metrics.append(
+                    tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy")
+                )
+            model.compile(
+                optimizer,
+                tf.keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=not _ends_in_softmax(model)
+                ),
+                metrics,
+            )
+        epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epochs_done=epochs_done)
+        latest = tf.train.latest_checkpoint(run_dir / _CHECKPOINTS)
+        if latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        initial_epoch = int(epochs_done.numpy())
+        if latest and verbose:
+            print(
+                f"Resuming {recipe.name} in {run_dir} after epoch {initial_epoch}/{recipe.epochs}."
+            )
+        if chief:
+            _truncate_history(run_dir / _HISTORY, initial_epoch)
 
-    ede = ede_quantizers(model)
-    callbacks: list[tf.keras.callbacks.Callback] = []
-    if ede:
-        callbacks.append(EDECallback(t_min=recipe.ede_t_min, t_max=recipe.ede_t_max))
-    callbacks += [
-        _EpochLog(learning_rate),
-        *extra_callbacks,
-        tf.keras.callbacks.TensorBoard(
-            log_dir=os.fspath(write_dir / _TENSORBOARD), write_graph=False, profile_batch=0
-        ),
-        tf.keras.callbacks.CSVLogger(os.fspath(write_dir / _HISTORY), append=True),
-        _EpochCheckpoint(
-            tf.train.CheckpointManager(checkpoint, write_dir / _CHECKPOINTS, max_to_keep=1),
-            epochs_done,
-        ),
-    ]
-    write_dir.mkdir(parents=True, exist_ok=True)
-    fit = model.fit(
-        train_data,
-        epochs=recipe.epochs,
-        steps_per_epoch=steps,
-        initial_epoch=initial_epoch,
-        validation_data=test_data,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-    last = {k[len("val_") :]: v for k, v in fit.history.items() if k.startswith("val_")}
-    if fit.epoch and fit.epoch[-1] == recipe.epochs - 1:
-        # The last epoch's validation already scored the final weights on the full test set.
-        final = {name: values[-1] for name, values in last.items()}
-    else:
-        final = model.evaluate(test_data, verbose=0, return_dict=True)
-    _save_model(model, write_dir / _MODEL)
+        train_data = data.make_dataset(
+            recipe.dataset,
+            "train",
+            recipe.batch_size,
+            data_dir=data_dir,
+            seed=seed,
+            start_batch=initial_epoch * steps,
+            limit=train_limit,
+        )
+        # Scoring is independent of the batch; small training batches would only slow it.
+        test_batch = max(recipe.batch_size, _MIN_TEST_BATCH)
+        test_data = data.make_dataset(recipe.dataset, "test", test_batch, data_dir=data_dir)
 
-    history = _read_history(write_dir / _HISTORY)
-    accuracies = [float(row["val_accuracy"]) for row in history]
-    best = max(range(len(accuracies)), key=accuracies.__getitem__) if accuracies else None
-    summary: dict[str, Any] = {
-        "recipe": recipe.name,
-        "dataset": recipe.dataset,
-        "model": config["recipe"]["model"],
-        "bits": recipe.model_kwargs.get("bits", _default_argument(build_model, "bits")),
-        "binarization": recipe.model_kwargs.get(
-            "binarization", _default_argument(build_model, "binarization")
-        ),
-        "seed": seed,
-        "epochs": recipe.epochs,
-        "steps_per_epoch": steps,
-        "batch_size": recipe.batch_size,
-        "strategy": strategy,
-        "num_replicas": distribution.num_replicas_in_sync,
-        "train_examples": train_examples,
-        "test_examples": test_examples,
-        "final_test_accuracy": float(final["accuracy"]),
-        "final_test_loss": float(final["loss"]),
-        **(
-            {"final_test_top5_accuracy": float(final["top5_accuracy"])}
-            if "top5_accuracy" in final
-            else {}
-        ),
-        "best_epoch_test_accuracy": accuracies[best] if accuracies else None,
-        "best_epoch": best,
-        "ede_t": float(ede[0].ede_t.numpy()) if ede else None,
-        "ede_k": float(ede[0].ede_k.numpy()) if ede else None,
-        "ede_t_min": recipe.ede_t_min,
-        "ede_t_max": recipe.ede_t_max,
-        "resumed_from_epoch": initial_epoch,
-        "train_seconds": sum(float(row.get("epoch_seconds") or 0.0) for row in history),
-        "wall_time_seconds": time.perf_counter() - started,
-        "model_file": _MODEL,
-        "versions": {"larq_irnet": larq_irnet.__version__, "tensorflow": tf.__version__},
-    }
-    if chief:
-        _atomic_write(run_dir / _SUMMARY, json.dumps(summary, indent=2) + "\n")
-    else:
-        shutil.rmtree(write_dir, ignore_errors=True)
-    return summary
+        ede = ede_quantizers(model)
+        callbacks: list[tf.keras.callbacks.Callback] = []
+        if ede:
+            callbacks.append(EDECallback(t_min=recipe.ede_t_min, t_max=recipe.ede_t_max))
+        callbacks += [
+            _EpochLog(learning_rate),
+            *extra_callbacks,
+            tf.keras.callbacks.TensorBoard(
+                log_dir=os.fspath(write_dir / _TENSORBOARD), write_graph=False, profile_batch=0
+            ),
+            tf.keras.callbacks.CSVLogger(os.fspath(write_dir / _HISTORY), append=True),
+            _EpochCheckpoint(
+                tf.train.CheckpointManager(checkpoint, write_dir / _CHECKPOINTS, max_to_keep=1),
+                epochs_done,
+            ),
+        ]
+        write_dir.mkdir(parents=True, exist_ok=True)
+        fit = model.fit(
+            train_data,
+            epochs=recipe.epochs,
+            steps_per_epoch=steps,
+            initial_epoch=initial_epoch,
+            validation_data=test_data,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        last = {k[len("val_") :]: v for k, v in fit.history.items() if k.startswith("val_")}
+        if fit.epoch and fit.epoch[-1] == recipe.epochs - 1:
+            # The last epoch's validation already scored the final weights on the full test set.
+            final = {name: values[-1] for name, values in last.items()}
+        else:
+            final = model.evaluate(test_data, verbose=0, return_dict=True)
+        _save_model(model, write_dir / _MODEL)
+
+        history = _read_history(write_dir / _HISTORY)
+        accuracies = [float(row["val_accuracy"]) for row in history]
+        best = max(range(len(accuracies)), key=accuracies.__getitem__) if accuracies else None
+        summary: dict[str, Any] = {
+            "recipe": recipe.name,
+            "dataset": recipe.dataset,
+            "model": config["recipe"]["model"],
+            "bits": recipe.model_kwargs.get("bits", _default_argument(build_model, "bits")),
+            "binarization": recipe.model_kwargs.get(
+                "binarization", _default_argument(build_model, "binarization")
+            ),
+            "seed": seed,
+            "epochs": recipe.epochs,
+            "steps_per_epoch": steps,
+            "batch_size": recipe.batch_size,
+            "strategy": strategy,
+            "num_replicas": distribution.num_replicas_in_sync,
+            "train_examples": train_examples,
+            "test_examples": test_examples,
+            "final_test_accuracy": float(final["accuracy"]),
+            "final_test_loss": float(final["loss"]),
+            **(
+                {"final_test_top5_accuracy": float(final["top5_accuracy"])}
+                if "top5_accuracy" in final
+                else {}
+            ),
+            "best_epoch_test_accuracy": accuracies[best] if accuracies else None,
+            "best_epoch": best,
+            "ede_t": float(ede[0].ede_t.numpy()) if ede else None,
+            "ede_k": float(ede[0].ede_k.numpy()) if ede else None,
+            "ede_t_min": recipe.ede_t_min,
+            "ede_t_max": recipe.ede_t_max,
+            "resumed_from_epoch": initial_epoch,
+            "train_seconds": sum(float(row.get("epoch_seconds") or 0.0) for row in history),
+            "wall_time_seconds": time.perf_counter() - started,
+            "model_file": _MODEL,
+            "versions": {"larq_irnet": larq_irnet.__version__, "tensorflow": tf.__version__},
+        }
+        if chief:
+            _atomic_write(run_dir / _SUMMARY, json.dumps(summary, indent=2) + "\n")
+        else:
+            shutil.rmtree(write_dir, ignore_errors=True)
+        return summary
 
 
 #: Configuration keys that describe a run without changing it: a recipe's `source` text may
@@ -684,7 +720,7 @@ def _run(args: argparse.Namespace) -> int:
             # Progress bars on a terminal, one line per epoch in a log file.
             verbose=1 if sys.stdout.isatty() else 2,
         )
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, RunDirectoryInUse) as error:
         print(f"larq-irnet train: error: {error}", file=sys.stderr)
         return 1
     print(

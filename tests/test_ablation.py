@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from larq_irnet import recipes
+from larq_irnet.io import file_lock
 
 import pytest
 from tiny import tiny_model
@@ -85,6 +86,15 @@ def test_rows_results_table_and_plots(
     capsys.readouterr()
     assert ablation.main(argv + ["--only", "bnn-seed0"]) == 0
     assert "finished run of this configuration; not training" in capsys.readouterr().out
+
+    # A row that another process is training is left to it, and the next row is taken.
+    (tmp_path / "runs" / "ede-seed0").mkdir()
+    with file_lock(tmp_path / "runs" / "ede-seed0" / ".lock"):
+        assert ablation.main(argv + ["--only", "ede-seed0", "bnn-seed0"]) == 0
+    out = capsys.readouterr().out
+    assert "== ede-seed0: skipped, another process is training into" in out
+    assert "finished run of this configuration; not training" in out
+    assert json.loads(results_path.read_text()) == results
 
     # Run directories may be lost (another machine); the results file says the row is done.
     shutil.rmtree(tmp_path / "runs" / "bnn-seed0")

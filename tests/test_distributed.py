@@ -126,6 +126,7 @@ def test_two_workers_on_loopback_train_to_the_same_weights(tmp_path, fashion_mni
 
     # Only the chief wrote the run directory; the other worker cleaned up after itself.
     assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".lock",
         "checkpoints",
         "config.json",
         "history.csv",

@@ -1,7 +1,8 @@
 import os
+import socket
 import stat
 
-from larq_irnet.io import atomic_path, atomic_write
+from larq_irnet.io import atomic_path, atomic_write, file_lock
 
 import pytest
 
@@ -46,3 +47,15 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 def test_missing_directory_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         atomic_write(tmp_path / "missing" / "x.json", "{}")
+
+
+def test_file_lock_excludes_a_second_holder_until_released(tmp_path):
+    path = tmp_path / "run.lock"
+    with file_lock(path):
+        assert path.read_text() == f"pid {os.getpid()} on {socket.gethostname()}\n"
+        # flock locks belong to open files: a second open in this process is excluded too.
+        with pytest.raises(BlockingIOError, match=rf"run.lock is locked .*\(pid {os.getpid()} "):
+            with file_lock(path, wait=False):
+                pass
+    with file_lock(path, wait=False):
+        pass

@@ -6,6 +6,9 @@ import inspect
 import json
 import math
 import pickle
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import larq_irnet  # noqa: F401
@@ -13,6 +16,7 @@ from larq_irnet.cli import main
 from larq_irnet.data import dataset_info
 from larq_irnet.recipes import RECIPES, get_recipe, model_function
 from larq_irnet.training import (
+    RunDirectoryInUse,
     WarmupStepDecay,
     l2_weight_decay,
     make_schedule,
@@ -213,6 +217,40 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path, fash
     for row_a, row_b in zip(rows_a, rows_b, strict=True):
         for key in ("loss", "val_accuracy", "lr", "ede_t"):
             assert float(row_b[key]) == pytest.approx(float(row_a[key]), rel=1e-5), key
+
+
+_HOLD_LOCK = """
+import fcntl, os, sys, time
+f = open(sys.argv[1], "a+")
+fcntl.flock(f, fcntl.LOCK_EX)
+f.write(f"pid {os.getpid()}")
+f.flush()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_directory_is_trained_by_one_process_at_a_time(tmp_path, fashion_mnist):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(run_dir / ".lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        expected = rf"into {re.escape(str(run_dir))} \(.*\(pid {holder.pid}\)\)"
+        with pytest.raises(RunDirectoryInUse, match=expected):
+            train(TINY, output_dir=run_dir, **{**SMALL_RUN, "epochs": 1})
+        assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    # The kernel dropped the lock with the process that held it.
+    summary = train(TINY, output_dir=run_dir, **{**SMALL_RUN, "epochs": 1})
+    assert summary["epochs"] == 1 and (run_dir / "summary.json").exists()
 
 
 def test_cli_lists_recipes(capsys):
