@@ -255,8 +255,11 @@ def test_zoo_1w1a_converts_strictly(name):
 
 def test_irnet_deploys_as_the_same_graph_as_ste_sign():
     # Libra-PB's per-channel power of two folds into the binary conv's multiplier and
-    # EDE only changes gradients: nothing of either is left to run at inference.
-    irnet = convert(IRNetResNet20(input_shape=(16, 16, 3), binarization="irnet"))
+    # EDE only changes gradients: nothing of either is left to run at inference, whatever
+    # the state of EDE's schedule.
+    model = IRNetResNet20(input_shape=(16, 16, 3), binarization="irnet")
+    larq_irnet.set_ede(model, 5.0)
+    irnet = convert(model)
     tf.keras.backend.clear_session()
     bnn = convert(IRNetResNet20(input_shape=(16, 16, 3), binarization="bnn"))
     assert structure(irnet.flatbuffer) == structure(bnn.flatbuffer)

@@ -2,12 +2,9 @@
 
 import logging
 
-import larq_irnet
-from larq_irnet.converters.flatbuffer import op_histogram
 from larq_irnet.quantizers import EDESign, LibraPB
 
 import larq as lq
-import larq_compute_engine as lce
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -233,25 +230,3 @@ def test_flip_ratio_metric_counts_sign_flips():
     history = model.fit(rng.normal(size=(64, 16)), rng.normal(size=(64, 8)), epochs=2, verbose=0)
     key = next(k for k in history.history if "flip_ratio" in k)
     assert 0.0 < history.history[key][-1] <= 1.0  # lr=1 flips some signs, never more than all
-
-
-def test_converts_to_lce_binary_convolutions():
-    binary = dict(
-        input_quantizer="ede_sign",
-        kernel_quantizer="libra_pb",
-        padding="same",
-        pad_values=1.0,
-        use_bias=False,
-    )
-    inputs = tf.keras.Input((16, 16, 3))
-    x = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(inputs)
-    x = tf.keras.layers.BatchNormalization()(x)
-    for _ in range(3):
-        x = lq.layers.QuantConv2D(32, 3, **binary)(x)
-        x = tf.keras.layers.BatchNormalization()(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    model = tf.keras.Model(inputs, tf.keras.layers.Dense(10)(x))
-    larq_irnet.set_ede(model, 5.0)  # training state must not leak into the inference graph
-    ops = op_histogram(lce.convert_keras_model(model))
-    assert ops["LceBconv2d"] == 3
-    assert ops["CONV_2D"] == 1  # only the full-precision first layer
