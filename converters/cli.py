@@ -117,7 +117,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     return benchmark.run(args)
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `convert`, `evaluate` and `benchmark` with the `larq-irnet` command."""
     from larq_irnet.converters.benchmark import add_arguments
 

@@ -17,6 +17,7 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 from larq_irnet.converters import int8 as _int8
 from larq_irnet.converters.flatbuffer import read_graph
@@ -122,7 +123,7 @@ def convert(
     int8: bool = False,
     representative_data: np.ndarray | None = None,
     saved_model: bool = False,
-    **lce_options,
+    **lce_options: Any,
 ) -> ConversionResult:
     """Convert `model` with LCE and report what each binarized layer became.
 

@@ -22,6 +22,7 @@ for kernel in binarized_kernels(model):
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from larq_irnet.quantizers import LibraPB, libra_standardize
 
@@ -131,14 +132,14 @@ def flip_ratio(previous: np.ndarray, current: np.ndarray) -> float:
     return float(np.mean(previous != current))
 
 
-def is_binary_quantizer(quantizer) -> bool:
+def is_binary_quantizer(quantizer: Any) -> bool:
     """Whether a Larq quantizer binarizes: `precision == 1`, and not Larq's `NoOp` tag."""
     return getattr(quantizer, "precision", None) == 1 and not isinstance(
         quantizer, lq.quantizers.NoOp
     )
 
 
-def standardized_kernel(quantizer, kernel: np.ndarray) -> np.ndarray:
+def standardized_kernel(quantizer: Any, kernel: np.ndarray) -> np.ndarray:
     r"""The kernel as `quantizer` sees it right before its sign: \\(w_{std}\\).
 
     For `LibraPB` the balanced (and, unless `standardize=False`, standardized) kernel of
