@@ -176,7 +176,8 @@ def comparisons(results: dict) -> list[str]:
 
     IR-Net against plain binary is compared with the seed-to-seed spread (max - min over
     seeds) once both rows have two seeds or more; Libra-PB and EDE against plain binary,
-    and full precision against IR-Net, on their means.
+    and full precision against IR-Net, on their means. A row below plain binary by no
+    more than the largest seed spread of any row is said to be so: that is noise-sized.
     """
     stats = {}
     for binarization in ROWS:
@@ -184,6 +185,8 @@ def comparisons(results: dict) -> list[str]:
         if accuracies:
             mean = sum(accuracies) / len(accuracies)
             stats[binarization] = (mean, max(accuracies) - min(accuracies), len(accuracies))
+    spreads = [spread for _, spread, n in stats.values() if n >= 2]
+    noise = max(spreads) if spreads else None
     lines = []
     if "irnet" in stats and "bnn" in stats:
         (irnet, irnet_spread, n_irnet), (bnn, bnn_spread, n_bnn) = stats["irnet"], stats["bnn"]
@@ -201,7 +204,12 @@ def comparisons(results: dict) -> list[str]:
     for row in ("libra_pb", "ede"):
         if row in stats and "bnn" in stats:
             difference = stats[row][0] - stats["bnn"][0]
-            verdict = "not worse" if difference >= 0 else "worse"
+            if difference >= 0:
+                verdict = "not worse"
+            elif noise is not None and -difference <= noise:
+                verdict = f"worse, by no more than the largest seed spread, {noise:.2f} points"
+            else:
+                verdict = "worse"
             lines.append(f"{ROWS[row][0]} - plain binary: {difference:+.2f} points ({verdict})")
     if "fp" in stats and "irnet" in stats:
         lines.append(f"Full precision - IR-Net: {stats['fp'][0] - stats['irnet'][0]:+.2f} points")

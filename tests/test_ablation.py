@@ -154,6 +154,14 @@ def test_comparisons_state_each_target_against_the_seed_spread(ablation):
         "EDE - plain binary: +1.90 points (not worse)",
         "Full precision - IR-Net: +3.50 points",
     ]
+    # Below plain binary by less than a seed spread (4 points) is said to be only that.
+    runs["ede-seed0"] = _row("ede", 0, 0.815)
+    runs["libra_pb-seed0"] = _row("libra_pb", 0, 0.78)
+    assert ablation.comparisons({"runs": runs})[1:3] == [
+        "Libra-PB - plain binary: -5.00 points (worse)",
+        "EDE - plain binary: -1.50 points (worse, by no more than the largest seed spread, "
+        "4.00 points)",
+    ]
 
 
 def test_docs_results_shows_the_results_file(ablation):
