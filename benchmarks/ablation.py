@@ -234,15 +234,27 @@ def plot(results: dict, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(out_dir / name)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = {b: f"C{i}" for i, b in enumerate(ROWS)}
+
+    def style(run):
+        """One colour per row, solid for seed 0 and dashed for the other seeds."""
+        return {"color": colors[run["binarization"]], "ls": "--" if run["seed"] else "-"}
+
+    # All epochs, and the second half zoomed in, where the rows' final values are told apart.
+    fig, (full, late) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, run in sorted(runs.items()):
         accuracy = [100 * a for a in run["history"]["val_accuracy"]]
-        style = {"color": colors[run["binarization"]], "ls": "--" if run["seed"] else "-"}
-        ax.plot(range(1, len(accuracy) + 1), accuracy, marker=".", label=name, **style)
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Fashion-MNIST, ResNet-20 1w1a")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        epochs = range(1, len(accuracy) + 1)
+        full.plot(epochs, accuracy, marker=".", label=name, **style(run))
+        half = len(accuracy) // 2
+        late.plot(epochs[half:], accuracy[half:], marker=".", label=name, **style(run))
+    full.set(xlabel="epoch", ylabel="test accuracy (%)", title="all epochs")
+    late.set(xlabel="epoch", ylabel="test accuracy (%)", title="second half")
+    for ax in (full, late):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    late.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle("Fashion-MNIST, ResNet-20 1w1a: final-epoch test accuracy per row")
     save(fig, "accuracy.png")
 
     pairs = [(n, r) for n, r in sorted(runs.items()) if "entropy_mean" in r["history"]]
@@ -250,14 +262,14 @@ def plot(results: dict, out_dir: Path) -> list[Path]:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
         for name, run in pairs:
             entropy = run["history"]["entropy_mean"]
-            left.plot(range(1, len(entropy) + 1), entropy, marker=".", label=name)
+            left.plot(range(1, len(entropy) + 1), entropy, marker=".", label=name, **style(run))
         left.set(xlabel="epoch", ylabel="bits", title="binary weight entropy, mean of layers")
         left.legend(fontsize=8)
         for name, run in pairs:
             layers = sorted(k for k in run["history"] if k.startswith("entropy/"))
             if name in _ENTROPY_ROWS and layers:
                 last = [run["history"][k][-1] for k in layers]
-                right.plot(range(len(last)), last, marker="o", label=name)
+                right.plot(range(len(last)), last, marker="o", label=name, **style(run))
         right.set(xlabel="binarized layer", ylabel="bits", title="per-layer entropy, last epoch")
         right.grid(alpha=0.3)
         right.xaxis.set_major_locator(MaxNLocator(integer=True))
