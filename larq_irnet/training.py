@@ -253,7 +253,7 @@ class RunDirectoryInUse(RuntimeError):
 
 @contextlib.contextmanager
 def _run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the lock file of `run_dir` for the block, or raise `RunDirectoryInUse`.
+    """Create `run_dir` and hold its lock file for the block, or raise `RunDirectoryInUse`.
 
     Two processes resuming one run directory would interleave their checkpoints and
     history (`larq_irnet.io.file_lock`).
@@ -270,11 +270,6 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
         yield
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text)
-
-
 def _truncate_history(path: Path, epochs_done: int) -> None:
     """Keep the rows of the first `epochs_done` epochs (a killed run may have written more)."""
     if not path.exists():
@@ -289,7 +284,7 @@ def _truncate_history(path: Path, epochs_done: int) -> None:
     kept = [row for row in rows[1:] if row and int(row[0]) < epochs_done]
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([rows[0], *kept])
-    _atomic_write(path, out.getvalue())
+    atomic_write(path, out.getvalue())
 
 
 def _read_history(path: Path) -> list[dict[str, str]]:
@@ -488,7 +483,7 @@ def train(
                     print(f"{run_dir} holds a finished run of this configuration; not training.")
                 return json.loads((run_dir / _SUMMARY).read_text(encoding="utf-8"))
         elif chief:
-            _atomic_write(config_path, json.dumps(config, indent=2) + "\n")
+            atomic_write(config_path, json.dumps(config, indent=2) + "\n")
 
         model_kwargs = {
             "input_shape": info.input_shape,
@@ -556,7 +551,6 @@ def train(
                 epochs_done,
             ),
         ]
-        write_dir.mkdir(parents=True, exist_ok=True)
         fit = model.fit(
             train_data,
             epochs=recipe.epochs,
@@ -613,7 +607,7 @@ def train(
             "versions": {"larq_irnet": larq_irnet.__version__, "tensorflow": tf.__version__},
         }
         if chief:
-            _atomic_write(run_dir / _SUMMARY, json.dumps(summary, indent=2) + "\n")
+            atomic_write(run_dir / _SUMMARY, json.dumps(summary, indent=2) + "\n")
         else:
             shutil.rmtree(write_dir, ignore_errors=True)
         return summary
@@ -641,7 +635,6 @@ def _differences(previous: dict, current: dict, prefix: str = "") -> list[str]:
 
 def _save_model(model: tf.keras.Model, path: Path) -> None:
     """Save `model` as HDF5 without optimizer, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
         model.save(temporary, save_format="h5", include_optimizer=False)
 
