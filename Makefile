@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data lint test demo clean
+.PHONY: install data lint test test-fast demo clean
 
 install: $(VENV)/.installed data
 
@@ -29,6 +29,10 @@ lint: $(VENV)/.installed
 
 test: install lint
 	$(BIN)/pytest
+
+# The edit-test loop: everything but the tests marked slow.
+test-fast: install
+	$(BIN)/pytest -m "not slow"
 
 # The main job: train IR-Net ResNet-20 on Fashion-MNIST, convert with LCE, evaluate, report.
 demo: install
