@@ -14,6 +14,14 @@ process is training is skipped, so each takes the next free row.
     python benchmarks/ablation.py                       # all rows, in the order below
     python benchmarks/ablation.py --only irnet-seed0    # one row
     python benchmarks/ablation.py --plots docs/results  # figures from the results file
+    python benchmarks/ablation.py --search              # the recipe search (below)
+
+The recipe above was written for IR-Net. `--search` gives each compared row its own best
+recipe from one small fixed grid (`SEARCH_GRID`: the paper's SGD and Adam, both with
+cosine decay, each at two learning rates, times weight decay on or off for the latent
+binary weights) at a short budget (`SEARCH_EPOCHS`), scored on a validation split of the
+last `VALIDATION_SIZE` training images, which those runs do not train on. The test set
+plays no part in the choice: the search's results file holds validation scores only.
 """
 
 from __future__ import annotations
@@ -31,6 +39,16 @@ from larq_irnet.report import read_history
 from larq_irnet.training import RunDirectoryInUse, train
 
 RECIPE = "fashion_mnist-resnet20-1w1a"
+
+#: The search: rows that get their own recipe, and the grid each row is searched over.
+SEARCH_ROWS = ("fp", "bnn", "irnet")
+SEARCH_EPOCHS = 2
+VALIDATION_SIZE = 5000
+#: (optimizer, learning rate): the paper's SGD (momentum 0.9, its lr 0.1 and a third of it)
+#: and Adam at the rates larq-zoo's binary networks train with, all with cosine decay.
+SEARCH_OPTIMIZERS = (("sgd", 0.1), ("sgd", 0.03), ("adam", 1e-3), ("adam", 4e-3))
+#: The recipe's coupled L2 (1e-4) always decays the float weights; on or off for latent ones.
+SEARCH_LATENT_DECAY = (True, False)
 
 #: The paper's Table 2 rows: binarization, label, CIFAR-10 ResNet-20 1/1 top-1 (%).
 ROWS = {
@@ -97,6 +115,103 @@ def load_results(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def search_name(binarization: str, overrides: dict) -> str:
+    """The name of a search run: row, optimizer, learning rate, latent weight decay."""
+    latent = "wd" if overrides["decay_latent_weights"] else "nowd"
+    return f"{binarization}-{overrides['optimizer']}{overrides['learning_rate']:g}-{latent}"
+
+
+def search_grid() -> list[tuple[str, str, dict]]:
+    """Every search run: (name, binarization, recipe overrides), the rows interleaved.
+
+    Full precision has no latent binary weights, so it is searched over the optimizers only.
+    """
+    runs = []
+    for optimizer, learning_rate in SEARCH_OPTIMIZERS:
+        for latent in SEARCH_LATENT_DECAY:
+            for binarization in SEARCH_ROWS:
+                if binarization == "fp" and not latent:
+                    continue
+                overrides = {
+                    "optimizer": optimizer,
+                    "learning_rate": learning_rate,
+                    "decay_latent_weights": latent,
+                }
+                runs.append((search_name(binarization, overrides), binarization, overrides))
+    return runs
+
+
+def best_recipes(search: dict) -> dict[str, dict]:
+    """Per searched row, the overrides of its run with the best final validation accuracy."""
+    best: dict[str, dict] = {}
+    for run in search["runs"].values():
+        current = best.get(run["binarization"])
+        if current is None or run["final_validation_accuracy"] > current["score"]:
+            best[run["binarization"]] = {
+                "score": run["final_validation_accuracy"],
+                "overrides": run["overrides"],
+            }
+    return {row: entry["overrides"] for row, entry in best.items()}
+
+
+def search_table(search: dict) -> str:
+    """The search as a markdown table: final validation accuracy per row and grid point."""
+    columns = [(o, lr, latent) for o, lr in SEARCH_OPTIMIZERS for latent in SEARCH_LATENT_DECAY]
+    header = " | ".join(
+        f"{o} {lr:g}, latent wd {'on' if latent else 'off'}" for o, lr, latent in columns
+    )
+    lines = [f"| row | {header} |", "|---" * (len(columns) + 1) + "|"]
+    best = best_recipes(search)
+    for binarization in SEARCH_ROWS:
+        cells = []
+        for o, lr, latent in columns:
+            overrides = {"optimizer": o, "learning_rate": lr, "decay_latent_weights": latent}
+            run = search["runs"].get(search_name(binarization, overrides))
+            if run is None:
+                cells.append("n/a" if binarization == "fp" and not latent else "")
+                continue
+            cell = f"{100 * run['final_validation_accuracy']:.2f}"
+            cells.append(f"**{cell}**" if best.get(binarization) == overrides else cell)
+        lines.append(f"| {ROWS[binarization][0]} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def run_search(args: argparse.Namespace) -> dict:
+    """Train every search run that is not finished yet (see the module docstring)."""
+    rows = [
+        (
+            name,
+            {
+                "binarization": binarization,
+                "seed": 0,
+                "epochs": args.epochs or SEARCH_EPOCHS,
+                "validation_size": VALIDATION_SIZE,
+                "overrides": overrides,
+            },
+        )
+        for name, binarization, overrides in search_grid()
+    ]
+
+    def entry(summary: dict, run_dir: Path, kwargs: dict) -> dict:
+        # Validation scores only: the test set plays no part in choosing a recipe.
+        history = history_columns(run_dir / "history.csv")
+        return {
+            "binarization": kwargs["binarization"],
+            "overrides": kwargs["overrides"],
+            "epochs": summary["epochs"],
+            "validation_size": summary["validation_size"],
+            "final_validation_accuracy": summary["final_validation_accuracy"],
+            "final_validation_loss": summary["final_validation_loss"],
+            "train_seconds": summary["train_seconds"],
+            "history": {
+                "val_accuracy": history.get("val_accuracy", []),
+                "accuracy": history.get("accuracy", []),
+            },
+        }
+
+    return train_rows(rows, args, entry, score="final_validation_accuracy")
+
+
 def run_rows(args: argparse.Namespace) -> dict:
     """Train every selected row that is not finished yet, saving results after each."""
     selected = [r for r in RUNS if not args.only or run_name(*r) in args.only]
@@ -105,8 +220,26 @@ def run_rows(args: argparse.Namespace) -> dict:
         raise SystemExit(
             f"--only: unknown rows {sorted(unknown)}; known: {[run_name(*r) for r in RUNS]}"
         )
-    for binarization, seed in selected:
-        name = run_name(binarization, seed)
+    rows = [
+        (run_name(binarization, seed), {"binarization": binarization, "seed": seed})
+        for binarization, seed in selected
+    ]
+
+    def entry(summary: dict, run_dir: Path, kwargs: dict) -> dict:
+        out = {k: summary.get(k) for k in _SUMMARY_KEYS}
+        out["history"] = history_columns(run_dir / "history.csv")
+        return out
+
+    return train_rows(rows, args, entry, score="final_test_accuracy")
+
+
+def train_rows(rows: list[tuple[str, dict]], args: argparse.Namespace, entry, score: str) -> dict:
+    """Train each (name, `train` keywords) row not in the results file yet; save after each.
+
+    Rows run in `args.output_dir / name`; `entry(summary, run_dir, kwargs)` makes a row's
+    results entry, written to `args.results` under its lock as soon as the row finishes.
+    """
+    for name, kwargs in rows:
         run_dir = args.output_dir / name
         if name in load_results(args.results)["runs"] and not run_dir.exists():
             # Run directories are scratch (e.g. lost with a machine); the results file is kept.
@@ -121,9 +254,7 @@ def run_rows(args: argparse.Namespace) -> dict:
             summary = train(
                 RECIPE,
                 output_dir=run_dir,
-                binarization=binarization,
-                seed=seed,
-                epochs=args.epochs,
+                **{"epochs": args.epochs, **kwargs},
                 steps_per_epoch=args.steps_per_epoch,
                 train_limit=args.train_limit,
                 data_dir=args.data_dir,
@@ -134,15 +265,14 @@ def run_rows(args: argparse.Namespace) -> dict:
             # Several ablation processes share out the rows: each trains the next free one.
             print(f"== {name}: skipped, {error}", flush=True)
             continue
-        entry = {k: summary.get(k) for k in _SUMMARY_KEYS}
-        entry["history"] = history_columns(run_dir / "history.csv")
+        row = entry(summary, run_dir, kwargs)
         args.results.parent.mkdir(parents=True, exist_ok=True)
         # Another ablation process may write its row meanwhile: re-read under its lock.
         with file_lock(args.results.parent / f".{args.results.name}.lock"):
             results = load_results(args.results)
-            results["runs"][name] = entry
+            results["runs"][name] = row
             atomic_write(args.results, json.dumps(results, indent=1) + "\n")
-        print(f"== {name}: final test accuracy {summary['final_test_accuracy']:.4f}", flush=True)
+        print(f"== {name}: {score} {summary[score]:.4f}", flush=True)
     return load_results(args.results)
 
 
@@ -292,8 +422,18 @@ def plot(results: dict, out_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", type=Path, default=Path("runs/ablation"))
-    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/ablation.json"))
+    parser.add_argument("--output-dir", type=Path, default=None, help="default runs/<mode>")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="default benchmarks/results/ablation.json (search.json with --search)",
+    )
+    parser.add_argument(
+        "--search",
+        action="store_true",
+        help="run the recipe search on the validation split instead of the ablation rows",
+    )
     parser.add_argument("--only", nargs="+", metavar="ROW", help="e.g. irnet-seed0 bnn-seed1")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--steps-per-epoch", type=int, default=None)
@@ -307,6 +447,15 @@ def main(argv: list[str] | None = None) -> int:
         help="only draw the figures from the results file into DIR",
     )
     args = parser.parse_args(argv)
+    mode = "search" if args.search else "ablation"
+    args.output_dir = args.output_dir or Path("runs") / mode
+    args.results = args.results or Path(f"benchmarks/results/{mode}.json")
+    if args.search:
+        search = run_search(args)
+        print(search_table(search))
+        for row, overrides in best_recipes(search).items():
+            print(f"- best recipe for {row}: {overrides}")
+        return 0
     if args.plots:
         results = load_results(args.results)
         if not results["runs"]:

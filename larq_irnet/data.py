@@ -749,12 +749,16 @@ def make_dataset(
     seed: int = 0,
     start_batch: int = 0,
     limit: int | None = None,
+    validation_size: int = 0,
 ) -> tf.data.Dataset:
     """A batched, prefetched `tf.data` pipeline of (float32 raw-pixel images, int64 labels).
 
     `"train"` is an endless stream of full, shuffled, augmented batches (use
     `steps_per_epoch`); `"test"` is one ordered pass over the whole test split (the last
-    batch may be smaller), not augmented. Augmentation (`DatasetInfo.augmentation`):
+    batch may be smaller), not augmented; `"validation"` is one ordered, unaugmented pass
+    over the last `validation_size` examples of the training split, which `"train"` then
+    leaves out (a validation split carved from the training data, for choosing
+    hyper-parameters without looking at the test set). Augmentation (`DatasetInfo.augmentation`):
     Fashion-MNIST and CIFAR-10 get the authors' CIFAR augmentation (`pad_crop_flip`:
     4-pixel padding, random crop, horizontal flip, which suits clothing as well);
     ImageNet gets `imagenet_train_image`, and `imagenet_eval_image` (resize 256, centre
@@ -772,22 +776,51 @@ def make_dataset(
         seed: seed of the shuffle and augmentation.
         start_batch: first batch of the training stream, to resume a run. Exact for the
             in-memory datasets; ImageNet draws a new shuffle from (seed, start_batch).
-        limit: use only the first `limit` training examples.
+        limit: use only the first `limit` training examples (after the validation
+            examples are carved off).
+        validation_size: hold out the last `validation_size` training examples as the
+            `"validation"` split (Fashion-MNIST and CIFAR-10; 0: none).
+
+    # Raises
+        ValueError: an unknown split, a non-positive batch size or limit, a
+            `validation_size` that is negative, leaves no training examples, or is asked
+            of ImageNet, or split `"validation"` with `validation_size=0`.
     """
     info = dataset_info(name)
-    if split not in _SPLITS:
-        raise ValueError(f"`split` must be one of {_SPLITS}, got split={split!r}.")
+    if split not in (*_SPLITS, "validation"):
+        raise ValueError(f"`split` must be one of {(*_SPLITS, 'validation')}, got split={split!r}.")
     _check_batching(batch_size, start_batch)
     if limit is not None and not (isinstance(limit, int) and limit > 0):
         raise ValueError(f"`limit` must be a positive integer or None, got limit={limit!r}.")
+    if not (isinstance(validation_size, int) and validation_size >= 0):
+        raise ValueError(
+            f"`validation_size` must be an integer >= 0, got validation_size={validation_size!r}."
+        )
+    if split == "validation" and validation_size == 0:
+        raise ValueError("split 'validation' needs validation_size > 0.")
     training = split == "train"
     augment = training if augment is None else augment
     if info.augmentation == "imagenet":
+        if validation_size:
+            raise ValueError(
+                f"`validation_size` is supported for the in-memory datasets, not {name!r} "
+                "(use its own validation split)."
+            )
         return _imagenet_dataset(
             split, batch_size, augment, data_dir, seed, start_batch, limit if training else None
         )
     train, test = load_arrays(name, data_dir)
-    images, labels = train if training else test
+    if validation_size >= len(train[0]):
+        raise ValueError(
+            f"validation_size={validation_size} leaves none of the {len(train[0])} "
+            f"{name} training examples to train on."
+        )
+    if split == "test":
+        images, labels = test
+    else:
+        cut = len(train[0]) - validation_size
+        part = slice(None, cut) if training else slice(cut, None)
+        images, labels = train[0][part], train[1][part]
     if training and limit is not None:
         images, labels = images[:limit], labels[:limit]
     return array_dataset(

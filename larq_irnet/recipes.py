@@ -78,6 +78,10 @@ class Recipe:
         decay_epochs: epochs at which `"warmup_step"` multiplies by `decay_factor`.
         decay_factor: the step decay factor.
         weight_decay: coupled L2 coefficient (PyTorch SGD's `weight_decay`).
+        decay_latent_weights: whether `weight_decay` also applies to the latent
+            (real-valued) weights of binarized kernels; False decays only the float
+            weights (as larq-zoo does for binary networks: the latent weights' magnitude
+            means nothing to the sign, and decay pulls them towards flipping).
         ede_t_min: EDE's t in the first epoch (`EDECallback`).
         ede_t_max: the t EDE approaches at the end.
         source: where the values come from.
@@ -99,6 +103,7 @@ class Recipe:
     decay_epochs: tuple[int, ...] = ()
     decay_factor: float = 0.1
     weight_decay: float = 0.0
+    decay_latent_weights: bool = True
     ede_t_min: float = 0.1
     ede_t_max: float = 10.0
     source: str = ""
@@ -127,6 +132,11 @@ class Recipe:
         if not self.weight_decay >= 0:
             raise ValueError(
                 f"Recipe {self.name!r}: `weight_decay` must be >= 0, got {self.weight_decay!r}."
+            )
+        if not isinstance(self.decay_latent_weights, bool):
+            raise ValueError(
+                f"Recipe {self.name!r}: `decay_latent_weights` must be True or False, got "
+                f"{self.decay_latent_weights!r}."
             )
         if not 0 < self.ede_t_min < self.ede_t_max:
             raise ValueError(

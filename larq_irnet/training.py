@@ -46,15 +46,16 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import larq_irnet
 from larq_irnet import data
 from larq_irnet.callbacks import EDECallback, ede_quantizers
+from larq_irnet.information import binarized_kernels
 from larq_irnet.io import atomic_path, atomic_write, file_lock
-from larq_irnet.recipes import RECIPES, Recipe, get_recipe, model_function
+from larq_irnet.recipes import OPTIMIZERS, RECIPES, Recipe, get_recipe, model_function
 
 import tensorflow as tf
 
@@ -185,7 +186,9 @@ def make_optimizer(
     return tf.keras.optimizers.Adam(learning_rate)
 
 
-def l2_weight_decay(model: tf.keras.Model, weight_decay: float) -> None:
+def l2_weight_decay(
+    model: tf.keras.Model, weight_decay: float, *, latent_weights: bool = True
+) -> None:
     r"""Add PyTorch-SGD-style weight decay to `model`'s losses.
 
     \\[
@@ -202,12 +205,19 @@ def l2_weight_decay(model: tf.keras.Model, weight_decay: float) -> None:
     # Arguments
         model: a built Keras model.
         weight_decay: λ >= 0; 0 adds nothing.
+        latent_weights: also decay the latent weights of binarized kernels
+            (`larq_irnet.information.binarized_kernels`); False leaves them out.
     """
     if not weight_decay >= 0:
         raise ValueError(f"`weight_decay` must be >= 0, got weight_decay={weight_decay!r}.")
     if weight_decay == 0:
         return
     weights = list(model.trainable_weights)
+    if not latent_weights:
+        latent = {id(getattr(k.layer, k.weight)) for k in binarized_kernels(model)}
+        weights = [w for w in weights if id(w) not in latent]
+    if not weights:
+        return
     coefficient = 0.5 * float(weight_decay)
     model.add_loss(lambda: coefficient * tf.add_n([tf.reduce_sum(tf.square(w)) for w in weights]))
 
@@ -362,6 +372,8 @@ def train(
     data_dir: str | os.PathLike | None = None,
     seed: int = 0,
     train_limit: int | None = None,
+    validation_size: int = 0,
+    overrides: Mapping[str, Any] | None = None,
     extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
     verbose: int | str = 1,
 ) -> dict[str, Any]:
@@ -370,7 +382,9 @@ def train(
     Runs `model.fit` with, in order, `EDECallback` (when the model has EDE quantizers),
     a logger of `lr` and `epoch_seconds`, `extra_callbacks`, `TensorBoard`, `CSVLogger`
     and a checkpoint per epoch, validating on the full test set every epoch (the last
-    epoch's validation is the final model's test score), and saves the model. If
+    epoch's validation is the final model's test score) or, with `validation_size`, on
+    that many examples held out from the end of the training split (the final model is
+    then scored on the full test set once, after training), and saves the model. If
     `output_dir` holds checkpoints of the same configuration, training continues after
     the last finished epoch; if it holds a finished run, its summary is returned
     without training; a different configuration is an error, and so is a run directory
@@ -394,6 +408,12 @@ def train(
         data_dir: where the dataset is (`larq_irnet.data.make_dataset`).
         seed: seed of initialization, data order and augmentation.
         train_limit: train on the first `train_limit` training examples only.
+        validation_size: hold out the last `validation_size` training examples and
+            validate on them every epoch instead of on the test set (for choosing a
+            recipe without looking at the test set); 0: validate on the test set.
+        overrides: recipe fields to change, e.g. `{"optimizer": "adam",
+            "learning_rate": 1e-3, "decay_latent_weights": False}` (any field of
+            `Recipe` but `name`); the changed recipe is validated as a new one.
         extra_callbacks: more Keras callbacks (e.g.
             `larq_irnet.callbacks.InformationDiagnostics()`); whatever they put into
             `logs` lands in `history.csv` and TensorBoard.
@@ -406,7 +426,10 @@ def train(
         `final_test_accuracy` and `final_test_loss` (the final model on the full test
         set; `final_test_top5_accuracy` for ImageNet), `best_epoch_test_accuracy` and
         `best_epoch` (the best per-epoch test accuracy and its 0-based epoch, reported
-        apart: picking it uses the test set), `ede_t` and `ede_k` (the model's final
+        apart: picking it uses the test set; with `validation_size`, `best_epoch` is
+        the best validation epoch and `best_epoch_test_accuracy` is None),
+        `validation_size`, `final_validation_accuracy` and `final_validation_loss`
+        (None without a validation split), `ede_t` and `ede_k` (the model's final
         values, None without EDE), `ede_t_min`, `ede_t_max`, `resumed_from_epoch`,
         `train_seconds` (sum of `epoch_seconds` over all sessions),
         `wall_time_seconds` (this call), `model_file`, `versions`.
@@ -424,14 +447,27 @@ def train(
         _positive(value, name)
     if strategy not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}, got strategy={strategy!r}.")
-    overrides: dict[str, Any] = {}
+    if not (isinstance(validation_size, int) and validation_size >= 0):
+        raise ValueError(
+            f"`validation_size` must be an integer >= 0, got validation_size={validation_size!r}."
+        )
+    changes: dict[str, Any] = dict(overrides or {})
+    fields = {f.name for f in dataclasses.fields(Recipe)} - {"name"}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ValueError(
+            f"`overrides`: unknown recipe fields {unknown}; expected some of {sorted(fields)}."
+        )
     if epochs is not None:
-        overrides["epochs"] = epochs
+        changes["epochs"] = epochs
     if batch_size is not None:
-        overrides["batch_size"] = batch_size
+        changes["batch_size"] = batch_size
     if binarization is not None:
-        overrides["model_kwargs"] = {**recipe.model_kwargs, "binarization": binarization}
-    recipe = dataclasses.replace(recipe, **overrides)
+        changes["model_kwargs"] = {
+            **changes.get("model_kwargs", recipe.model_kwargs),
+            "binarization": binarization,
+        }
+    recipe = dataclasses.replace(recipe, **changes)
     info = data.dataset_info(recipe.dataset)
     build_model = model_function(recipe)
     run_dir = Path(output_dir).expanduser()
@@ -447,7 +483,7 @@ def train(
         train_examples, test_examples = info.train_size, info.test_size
     else:
         (x_train, _), (x_test, _) = data.load_arrays(recipe.dataset, data_dir)
-        train_examples, test_examples = len(x_train), len(x_test)
+        train_examples, test_examples = len(x_train) - validation_size, len(x_test)
     if train_limit is not None:
         train_examples = min(train_examples, train_limit)
     steps = steps_per_epoch or train_examples // recipe.batch_size
@@ -465,6 +501,7 @@ def train(
                     "steps_per_epoch": steps,
                     "seed": seed,
                     "train_limit": train_limit,
+                    "validation_size": validation_size,
                 }
             )
         )
@@ -493,7 +530,7 @@ def train(
         learning_rate = make_schedule(recipe, steps)
         with distribution.scope():
             model = build_model(**model_kwargs)
-            l2_weight_decay(model, recipe.weight_decay)
+            l2_weight_decay(model, recipe.weight_decay, latent_weights=recipe.decay_latent_weights)
             optimizer = make_optimizer(recipe, learning_rate)
             # Slots exist before a checkpoint is restored into them.
             optimizer.build(model.trainable_variables)
@@ -530,10 +567,22 @@ def train(
             seed=seed,
             start_batch=initial_epoch * steps,
             limit=train_limit,
+            validation_size=validation_size,
         )
         # Scoring is independent of the batch; small training batches would only slow it.
         test_batch = max(recipe.batch_size, _MIN_TEST_BATCH)
         test_data = data.make_dataset(recipe.dataset, "test", test_batch, data_dir=data_dir)
+        validation_data = (
+            data.make_dataset(
+                recipe.dataset,
+                "validation",
+                test_batch,
+                data_dir=data_dir,
+                validation_size=validation_size,
+            )
+            if validation_size
+            else test_data
+        )
 
         ede = ede_quantizers(model)
         callbacks: list[tf.keras.callbacks.Callback] = []
@@ -556,12 +605,16 @@ def train(
             epochs=recipe.epochs,
             steps_per_epoch=steps,
             initial_epoch=initial_epoch,
-            validation_data=test_data,
+            validation_data=validation_data,
             callbacks=callbacks,
             verbose=verbose,
         )
         last = {k[len("val_") :]: v for k, v in fit.history.items() if k.startswith("val_")}
-        if fit.epoch and fit.epoch[-1] == recipe.epochs - 1:
+        validation = None
+        if validation_size:
+            validation = model.evaluate(validation_data, verbose=0, return_dict=True)
+            final = model.evaluate(test_data, verbose=0, return_dict=True)
+        elif fit.epoch and fit.epoch[-1] == recipe.epochs - 1:
             # The last epoch's validation already scored the final weights on the full test set.
             final = {name: values[-1] for name, values in last.items()}
         else:
@@ -594,8 +647,15 @@ def train(
                 if "top5_accuracy" in final
                 else {}
             ),
-            "best_epoch_test_accuracy": accuracies[best] if accuracies else None,
+            "best_epoch_test_accuracy": (
+                accuracies[best] if accuracies and not validation_size else None
+            ),
             "best_epoch": best,
+            "validation_size": validation_size,
+            "final_validation_accuracy": (
+                float(validation["accuracy"]) if validation is not None else None
+            ),
+            "final_validation_loss": float(validation["loss"]) if validation is not None else None,
             "ede_t": float(ede[0].ede_t.numpy()) if ede else None,
             "ede_k": float(ede[0].ede_k.numpy()) if ede else None,
             "ede_t_min": recipe.ede_t_min,
@@ -709,6 +769,8 @@ def _run(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             seed=args.seed,
             train_limit=args.train_limit,
+            validation_size=args.validation_size,
+            overrides=_recipe_overrides(args),
             extra_callbacks=extra,
             # Progress bars on a terminal, one line per epoch in a log file.
             verbose=1 if sys.stdout.isatty() else 2,
@@ -716,13 +778,47 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, RunDirectoryInUse) as error:
         print(f"larq-irnet train: error: {error}", file=sys.stderr)
         return 1
+    if summary.get("validation_size"):
+        scores = (
+            f"final validation accuracy {summary['final_validation_accuracy']:.4f} on "
+            f"{summary['validation_size']} held-out training images; "
+        )
+    else:
+        scores = f"best epoch {summary['best_epoch']}: {summary['best_epoch_test_accuracy']:.4f}; "
     print(
         f"final test accuracy {summary['final_test_accuracy']:.4f} on "
         f"{summary['test_examples']} test images after {summary['epochs']} epochs "
-        f"(best epoch {summary['best_epoch']}: {summary['best_epoch_test_accuracy']:.4f}); "
-        f"{output_dir / _SUMMARY}"
+        f"({scores}{output_dir / _SUMMARY})"
     )
     return 0
+
+
+def _recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe fields that `--optimizer`, `--learning-rate`, ... change."""
+    overrides: dict[str, Any] = {}
+    for field in ("optimizer", "learning_rate", "weight_decay"):
+        if getattr(args, field) is not None:
+            overrides[field] = getattr(args, field)
+    if args.no_latent_weight_decay:
+        overrides["decay_latent_weights"] = False
+    return overrides
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -772,6 +868,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_int,
         metavar="N",
         help="train on the first N training examples only",
+    )
+    parser.add_argument(
+        "--validation-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="validate every epoch on the last N training images, held out from training, "
+        "instead of on the test set (the test set then scores only the final model)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        help="override the recipe's optimizer",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        metavar="LR",
+        help="override the recipe's peak learning rate",
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        metavar="L2",
+        help="override the recipe's (coupled L2) weight decay",
+    )
+    parser.add_argument(
+        "--no-latent-weight-decay",
+        action="store_true",
+        help="do not decay the latent weights of binarized kernels (float weights still are)",
     )
     parser.add_argument(
         "--diagnostics",
