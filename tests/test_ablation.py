@@ -171,3 +171,54 @@ def test_docs_results_shows_the_results_file(ablation):
     assert ablation.table(results) in text
     for line in ablation.comparisons(results):
         assert f"- {line}" in text
+
+
+def test_search_grid_covers_each_row_and_optimizer(ablation):
+    grid = ablation.search_grid()
+    names = [name for name, _, _ in grid]
+    assert len(names) == len(set(names))
+    per_row = {row: [o for _, b, o in grid if b == row] for row in ablation.SEARCH_ROWS}
+    points = len(ablation.SEARCH_OPTIMIZERS)
+    # Full precision has no latent binary weights: only the optimizers are searched.
+    assert len(per_row["fp"]) == points
+    assert len(per_row["bnn"]) == len(per_row["irnet"]) == 2 * points
+    assert {o["optimizer"] for o in per_row["bnn"]} == {"sgd", "adam"}
+
+
+def test_best_recipes_pick_the_best_validation_score(ablation):
+    def run(row, lr, score):
+        overrides = {"optimizer": "sgd", "learning_rate": lr, "decay_latent_weights": True}
+        return {"binarization": row, "overrides": overrides, "final_validation_accuracy": score}
+
+    search = {"runs": {"a": run("bnn", 0.1, 0.8), "b": run("bnn", 0.03, 0.85)}}
+    search["runs"]["c"] = run("irnet", 0.1, 0.9)
+    best = ablation.best_recipes(search)
+    assert best["bnn"]["learning_rate"] == 0.03 and best["irnet"]["learning_rate"] == 0.1
+
+
+def test_search_scores_on_the_validation_split_only(
+    ablation, tiny_recipe, tmp_path, monkeypatch, capsys, fashion_mnist
+):
+    monkeypatch.setattr(ablation, "SEARCH_ROWS", ("bnn",))
+    monkeypatch.setattr(ablation, "SEARCH_OPTIMIZERS", (("sgd", 0.1), ("adam", 1e-3)))
+    monkeypatch.setattr(ablation, "SEARCH_LATENT_DECAY", (True,))
+    results_path = tmp_path / "search.json"
+    argv = ["--search", "--output-dir", str(tmp_path / "runs"), "--results", str(results_path)]
+    argv += ["--epochs", "1", "--steps-per-epoch", "2", "--train-limit", "256"]
+    assert ablation.main(argv) == 0
+    runs = json.loads(results_path.read_text())["runs"]
+    assert set(runs) == {"bnn-sgd0.1-wd", "bnn-adam0.001-wd"}
+    for run in runs.values():
+        assert run["validation_size"] == ablation.VALIDATION_SIZE
+        assert 0 <= run["final_validation_accuracy"] <= 1
+        assert not any("test" in key for key in run)
+        config = json.loads(
+            (
+                tmp_path / "runs" / ablation.search_name("bnn", run["overrides"]) / "config.json"
+            ).read_text()
+        )
+        assert config["recipe"]["optimizer"] == run["overrides"]["optimizer"]
+    best = max(runs.values(), key=lambda r: r["final_validation_accuracy"])
+    assert ablation.best_recipes({"runs": runs}) == {"bnn": best["overrides"]}
+    out = capsys.readouterr().out
+    assert f"**{100 * best['final_validation_accuracy']:.2f}**" in out

@@ -314,3 +314,34 @@ def test_fashion_mnist_without_files_or_internet_says_what_to_do(monkeypatch, tm
     monkeypatch.setattr(tfds, "load", no_internet)
     with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist.*no route to host"):
         data._load_arrays_uncached("fashion_mnist")
+
+
+def test_validation_split_is_the_held_out_end_of_the_training_split(fashion_mnist):
+    (x_train, y_train), _ = fashion_mnist
+    validation = data.make_dataset("fashion_mnist", "validation", 1000, validation_size=2500)
+    images = np.concatenate([x.numpy() for x, _ in validation])
+    labels = np.concatenate([y.numpy() for _, y in validation])
+    # In order, unaugmented, exactly the last 2,500 training images.
+    np.testing.assert_array_equal(images, x_train[-2500:].astype(np.float32))
+    np.testing.assert_array_equal(labels, y_train[-2500:])
+    # The training stream never shows them: one epoch visits the other 57,500 images.
+    train = data.make_dataset("fashion_mnist", "train", 500, augment=False, validation_size=2500)
+    seen = np.concatenate([x.numpy() for x, _ in train.take(57_500 // 500)])
+    held_out = {x_train[i].tobytes() for i in range(len(x_train) - 2500, len(x_train))}
+    kept = {x_train[i].tobytes() for i in range(len(x_train) - 2500)}
+    seen_bytes = {image.astype(np.uint8).tobytes() for image in seen}
+    assert seen_bytes == kept
+    assert not (seen_bytes & (held_out - kept))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"split": "validation"}, "needs validation_size > 0"),
+        ({"split": "train", "validation_size": -1}, "validation_size"),
+        ({"split": "train", "validation_size": 60_000}, "leaves none of the 60000"),
+    ],
+)
+def test_bad_validation_split_is_an_error_naming_it(kwargs, message, fashion_mnist):
+    with pytest.raises(ValueError, match=message):
+        data.make_dataset("fashion_mnist", batch_size=100, **kwargs)

@@ -297,3 +297,50 @@ def test_cli_trains_a_paper_recipe_on_a_slice(tmp_path, capsys):
     assert model.count_params() > 250_000  # ResNet-20, not a stand-in
     (row,) = read_history(run_dir)
     assert "entropy_mean" in row and 0.0 <= float(row["entropy_mean"]) <= 1.0
+
+
+def test_latent_weight_decay_can_leave_the_binarized_kernels_out():
+    model = tiny_model(input_shape=(28, 28, 1), binarization="irnet")
+    model(tf.zeros((1, 28, 28, 1)))
+    binary = next(w for w in model.trainable_weights if "quant_conv2d" in w.name)
+    floats = [w for w in model.trainable_weights if w is not binary]
+    for latent, decayed in ((True, [*floats, binary]), (False, floats)):
+        copy = tf.keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        l2_weight_decay(copy, 0.1, latent_weights=latent)
+        expected = 0.05 * sum(float(tf.reduce_sum(tf.square(w))) for w in decayed)
+        assert float(tf.add_n(copy.losses)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_validation_split_and_recipe_overrides(tmp_path, fashion_mnist):
+    summary = train(
+        TINY,
+        output_dir=tmp_path / "run",
+        epochs=1,
+        steps_per_epoch=3,
+        validation_size=1000,
+        overrides={"optimizer": "adam", "learning_rate": 2e-3, "decay_latent_weights": False},
+        verbose=0,
+    )
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["validation_size"] == 1000
+    assert config["recipe"]["optimizer"] == "adam"
+    assert config["recipe"]["learning_rate"] == 2e-3
+    assert config["recipe"]["decay_latent_weights"] is False
+    assert summary["train_examples"] == 59_000 and summary["validation_size"] == 1000
+    # history's val_accuracy is the validation split's; the test set scores the final model.
+    history = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
+    assert float(history[-1]["val_accuracy"]) == pytest.approx(
+        summary["final_validation_accuracy"], abs=1e-6
+    )
+    model = tf.keras.models.load_model(tmp_path / "run" / "model.h5")
+    test_x, test_y = fashion_mnist[1]
+    accuracy = np.mean(np.argmax(model.predict(test_x.astype("float32"), verbose=0), 1) == test_y)
+    assert summary["final_test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    assert summary["best_epoch_test_accuracy"] is None
+
+
+def test_unknown_recipe_override_is_an_error_naming_it(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown recipe fields \['lr'\]"):
+        train(TINY, output_dir=tmp_path / "run", overrides={"lr": 0.1}, verbose=0)
+    assert not (tmp_path / "run").exists()
