@@ -4,7 +4,11 @@ The five 1w1a IR-Net models are built once per module, at the smallest input tha
 every layer, and shared by the parameter-count, LCE-conversion and summary tests.
 """
 
+import ast
+import inspect
+import re
 import tempfile
+from pathlib import Path
 
 import larq_irnet  # noqa: F401  (first: selects Keras 2)
 from larq_irnet.converters.flatbuffer import op_histogram
@@ -15,6 +19,7 @@ from larq_irnet.zoo import (
     IRNetResNet20,
     IRNetResNet34,
     IRNetVGGSmall,
+    common,
     registry,
     resnet,
 )
@@ -292,6 +297,80 @@ def test_builds_under_mirrored_strategy():
     # Every parameter, binary kernels included (through EDE), gets a finite gradient.
     assert all(g is not None and np.isfinite(g.numpy()).all() for g in gradients)
     assert all(np.abs(g.numpy()).max() > 0 for g in gradients)
+
+
+# --- the public signatures --------------------------------------------------------------
+
+# Every model function's keyword-only arguments and defaults (user code and
+# `training._default_argument` read them).
+SHARED = {
+    "input_shape": None,
+    "input_tensor": None,
+    "include_top": True,
+    "weights": None,
+}
+BINARY = {"bits": "1w1a", "binarization": "irnet", "pad_values": 1.0}
+SIGNATURES = {
+    IRNetResNet20: {**SHARED, "num_classes": 10, "structure": None, **BINARY},
+    IRNetResNet18: {**SHARED, "num_classes": None, "structure": None, **BINARY, "stem": "auto"},
+    IRNetResNet34: {**SHARED, "num_classes": 1000, "structure": None, **BINARY},
+    IRNetVGGSmall: {**SHARED, "num_classes": 10, **BINARY},
+}
+
+
+@pytest.mark.parametrize("function", list(SIGNATURES), ids=lambda f: f.__name__)
+def test_signature_is_keyword_only_with_its_defaults_and_one_argument_text(function):
+    parameters = inspect.signature(function).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
+    assert {name: p.default for name, p in parameters.items()} == SIGNATURES[function]
+    doc = function.__doc__
+    assert "{arguments}" not in doc and doc.count("# Arguments") == 1
+    section = doc.split("# Arguments")[1].split("# Returns")[0]
+    assert re.findall(r"^        (\w+): ", section, re.M) == list(parameters)
+    flat = " ".join(section.split())
+    for name in ("input_tensor", "include_top", "bits", "binarization", "pad_values"):
+        assert f"{name}: {common.ARGUMENTS[name]}" in flat
+
+
+def test_document_arguments_refuses_a_parameter_without_text():
+    def model(*, input_shape=None, depth=20):
+        """A model.
+
+        {arguments}
+        """
+
+    with pytest.raises(ValueError, match="undocumented \\['depth'\\]"):
+        common.document_arguments()(model)
+    documented = common.document_arguments(depth="number of layers.")(model)
+    assert "            depth: number of layers." in documented.__doc__
+
+
+# The core modules the zoo may import (issue #15's layers: the zoo depends on core only).
+CORE = {
+    "larq_irnet._keras",
+    "larq_irnet.quantizers",
+    "larq_irnet.callbacks",
+    "larq_irnet.information",
+    "larq_irnet.io",
+}
+
+
+def imported_modules(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "larq_irnet":
+            yield from (f"larq_irnet.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            yield node.module
+
+
+def test_zoo_imports_only_the_core_and_itself():
+    zoo_dir = Path(larq_irnet.zoo.__file__).parent
+    for path in zoo_dir.glob("*.py"):
+        ours = [m for m in imported_modules(path) if m.split(".")[0] == "larq_irnet"]
+        for module in ours:
+            assert module in CORE or module.startswith("larq_irnet.zoo"), (path.name, module)
 
 
 # --- weights -----------------------------------------------------------------------------

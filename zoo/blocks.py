@@ -23,6 +23,7 @@ from larq_zoo.core import utils as zoo_utils
 __all__ = [
     "Hardtanh",
     "InitializerId",
+    "STRUCTURES",
     "SubsampleChannelPad",
     "basic_block",
     "batch_norm",
@@ -38,7 +39,8 @@ __all__ = [
 InitializerId = str | Mapping[str, Any]
 """A Keras initializer identifier: a name or a `{"class_name", "config"}` dict."""
 
-_STRUCTURES = ("bireal", "normal")
+STRUCTURES = ("bireal", "normal")
+"""The block structures of `basic_block`: Bi-Real Net's and the original ResNet's."""
 _SHORTCUTS = ("option_a", "conv")
 
 
@@ -215,8 +217,8 @@ def basic_block(
         - [Deep Residual Learning for Image Recognition (He et al., CVPR 2016)](
           https://arxiv.org/abs/1512.03385)
     """
-    if structure not in _STRUCTURES:
-        raise ValueError(f"`structure` must be one of {_STRUCTURES}, got {structure!r}.")
+    if structure not in STRUCTURES:
+        raise ValueError(f"`structure` must be one of {STRUCTURES}, got {structure!r}.")
     if shortcut not in _SHORTCUTS:
         raise ValueError(f"`shortcut` must be one of {_SHORTCUTS}, got {shortcut!r}.")
     residual = _shortcut(x, filters, strides, shortcut, initializer)

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
-from larq_irnet.zoo import blocks, common, registry
-from larq_irnet.zoo.presets import conv_settings
+from larq_irnet.zoo import blocks, common
 
 import tensorflow as tf
 
 __all__ = ["IRNetResNet18", "IRNetResNet20", "IRNetResNet34"]
 
 _STEMS = ("auto", "cifar", "imagenet")
-_STRUCTURES = ("bireal", "normal")
 # Smallest input side for which `stem="auto"` picks the ImageNet stem (half of 224).
 _IMAGENET_STEM_MIN_SIDE = 112
 
@@ -73,32 +72,42 @@ def _dense_initializer(kind: str) -> blocks.InitializerId:
     return {"class_name": "VarianceScaling", "config": config}
 
 
+@dataclasses.dataclass(frozen=True)
+class _ResNet:
+    """One public ResNet: its names, depth and the authors' recipe for it."""
+
+    model: str  # the public function's name, as in the weights registry
+    name: str  # the Keras model's name
+    depth: _Depth
+    recipe: _Recipe
+
+
+_RESNET20 = _ResNet("IRNetResNet20", "irnet_resnet20", _DEPTHS[20], _RECIPES["resnet20"])
+_RESNET18_CIFAR = _ResNet(
+    "IRNetResNet18", "irnet_resnet18", _DEPTHS[18], _RECIPES["resnet18_cifar"]
+)
+_RESNET18_IMAGENET = _ResNet("IRNetResNet18", "irnet_resnet18", _DEPTHS[18], _RECIPES["imagenet"])
+_RESNET34 = _ResNet("IRNetResNet34", "irnet_resnet34", _DEPTHS[34], _RECIPES["imagenet"])
+
+
 def _resnet(
+    spec: _ResNet,
+    arguments: common.ModelArguments,
     *,
-    model: str,
-    name: str,
-    depth: int,
-    recipe: _Recipe,
-    input_shape: common.ImageShape,
-    input_tensor: tf.Tensor | None,
-    include_top: bool,
-    num_classes: int,
-    weights_path: os.PathLike | None,
-    weights_entry: registry.WeightsEntry | None,
     structure: str | None,
-    bits: str,
-    binarization: str,
-    pad_values: float,
-    extra_arguments: dict[str, Any],
-) -> tf.keras.Model:
-    settings = conv_settings(binarization=binarization, bits=bits, pad_values=pad_values)
+    extra_arguments: Mapping[str, Any] = MappingProxyType({}),
+) -> common.Architecture:
+    """The `common.Architecture` of `spec` built with `arguments` (input shape resolved)."""
+    recipe = spec.recipe
+    bits = arguments.bits
+    settings = arguments.settings()
     structure = structure or (recipe.structure_1w1a if bits == "1w1a" else "normal")
-    if structure not in _STRUCTURES:
+    if structure not in blocks.STRUCTURES:
         raise ValueError(
-            f"`structure` must be one of {_STRUCTURES} (or None: the authors' choice), "
+            f"`structure` must be one of {blocks.STRUCTURES} (or None: the authors' choice), "
             f"got structure={structure!r}."
         )
-    spec = _DEPTHS[depth]
+    depth = spec.depth
     init = blocks.kaiming_normal(recipe.conv_init_mode)
     stem_act = settings.activation if bits in recipe.stem_activation else None
     head_act = settings.activation if bits in recipe.head_activation else None
@@ -116,10 +125,10 @@ def _resnet(
 
     def body(x: tf.Tensor) -> tf.Tensor:
         if recipe.stem == "imagenet":
-            x = blocks.imagenet_stem(x, stem_act, init, filters=spec.filters[0])
+            x = blocks.imagenet_stem(x, stem_act, init, filters=depth.filters[0])
         else:
-            x = blocks.cifar_stem(x, spec.filters[0], stem_act, init)
-        return blocks.resnet_stages(x, filters=spec.filters, blocks=spec.blocks, block=block)
+            x = blocks.cifar_stem(x, depth.filters[0], stem_act, init)
+        return blocks.resnet_stages(x, filters=depth.filters, blocks=depth.blocks, block=block)
 
     def top(x: tf.Tensor, classes: int) -> tf.Tensor:
         return blocks.classifier(
@@ -130,30 +139,24 @@ def _resnet(
             initializer=_dense_initializer(recipe.dense_init),
         )
 
-    arguments = dict(
-        input_shape=input_shape,
-        num_classes=num_classes,
-        structure=structure,
-        bits=bits,
-        binarization=binarization,
-        pad_values=pad_values,
-        **extra_arguments,
-    )
-    return common.build_model(
-        model=model,
-        name=name,
-        input_shape=input_shape,
-        input_tensor=input_tensor,
+    return common.Architecture(
+        model=spec.model,
+        name=spec.name,
+        num_classes=arguments.num_classes,
         body=body,
         top=top,
-        include_top=include_top,
-        num_classes=num_classes,
-        weights_path=weights_path,
-        weights_entry=weights_entry,
-        arguments=arguments,
+        arguments={"structure": structure, **extra_arguments},
     )
 
 
+@common.document_arguments(
+    weights=(
+        "None (random), the path of a weights file, or a name of "
+        '`larq_irnet.zoo.registry.WEIGHTS`: `"fashion_mnist"` (with `input_shape=(28, 28, '
+        "1), num_classes=10`) is IR-Net trained on Fashion-MNIST, 87.84% top-1 on its full "
+        "test set (87.85% through LCE)."
+    )
+)
 def IRNetResNet20(
     *,
     input_shape: Sequence[int | None] | None = None,
@@ -189,21 +192,7 @@ def IRNetResNet20(
     ablation = IRNetResNet20(binarization="libra_pb", structure="normal")
     ```
 
-    # Arguments
-        input_shape: (height, width, channels); default (32, 32, 3), or the shape the
-            registered `weights` were trained at.
-        input_tensor: optional Keras tensor to use as the image input.
-        include_top: whether to end with the classifier (else the last feature map).
-        num_classes: number of classes of the classifier.
-        weights: None (random), the path of a weights file, or a name of
-            `larq_irnet.zoo.registry.WEIGHTS`: `"fashion_mnist"` (with
-            `input_shape=(28, 28, 1), num_classes=10`) is IR-Net trained on Fashion-MNIST,
-            87.84% top-1 on its full test set (87.85% through LCE).
-        structure: `"bireal"` or `"normal"`; default as the authors (see above).
-        bits: `"1w1a"` or `"1w32a"`.
-        binarization: one of `larq_irnet.zoo.BINARIZATIONS` (the ablation rows).
-        pad_values: padding value of binary convolutions: 1.0 (LCE's fast path) or 0.0
-            (the authors' zero padding).
+    {arguments}
 
     # Returns
         A `tf.keras.Model`.
@@ -214,25 +203,21 @@ def IRNetResNet20(
         - [Deep Residual Learning for Image Recognition (He et al., CVPR 2016)](
           https://arxiv.org/abs/1512.03385)
     """
-    path, entry, input_shape = common.resolve_weights(weights, input_shape, input_tensor)
-    shape = common.resolve_input_shape(input_shape, input_tensor, (32, 32, 3))
-    return _resnet(
-        model="IRNetResNet20",
-        name="irnet_resnet20",
-        depth=20,
-        recipe=_RECIPES["resnet20"],
-        input_shape=shape,
+    arguments = common.ModelArguments(
+        input_shape=input_shape,
         input_tensor=input_tensor,
         include_top=include_top,
         num_classes=num_classes,
-        weights_path=path,
-        weights_entry=entry,
-        structure=structure,
+        weights=weights,
         bits=bits,
         binarization=binarization,
         pad_values=pad_values,
-        extra_arguments={},
     )
+
+    def architecture(resolved: common.ModelArguments) -> common.Architecture:
+        return _resnet(_RESNET20, resolved, structure=structure)
+
+    return common.build_model(arguments, default_input_shape=(32, 32, 3), architecture=architecture)
 
 
 def _auto_stem(shape: common.ImageShape) -> str:
@@ -242,6 +227,14 @@ def _auto_stem(shape: common.ImageShape) -> str:
     return "imagenet"
 
 
+@common.document_arguments(
+    input_shape=(
+        "(height, width, channels); default by stem (see above), or the shape the "
+        "registered `weights` were trained at."
+    ),
+    num_classes=("number of classes; default 10 with the CIFAR stem, 1000 with the ImageNet stem."),
+    stem='`"auto"`, `"cifar"` or `"imagenet"`.',
+)
 def IRNetResNet18(
     *,
     input_shape: Sequence[int | None] | None = None,
@@ -278,21 +271,7 @@ def IRNetResNet18(
     Nonlinearity: Hardtanh for `bits="1w1a"`, ReLU (and `structure="normal"`) for
     `"1w32a"`. The input is raw pixels (0..255), rescaled to [-1, 1] inside the model.
 
-    # Arguments
-        input_shape: (height, width, channels); default by stem (see above), or the
-            shape the registered `weights` were trained at.
-        input_tensor: optional Keras tensor to use as the image input.
-        include_top: whether to end with the classifier (else the last feature map).
-        num_classes: number of classes; default 10 with the CIFAR stem, 1000 with the
-            ImageNet stem.
-        weights: None (random), the path of a weights file, or a name of
-            `larq_irnet.zoo.registry.WEIGHTS`.
-        structure: `"bireal"` or `"normal"`; default as the authors (see above).
-        bits: `"1w1a"` or `"1w32a"`.
-        binarization: one of `larq_irnet.zoo.BINARIZATIONS` (the ablation rows).
-        pad_values: padding value of binary convolutions: 1.0 (LCE's fast path) or 0.0
-            (the authors' zero padding).
-        stem: `"auto"`, `"cifar"` or `"imagenet"`.
+    {arguments}
 
     # Returns
         A `tf.keras.Model`.
@@ -304,32 +283,38 @@ def IRNetResNet18(
     """
     if stem not in _STEMS:
         raise ValueError(f"`stem` must be one of {_STEMS}, got stem={stem!r}.")
-    path, entry, input_shape = common.resolve_weights(weights, input_shape, input_tensor)
-    default = (32, 32, 3) if stem == "cifar" else (224, 224, 3)
-    shape = common.resolve_input_shape(input_shape, input_tensor, default)
-    if stem == "auto":
-        stem = _auto_stem(shape)
-    if num_classes is None:
-        num_classes = 10 if stem == "cifar" else 1000
-    return _resnet(
-        model="IRNetResNet18",
-        name="irnet_resnet18",
-        depth=18,
-        recipe=_RECIPES["resnet18_cifar" if stem == "cifar" else "imagenet"],
-        input_shape=shape,
+    arguments = common.ModelArguments(
+        input_shape=input_shape,
         input_tensor=input_tensor,
         include_top=include_top,
         num_classes=num_classes,
-        weights_path=path,
-        weights_entry=entry,
-        structure=structure,
+        weights=weights,
         bits=bits,
         binarization=binarization,
         pad_values=pad_values,
-        extra_arguments={"stem": stem},
     )
 
+    def architecture(resolved: common.ModelArguments) -> common.Architecture:
+        chosen = _auto_stem(resolved.input_shape) if stem == "auto" else stem
+        spec = _RESNET18_CIFAR if chosen == "cifar" else _RESNET18_IMAGENET
+        if num_classes is None:
+            resolved = dataclasses.replace(resolved, num_classes=10 if chosen == "cifar" else 1000)
+        return _resnet(spec, resolved, structure=structure, extra_arguments={"stem": chosen})
 
+    default = (32, 32, 3) if stem == "cifar" else (224, 224, 3)
+    return common.build_model(arguments, default_input_shape=default, architecture=architecture)
+
+
+@common.document_arguments(
+    input_shape=(
+        "(height, width, channels); default (224, 224, 3), or the shape the registered "
+        "`weights` were trained at."
+    ),
+    structure=(
+        '`"bireal"` or `"normal"`; default `"bireal"` for 1w1a, `"normal"` for 1w32a (as '
+        "the authors)."
+    ),
+)
 def IRNetResNet34(
     *,
     input_shape: Sequence[int | None] | None = None,
@@ -350,20 +335,7 @@ def IRNetResNet34(
     parameters for 1000 classes (the authors count 21,800,696, which includes their
     unused `bn3`; see `IRNetResNet18`).
 
-    # Arguments
-        input_shape: (height, width, channels); default (224, 224, 3), or the shape the
-            registered `weights` were trained at.
-        input_tensor: optional Keras tensor to use as the image input.
-        include_top: whether to end with the classifier (else the last feature map).
-        num_classes: number of classes of the classifier.
-        weights: None (random), the path of a weights file, or a name of
-            `larq_irnet.zoo.registry.WEIGHTS`.
-        structure: `"bireal"` or `"normal"`; default `"bireal"` for 1w1a, `"normal"`
-            for 1w32a (as the authors).
-        bits: `"1w1a"` or `"1w32a"`.
-        binarization: one of `larq_irnet.zoo.BINARIZATIONS` (the ablation rows).
-        pad_values: padding value of binary convolutions: 1.0 (LCE's fast path) or 0.0
-            (the authors' zero padding).
+    {arguments}
 
     # Returns
         A `tf.keras.Model`.
@@ -373,22 +345,20 @@ def IRNetResNet34(
           Networks (Qin et al., CVPR 2020)](https://arxiv.org/abs/1909.10788)
         - [Bi-Real Net (Liu et al., ECCV 2018)](https://arxiv.org/abs/1808.00278)
     """
-    path, entry, input_shape = common.resolve_weights(weights, input_shape, input_tensor)
-    shape = common.resolve_input_shape(input_shape, input_tensor, (224, 224, 3))
-    return _resnet(
-        model="IRNetResNet34",
-        name="irnet_resnet34",
-        depth=34,
-        recipe=_RECIPES["imagenet"],
-        input_shape=shape,
+    arguments = common.ModelArguments(
+        input_shape=input_shape,
         input_tensor=input_tensor,
         include_top=include_top,
         num_classes=num_classes,
-        weights_path=path,
-        weights_entry=entry,
-        structure=structure,
+        weights=weights,
         bits=bits,
         binarization=binarization,
         pad_values=pad_values,
-        extra_arguments={},
+    )
+
+    def architecture(resolved: common.ModelArguments) -> common.Architecture:
+        return _resnet(_RESNET34, resolved, structure=structure)
+
+    return common.build_model(
+        arguments, default_input_shape=(224, 224, 3), architecture=architecture
     )

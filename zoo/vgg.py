@@ -6,7 +6,6 @@ import os
 from collections.abc import Sequence
 
 from larq_irnet.zoo import blocks, common
-from larq_irnet.zoo.presets import conv_settings
 
 import tensorflow as tf
 
@@ -19,6 +18,12 @@ _STEM_FILTERS = 128
 _MIN_SIDE = 8  # three 2x2 max-poolings
 
 
+@common.document_arguments(
+    input_shape=(
+        "(height, width, channels), sides at least 8; default (32, 32, 3), or the shape "
+        "the registered `weights` were trained at."
+    )
+)
 def IRNetVGGSmall(
     *,
     input_shape: Sequence[int | None] | None = None,
@@ -42,18 +47,7 @@ def IRNetVGGSmall(
     model has 4,660,106 trainable parameters, the authors' count. The input is raw
     pixels (0..255), rescaled to [-1, 1] inside the model.
 
-    # Arguments
-        input_shape: (height, width, channels), sides at least 8; default (32, 32, 3),
-            or the shape the registered `weights` were trained at.
-        input_tensor: optional Keras tensor to use as the image input.
-        include_top: whether to end with the classifier (else the last feature map).
-        num_classes: number of classes of the classifier.
-        weights: None (random), the path of a weights file, or a name of
-            `larq_irnet.zoo.registry.WEIGHTS`.
-        bits: `"1w1a"` or `"1w32a"`.
-        binarization: one of `larq_irnet.zoo.BINARIZATIONS` (the ablation rows).
-        pad_values: padding value of binary convolutions: 1.0 (LCE's fast path) or 0.0
-            (the authors' zero padding).
+    {arguments}
 
     # Returns
         A `tf.keras.Model`.
@@ -64,14 +58,28 @@ def IRNetVGGSmall(
         - [LQ-Nets (Zhang et al., ECCV 2018)](https://arxiv.org/abs/1807.10029), where
           VGG-Small comes from.
     """
-    path, entry, input_shape = common.resolve_weights(weights, input_shape, input_tensor)
-    shape = common.resolve_input_shape(input_shape, input_tensor, (32, 32, 3))
+    arguments = common.ModelArguments(
+        input_shape=input_shape,
+        input_tensor=input_tensor,
+        include_top=include_top,
+        num_classes=num_classes,
+        weights=weights,
+        bits=bits,
+        binarization=binarization,
+        pad_values=pad_values,
+    )
+    return common.build_model(arguments, default_input_shape=(32, 32, 3), architecture=_vgg_small)
+
+
+def _vgg_small(arguments: common.ModelArguments) -> common.Architecture:
+    """VGG-Small's `common.Architecture` for `arguments` (input shape resolved)."""
+    shape = arguments.input_shape
     if any(side is not None and side < _MIN_SIDE for side in shape[:2]):
         raise ValueError(
             f"IRNetVGGSmall pools three times by 2: `input_shape` sides must be at least "
             f"{_MIN_SIDE}, got input_shape={shape}."
         )
-    settings = conv_settings(binarization=binarization, bits=bits, pad_values=pad_values)
+    settings = arguments.settings()
     init = blocks.kaiming_normal("fan_out")
 
     def body(x: tf.Tensor) -> tf.Tensor:
@@ -90,22 +98,10 @@ def IRNetVGGSmall(
             initializer={"class_name": "RandomNormal", "config": {"stddev": 0.01}},
         )
 
-    return common.build_model(
+    return common.Architecture(
         model="IRNetVGGSmall",
         name="irnet_vgg_small",
-        input_shape=shape,
-        input_tensor=input_tensor,
+        num_classes=arguments.num_classes,
         body=body,
         top=top,
-        include_top=include_top,
-        num_classes=num_classes,
-        weights_path=path,
-        weights_entry=entry,
-        arguments=dict(
-            input_shape=shape,
-            num_classes=num_classes,
-            bits=bits,
-            binarization=binarization,
-            pad_values=pad_values,
-        ),
     )
