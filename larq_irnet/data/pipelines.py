@@ -72,6 +72,14 @@ def array_dataset(
         seed: seed of the shuffle and the augmentation.
         start_batch: first batch of the training stream (for resuming).
         flip: with augmentation, also flip horizontally.
+
+    # Returns
+        A dataset of (float32 (B, H, W, C) images, int64 (B,) labels).
+
+    # Raises
+        ValueError: images not (N, H, W, C) with N > 0 and labels not (N,), a batch size
+            that is not a positive integer (or, for training, exceeds N), or a negative
+            `start_batch`.
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -154,6 +162,13 @@ def jpeg_dataset(
         start_batch: number of the first batch, when resuming; the shuffle is then
             drawn anew from (seed, start_batch).
         shuffle_buffer: examples in the shuffle buffer.
+
+    # Returns
+        A dataset of (float32 (B, 224, 224, 3) images, labels).
+
+    # Raises
+        ValueError: a batch size that is not a positive integer, or a negative
+            `start_batch`.
     """
     _check_batching(batch_size, start_batch)
     augment = training if augment is None else augment
@@ -234,7 +249,8 @@ def make_dataset(
 
     # Arguments
         name: `"fashion_mnist"`, `"cifar10"` or `"imagenet2012"` (see `DATASETS`).
-        split: `"train"` or `"test"` (ImageNet's validation set).
+        split: `"train"`, `"test"` (ImageNet: its validation set) or `"validation"`
+            (the held-out end of the training split, with `validation_size`).
         batch_size: examples per batch (global batch under `tf.distribute`).
         augment: augment the images (default: for `"train"`).
         data_dir: where the data is; see `load_arrays` (Fashion-MNIST, CIFAR-10). ImageNet:

@@ -94,7 +94,11 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The `DatasetInfo` of dataset `name`, or a ValueError listing the known names."""
+    """The `DatasetInfo` of dataset `name`.
+
+    # Raises
+        ValueError: an unknown `name`; the message lists the known ones.
+    """
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; expected one of {sorted(DATASETS)}.")
     return DATASETS[name]
@@ -169,6 +173,11 @@ def load_fashion_mnist(
             `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz` and
             `t10k-labels-idx1-ubyte.gz`; default /usr/share/datasets/fashion-mnist
             (Debian package `dataset-fashion-mnist`).
+
+    # Raises
+        FileNotFoundError: the directory or one of the four files is missing.
+        ValueError: a file that cannot be read as IDX (see `read_idx`), or that holds
+            other shapes than 60,000/10,000 images of 28x28 and their labels 0-9.
     """
     data_dir = Path(data_dir) if data_dir is not None else FASHION_MNIST_DIR
     if not data_dir.is_dir():
@@ -268,6 +277,12 @@ def load_cifar10(
         data_dir: the `cifar-10-batches-py` directory of the extracted
             cifar-10-python.tar.gz (or the directory that contains it), with
             `data_batch_1` ... `data_batch_5` and `test_batch`.
+
+    # Raises
+        FileNotFoundError: the directory or a batch file is missing.
+        ValueError: a batch file that is not a CIFAR-10 python batch (a corrupt or
+            foreign pickle, wrong keys, shapes, types or labels), naming the file and the
+            expected layout.
     """
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
@@ -354,6 +369,10 @@ def load_arrays(
 
     The arrays are cached (read-only) per (name, data_dir), so building the training
     and the test pipeline reads the files once.
+
+    # Raises
+        ValueError: an unknown name, ImageNet, or a corrupt file (naming it).
+        FileNotFoundError: no data where it was looked for, saying what was expected.
     """
     key = None if data_dir is None else os.fspath(Path(data_dir).expanduser().resolve())
     return _cached_arrays(name, key)
