@@ -7,8 +7,9 @@ backward pass reads a state (t, k) that a schedule changes between steps.
 
 `ScheduledSign` is the base of every such estimator: it owns the state as scalar
 `tf.Variable`s (non-trainable weights created at `build`) and hands them to the gradient
-as explicit inputs of `scheduled_sign`, so the estimator works inside `tf.function`, `tf.cond`, `tf.while_loop` and `tf.map_fn`. A subclass names its
-state (`state_names`), gives its initial values and its gradient formula (`surrogate`).
+as explicit inputs of `scheduled_sign`, so the estimator works inside `tf.function`,
+`tf.cond`, `tf.while_loop` and `tf.map_fn`. A subclass names its state (`state_names`),
+gives its initial values and its gradient formula (`surrogate`).
 
 ```python
 class MyEstimator(ScheduledSign):
@@ -155,6 +156,8 @@ class ScheduledSign(lq.quantizers._BaseQuantizer):
             dtype=tf.float32,
             initializer=tf.keras.initializers.Constant(value),
             trainable=False,
+            # Read as float32 under mixed precision: k = 1/t of a small t overflows float16.
+            experimental_autocast=False,
         )
 
     @property

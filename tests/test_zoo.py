@@ -4,6 +4,7 @@ The five 1w1a IR-Net models are built once per module, at the smallest input tha
 every layer, and shared by the parameter-count, LCE-conversion and summary tests.
 """
 
+import logging
 import tempfile
 
 import larq_irnet  # noqa: F401  (first: selects Keras 2)
@@ -18,7 +19,7 @@ from larq_irnet.zoo import (
     registry,
     resnet,
 )
-from larq_irnet.zoo.blocks import Hardtanh, SubsampleChannelPad
+from larq_irnet.zoo.blocks import Hardtanh, SubsampleChannelPad, binary_conv
 from larq_irnet.zoo.presets import conv_settings
 
 import larq as lq
@@ -374,3 +375,17 @@ def test_registered_weights_errors(registered, monkeypatch):
     path.unlink()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         IRNetResNet20(weights="test_weights")
+
+
+@pytest.mark.parametrize(
+    "binarization, warns",
+    [("irnet", False), ("libra_pb", False), ("libra_pb_no_std", True), ("ede", True)],
+)
+def test_starved_weights_warning_only_where_weights_can_starve(binarization, warns, caplog):
+    # Standardized Libra-PB kernels need no weight_clip: the zoo drops Larq's warning for
+    # them while it builds the layer; it stays for the presets whose weights can starve.
+    caplog.set_level(logging.WARNING, logger="larq.layers_base")
+    settings = conv_settings(binarization=binarization, bits="1w1a", pad_values=1.0)
+    binary_conv(tf.keras.Input((8, 8, 4)), 4, 1, settings, "glorot_uniform")
+    assert any("starved weights" in r.getMessage() for r in caplog.records) is warns
+    assert not logging.getLogger("larq.layers_base").filters  # nothing left behind
