@@ -17,8 +17,13 @@ from larq_irnet._keras import select_legacy_keras
 
 select_legacy_keras()
 
-from larq_irnet import callbacks, quantizers  # noqa: E402
-from larq_irnet.callbacks import EDECallback, InformationDiagnostics, set_ede  # noqa: E402
+from larq_irnet import callbacks, estimators, layers, quantizers, schedules  # noqa: E402
+from larq_irnet.callbacks import (  # noqa: E402
+    EDECallback,
+    EstimatorScheduler,
+    InformationDiagnostics,
+    set_ede,
+)
 from larq_irnet.quantizers import EDESign, LibraPB  # noqa: E402
 
 __version__ = "0.1.0"
@@ -26,9 +31,13 @@ __version__ = "0.1.0"
 __all__ = [
     "EDECallback",
     "EDESign",
+    "EstimatorScheduler",
     "InformationDiagnostics",
     "LibraPB",
     "callbacks",
+    "estimators",
+    "layers",
     "quantizers",
+    "schedules",
     "set_ede",
 ]

@@ -7,22 +7,26 @@ model.fit(x, y, epochs=40, callbacks=[larq_irnet.EDECallback(t_min=0.1, t_max=10
 
 from __future__ import annotations
 
-import math
 import warnings
 
+from larq_irnet._validation import real
+from larq_irnet.estimators import ede_default_k
 from larq_irnet.information import (
     binarized_kernels,
     flip_ratio,
     quantization_error,
     sign_entropy,
 )
-from larq_irnet.quantizers import ede_default_k
+from larq_irnet.layers import model_quantizers
+from larq_irnet.schedules import Schedule, ede_values
+from larq_irnet.schedules import ede_schedule as _ede_schedule
 
 import numpy as np
 import tensorflow as tf
 
 __all__ = [
     "EDECallback",
+    "EstimatorScheduler",
     "InformationDiagnostics",
     "ede_quantizers",
     "ede_schedule",
@@ -33,29 +37,24 @@ _UPDATE_FREQS = ("epoch", "step")
 
 
 def ede_schedule(i: int, n: int, t_min: float, t_max: float) -> tuple[float, float]:
-    r"""EDE's t and k after `i` of `n` epochs (or steps) (IR-Net, Eq. 11; authors' trainer).
+    r"""EDE's t and k after `i` of `n` epochs (or steps): `larq_irnet.schedules.ede_values`.
 
     \\[
     t_i = T_{min} \cdot 10^{\frac{i}{N} \log_{10} \frac{T_{max}}{T_{min}}}, \qquad
     k_i = \max(1 / t_i, 1)
     \\]
 
-    t grows geometrically from T_min at i = 0; the last epoch (i = N - 1) uses
-    T_min (T_max / T_min)^((N-1)/N), just under T_max, as in the authors' code.
+    Kept for existing callers; the schedule object is `larq_irnet.schedules.ede_schedule`.
     """
-    t = t_min * 10 ** ((i / n) * math.log10(t_max / t_min))
-    return t, ede_default_k(t)
+    return ede_values(i, n, t_min, t_max)
 
 
 def ede_quantizers(model: tf.Module) -> list:
-    """Every quantizer in `model` (nested layers and models included) whose gradient is EDE."""
-    modules = [model, *model.submodules]
-    found, seen = [], set()
-    for module in modules:
-        if getattr(module, "uses_ede", False) and id(module) not in seen:
-            seen.add(id(module))
-            found.append(module)
-    return found
+    """Every quantizer in `model` (nested layers and models included) whose gradient is EDE.
+
+    Found by `larq_irnet.layers.model_quantizers`, in layer order.
+    """
+    return [q for q in model_quantizers(model) if getattr(q, "uses_ede", False)]
 
 
 def set_ede(model: tf.Module, t: float, k: float | None = None) -> int:
@@ -66,26 +65,122 @@ def set_ede(model: tf.Module, t: float, k: float | None = None) -> int:
 
     # Arguments
         model: a Keras model or layer; nested models and layers are searched.
-        t: EDE sharpness, > 0.
-        k: EDE gain, > 0; default max(1/t, 1).
+        t: EDE sharpness, a finite real number > 0.
+        k: EDE gain, a finite real number > 0; default max(1/t, 1).
 
     # Returns
         The number of quantizers set.
+
+    # Raises
+        ValueError: `t` or `k` not a finite real number > 0.
     """
-    if not (isinstance(t, (int, float)) and t > 0):
-        raise ValueError(f"set_ede: `t` must be a number > 0, got t={t!r}.")
-    if k is None:
-        k = ede_default_k(t)
-    elif not (isinstance(k, (int, float)) and k > 0):
-        raise ValueError(f"set_ede: `k` must be a number > 0, got k={k!r}.")
+    t = real(t, "t", owner="set_ede", above=0.0)
+    k = ede_default_k(t) if k is None else real(k, "k", owner="set_ede", above=0.0)
     quantizers = ede_quantizers(model)
     for quantizer in quantizers:
-        quantizer.set_ede(float(t), float(k))
+        quantizer.set_ede(t, k)
     return len(quantizers)
 
 
-class EDECallback(tf.keras.callbacks.Callback):
+class EstimatorScheduler(tf.keras.callbacks.Callback):
+    """Sets the state of the model's scheduled estimators from `schedule` during `fit`.
+
+    At the start of every epoch (or step, with `update_freq="step"`) it computes
+    `schedule(i, n)`, with i the number of epochs (or optimizer steps) done and n the
+    total, and sets the values on every quantizer of the model that
+    `schedule.applies_to`. Because i counts from the model's own state (the epoch `fit`
+    starts at, or the optimizer's step counter), a resumed run continues the schedule.
+    Each epoch it writes `<schedule.name>_<state>` (e.g. `ede_t`, `ede_k`) into `logs`, so
+    `History`, `CSVLogger` and `TensorBoard` show them: list it before those callbacks.
+
+    ```python
+    model.fit(x, y, epochs=40, callbacks=[EstimatorScheduler(ede_schedule(0.1, 10.0))])
+    ```
+
+    # Arguments
+        schedule: a `larq_irnet.schedules.Schedule`, e.g. `ede_schedule(...)`.
+        update_freq: `"epoch"` (as the authors' trainers) or `"step"`.
+        total: n; default the `epochs` given to `fit` (times its steps per epoch for
+            `update_freq="step"`).
+
+    # Raises
+        ValueError: bad arguments (named with their value); at `fit`, a model without
+            a quantizer the schedule applies to.
+    """
+
+    def __init__(self, schedule: Schedule, update_freq: str = "epoch", total: int | None = None):
+        super().__init__()
+        owner = type(self).__name__
+        if update_freq not in _UPDATE_FREQS:
+            raise ValueError(
+                f"{owner}: `update_freq` must be one of {_UPDATE_FREQS}, "
+                f"got update_freq={update_freq!r}."
+            )
+        if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
+            raise ValueError(f"{owner}: `total` must be a positive integer, got total={total!r}.")
+        if total is not None and total <= 0:
+            raise ValueError(f"{owner}: `total` must be a positive integer, got total={total!r}.")
+        self.schedule = schedule
+        self.update_freq = update_freq
+        self.total = total
+        self.values: dict[str, float] = {}
+        self._quantizers: list = []
+        self._n: int | None = None
+
+    def on_train_begin(self, logs=None):
+        self._quantizers = [q for q in model_quantizers(self.model) if self.schedule.applies_to(q)]
+        if not self._quantizers:
+            raise ValueError(self._no_quantizer_message())
+        self._n = self.total or self._total_from_params()
+
+    def _no_quantizer_message(self) -> str:
+        return (
+            f"{type(self).__name__}: the model has no quantizer that the "
+            f"{self.schedule.name!r} schedule applies to."
+        )
+
+    def _total_from_params(self) -> int:
+        epochs = self.params.get("epochs")
+        if self.update_freq == "epoch":
+            return epochs
+        steps = self.params.get("steps")
+        if not steps:
+            raise ValueError(
+                f"{type(self).__name__}: update_freq='step' needs `total=` when fit does "
+                "not know its steps per epoch (pass steps_per_epoch= or total=)."
+            )
+        return epochs * steps
+
+    def _anneal(self, i: int) -> None:
+        self.values = self.schedule(i, self._n)
+        for quantizer in self._quantizers:
+            quantizer.set_state(**self.values)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.update_freq == "epoch":
+            self._anneal(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.update_freq == "step":
+            self._anneal(int(self.model.optimizer.iterations.numpy()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update({f"{self.schedule.name}_{k}": v for k, v in self.values.items()})
+
+    def get_config(self) -> dict:
+        """The callback's arguments, for logging and recreating it."""
+        return {
+            "schedule": self.schedule.get_config(),
+            "update_freq": self.update_freq,
+            "total": self.total,
+        }
+
+
+class EDECallback(EstimatorScheduler):
     r"""Anneals EDE's t from `t_min` to `t_max` (and k = max(1/t, 1)) during `fit`.
+
+    `EstimatorScheduler(ede_schedule(t_min, t_max), ...)` under its friendly name:
 
     \\[
     t = T_{min} \cdot 10^{\frac{i}{N} \log_{10} \frac{T_{max}}{T_{min}}}, \qquad
@@ -107,11 +202,14 @@ class EDECallback(tf.keras.callbacks.Callback):
     ```
 
     # Arguments
-        t_min: t at the start, > 0.
-        t_max: t approached at the end, > t_min.
+        t_min: t at the start, a finite real number > 0 (NumPy scalars accepted).
+        t_max: t approached at the end, finite, > t_min.
         update_freq: `"epoch"` (as the authors' trainers) or `"step"`.
         total: N; default the `epochs` given to `fit` (times its steps per epoch for
             `update_freq="step"`).
+
+    # Raises
+        ValueError: a bad argument, naming it and its value.
 
     # References
         - [Forward and Backward Information Retention for Accurate Binary Neural
@@ -125,66 +223,27 @@ class EDECallback(tf.keras.callbacks.Callback):
         update_freq: str = "epoch",
         total: int | None = None,
     ):
-        super().__init__()
-        if not (isinstance(t_min, (int, float)) and t_min > 0):
-            raise ValueError(f"EDECallback: `t_min` must be > 0, got t_min={t_min!r}.")
-        if not (isinstance(t_max, (int, float)) and t_max > t_min):
-            raise ValueError(
-                f"EDECallback: `t_max` must be > t_min={t_min!r}, got t_max={t_max!r}."
-            )
-        if update_freq not in _UPDATE_FREQS:
-            raise ValueError(
-                f"EDECallback: `update_freq` must be one of {_UPDATE_FREQS}, "
-                f"got update_freq={update_freq!r}."
-            )
-        if total is not None and not (isinstance(total, int) and total > 0):
-            raise ValueError(
-                f"EDECallback: `total` must be a positive integer, got total={total!r}."
-            )
-        self.t_min = float(t_min)
-        self.t_max = float(t_max)
-        self.update_freq = update_freq
-        self.total = total
-        self.t: float | None = None
-        self.k: float | None = None
-        self._n: int | None = None
+        t_min = real(t_min, "t_min", owner="EDECallback", above=0.0)
+        t_max = real(t_max, "t_max", owner="EDECallback", above=t_min)
+        super().__init__(_ede_schedule(t_min, t_max), update_freq=update_freq, total=total)
+        self.t_min = t_min
+        self.t_max = t_max
 
-    def on_train_begin(self, logs=None):
-        if not ede_quantizers(self.model):
-            raise ValueError(
-                "EDECallback: the model has no quantizer with an EDE gradient; use "
-                '"ede_sign" or "libra_pb" as input_quantizer/kernel_quantizer.'
-            )
-        self._n = self.total or self._total_from_params()
+    @property
+    def t(self) -> float | None:
+        """The t last set, None before the first epoch."""
+        return self.values.get("t")
 
-    def _total_from_params(self) -> int:
-        epochs = self.params.get("epochs")
-        if self.update_freq == "epoch":
-            return epochs
-        steps = self.params.get("steps")
-        if not steps:
-            raise ValueError(
-                "EDECallback: update_freq='step' needs `total=` when fit does not know "
-                "its steps per epoch (pass steps_per_epoch= or total=)."
-            )
-        return epochs * steps
+    @property
+    def k(self) -> float | None:
+        """The k last set, None before the first epoch."""
+        return self.values.get("k")
 
-    def _anneal(self, i: int) -> None:
-        self.t, self.k = ede_schedule(i, self._n, self.t_min, self.t_max)
-        set_ede(self.model, self.t, self.k)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.update_freq == "epoch":
-            self._anneal(epoch)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.update_freq == "step":
-            self._anneal(int(self.model.optimizer.iterations.numpy()))
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self.t is not None:
-            logs["ede_t"] = self.t
-            logs["ede_k"] = self.k
+    def _no_quantizer_message(self) -> str:
+        return (
+            "EDECallback: the model has no quantizer with an EDE gradient; use "
+            '"ede_sign" or "libra_pb" as input_quantizer/kernel_quantizer.'
+        )
 
     def get_config(self) -> dict:
         """The callback's arguments, for logging and recreating it."""
@@ -261,7 +320,9 @@ class InformationDiagnostics(tf.keras.callbacks.Callback):
         for kernel in self._kernels:
             _, w_std, binary = kernel.arrays()
             signs = binary > 0
-            per_measure["entropy"][kernel.name] = sign_entropy(binary, per_channel=True)
+            per_measure["entropy"][kernel.name] = sign_entropy(
+                binary, per_channel=True, channel_axes=kernel.channel_axes
+            )
             per_measure["kernel_entropy"][kernel.name] = sign_entropy(binary, per_channel=False)
             per_measure["qerror"][kernel.name] = quantization_error(w_std, binary)
             previous = self._previous_signs[kernel.name]

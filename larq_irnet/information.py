@@ -8,11 +8,16 @@ through the paper's own lens (`larq_irnet.callbacks.InformationDiagnostics` logs
 every epoch; `larq-irnet report` plots them).
 
 ```python
-from larq_irnet.information import binarized_kernels, kernel_information
+from larq_irnet.information import binarized_kernels, quantization_error, sign_entropy
 
 for kernel in binarized_kernels(model):
-    print(kernel.name, kernel_information(kernel))
+    w, w_std, binary = kernel.arrays()
+    print(kernel.name, sign_entropy(binary, channel_axes=kernel.channel_axes),
+          quantization_error(w_std, binary))
 ```
+
+Which weights are binarized, and which kernel axes are their output channels, comes from
+`larq_irnet.layers` (one rule for Libra-PB and for these measures).
 
 # References
 - [Forward and Backward Information Retention for Accurate Binary Neural Networks
@@ -22,11 +27,12 @@ for kernel in binarized_kernels(model):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
+from larq_irnet.layers import binarized_weights, is_binary_quantizer
 from larq_irnet.quantizers import LibraPB, libra_standardize
 
-import larq as lq
 import numpy as np
 import tensorflow as tf
 
@@ -36,18 +42,10 @@ __all__ = [
     "binary_entropy",
     "flip_ratio",
     "is_binary_quantizer",
-    "kernel_information",
     "quantization_error",
     "sign_entropy",
     "standardized_kernel",
 ]
-
-# (quantizer attribute, weight attribute) of Larq's quantized layers.
-_QUANTIZED_WEIGHTS = (
-    ("kernel_quantizer", "kernel"),
-    ("depthwise_quantizer", "depthwise_kernel"),
-    ("pointwise_quantizer", "pointwise_kernel"),
-)
 
 
 def binary_entropy(p: np.ndarray | float) -> np.ndarray:
@@ -75,11 +73,22 @@ def binary_entropy(p: np.ndarray | float) -> np.ndarray:
     return h
 
 
-def sign_entropy(binary: np.ndarray, *, per_channel: bool = True) -> float:
+def _per_channel(values: np.ndarray, channel_axes: Sequence[int]) -> np.ndarray:
+    """`values` as (entries per filter, filters): the filters along `channel_axes`."""
+    channels = [a % values.ndim for a in channel_axes]
+    reduced = [a for a in range(values.ndim) if a not in channels]
+    moved = np.transpose(values, reduced + channels)
+    return moved.reshape(-1, int(np.prod([values.shape[a] for a in channels])))
+
+
+def sign_entropy(
+    binary: np.ndarray, *, per_channel: bool = True, channel_axes: Sequence[int] = (-1,)
+) -> float:
     r"""Entropy in bits of the signs of binary weights (IR-Net, Sec. 3.1).
 
     With p the fraction of +1 (entries > 0; Larq's sign maps 0 to +1, a binary
-    quantizer never outputs 0): per output channel o (the last kernel axis)
+    quantizer never outputs 0): per output channel o (along `channel_axes`, by default
+    the last kernel axis; `larq_irnet.layers.kernel_channel_axes` gives them per layer)
     \\(\frac{1}{C}\sum_o H(p_o)\\), or over the whole kernel \\(H(p)\\).
 
     Per channel is the default because Libra-PB balances each output channel: a layer
@@ -89,10 +98,11 @@ def sign_entropy(binary: np.ndarray, *, per_channel: bool = True) -> float:
     # Arguments
         binary: the quantizer's output, any scale (e.g. +-s_o for Libra-PB).
         per_channel: average over output channels (default) or treat the kernel as one.
+        channel_axes: the axes that index output channels.
     """
     positive = np.asarray(binary) > 0
     if per_channel:
-        p = positive.reshape(-1, positive.shape[-1]).mean(axis=0)
+        p = _per_channel(positive, channel_axes).mean(axis=0)
         return float(binary_entropy(p).mean())
     return float(binary_entropy(positive.mean()))
 
@@ -132,24 +142,23 @@ def flip_ratio(previous: np.ndarray, current: np.ndarray) -> float:
     return float(np.mean(previous != current))
 
 
-def is_binary_quantizer(quantizer: Any) -> bool:
-    """Whether a Larq quantizer binarizes: `precision == 1`, and not Larq's `NoOp` tag."""
-    return getattr(quantizer, "precision", None) == 1 and not isinstance(
-        quantizer, lq.quantizers.NoOp
-    )
-
-
-def standardized_kernel(quantizer: Any, kernel: np.ndarray) -> np.ndarray:
+def standardized_kernel(
+    quantizer: Any, kernel: np.ndarray, channel_axes: Sequence[int] | None = None
+) -> np.ndarray:
     r"""The kernel as `quantizer` sees it right before its sign: \\(w_{std}\\).
 
     For `LibraPB` the balanced (and, unless `standardize=False`, standardized) kernel of
     `larq_irnet.quantizers.libra_standardize`, with the quantizer's own settings; for
-    any other sign quantizer (`ste_sign`, `ede_sign`, ...) the kernel itself.
+    any other sign quantizer (`ste_sign`, `ede_sign`, ...) the kernel itself. Output
+    channels along `channel_axes`, default the quantizer's own (else the last axis).
     """
     kernel = np.asarray(kernel)
     if isinstance(quantizer, LibraPB):
         w_std = libra_standardize(
-            tf.constant(kernel), standardize=quantizer.standardize, epsilon=quantizer.epsilon
+            tf.constant(kernel),
+            standardize=quantizer.standardize,
+            epsilon=quantizer.epsilon,
+            channel_axes=channel_axes or quantizer.channel_axes,
         )
         return w_std.numpy()
     return kernel
@@ -157,7 +166,8 @@ def standardized_kernel(quantizer: Any, kernel: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass
 class BinarizedKernel:
-    """One binarized weight of a model: its log name, layer, weight attribute, quantizer.
+    """One binarized weight of a model: its log name, layer, weight attribute, quantizer,
+    and the kernel axes of its output channels (`larq_irnet.layers.kernel_channel_axes`).
 
     `quantize` and `value` read the current weight, so one `BinarizedKernel` serves a
     whole training run.
@@ -167,6 +177,7 @@ class BinarizedKernel:
     layer: tf.keras.layers.Layer
     weight: str
     quantizer: tf.keras.layers.Layer
+    channel_axes: tuple[int, ...] = (-1,)
     _clone: tf.keras.layers.Layer | None = dataclasses.field(default=None, repr=False)
 
     def value(self) -> np.ndarray:
@@ -179,6 +190,8 @@ class BinarizedKernel:
             # A metric-free twin (metrics are not part of the config): calling the layer's
             # own quantizer would also step Larq's flip-ratio metric, if enabled.
             self._clone = type(self.quantizer).from_config(self.quantizer.get_config())
+            if isinstance(self._clone, LibraPB):
+                self._clone.channel_axes = self.channel_axes
         # `call`, not `__call__`: the forward pass of a sign quantizer needs no state, and
         # building the twin would create variables (EDE's t and k), which under
         # MultiWorkerMirroredStrategy is a collective operation.
@@ -187,40 +200,25 @@ class BinarizedKernel:
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The current latent weight w, its `standardized_kernel` w_std and Q(w)."""
         w = self.value()
-        return w, standardized_kernel(self.quantizer, w), self.quantize(w)
-
-
-def _layers_in_order(layer) -> list:
-    """`layer` and its nested `.layers`, depth first in model order (`submodules` sorts)."""
-    ordered = [layer]
-    for child in getattr(layer, "layers", None) or []:
-        ordered.extend(_layers_in_order(child))
-    return ordered
+        return w, standardized_kernel(self.quantizer, w, self.channel_axes), self.quantize(w)
 
 
 def binarized_kernels(model: tf.Module) -> list[BinarizedKernel]:
     """Every binarized weight of `model`, nested layers and models included, in layer order.
 
-    A weight is binarized when it belongs to a Larq quantized layer whose quantizer for
-    it (`kernel_quantizer`, `depthwise_quantizer`, `pointwise_quantizer`) has precision 1.
-    Layers in a custom layer that are not in any `.layers` list come last. Each is named
-    after its layer (`"<layer>/<weight>"` for layers with several such
-    weights; a suffix `_<i>` keeps names unique across nested models).
+    Found by `larq_irnet.layers.binarized_weights` (every Larq layer kind, nested models,
+    in layer order; its errors for layer kinds without filter axes). Each is named
+    after its layer (`"<layer>/<weight>"` for layers with several such weights; a suffix
+    `_<i>` keeps names unique across nested models).
     """
-    found: list[BinarizedKernel] = []
-    seen: set[int] = set()
-    for module in [*_layers_in_order(model), *model.submodules]:
-        if not isinstance(module, tf.keras.layers.Layer) or id(module) in seen:
-            continue
-        seen.add(id(module))
-        weights = [
-            (weight, getattr(module, attr))
-            for attr, weight in _QUANTIZED_WEIGHTS
-            if is_binary_quantizer(getattr(module, attr, None)) and hasattr(module, weight)
-        ]
-        for weight, quantizer in weights:
-            name = module.name if len(weights) == 1 else f"{module.name}/{weight}"
-            found.append(BinarizedKernel(name, module, weight, quantizer))
+    weights = binarized_weights(model)
+    per_layer: dict[int, int] = {}
+    for found_weight in weights:
+        per_layer[id(found_weight.layer)] = per_layer.get(id(found_weight.layer), 0) + 1
+    found = []
+    for w in weights:
+        name = w.layer.name if per_layer[id(w.layer)] == 1 else f"{w.layer.name}/{w.weight}"
+        found.append(BinarizedKernel(name, w.layer, w.weight, w.quantizer, w.channel_axes))
     names: dict[str, int] = {}
     for kernel in found:
         count = names.get(kernel.name, 0)
@@ -228,18 +226,3 @@ def binarized_kernels(model: tf.Module) -> list[BinarizedKernel]:
         if count:
             kernel.name = f"{kernel.name}_{count}"
     return found
-
-
-def kernel_information(kernel: BinarizedKernel) -> dict[str, float]:
-    """The information measures of one binarized kernel's current weights.
-
-    # Returns
-        `{"entropy": ..., "kernel_entropy": ..., "qerror": ...}`: per-channel and
-        whole-kernel `sign_entropy` of Q(w) and the `quantization_error`.
-    """
-    _, w_std, binary = kernel.arrays()
-    return {
-        "entropy": sign_entropy(binary, per_channel=True),
-        "kernel_entropy": sign_entropy(binary, per_channel=False),
-        "qerror": quantization_error(w_std, binary),
-    }

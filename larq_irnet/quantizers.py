@@ -24,9 +24,12 @@ convolution's output multiplier.
 
 from __future__ import annotations
 
-import logging
 import math
-import sys
+from collections.abc import Sequence
+
+from larq_irnet._validation import real
+from larq_irnet.estimators import EDEState, ede_default_k, ede_gradient, ede_sign
+from larq_irnet.layers import QUANTIZED_WEIGHTS, calling_layer, kernel_channel_axes
 
 import larq as lq
 import tensorflow as tf
@@ -34,6 +37,7 @@ import tensorflow as tf
 __all__ = [
     "EDESign",
     "LibraPB",
+    "binary_filter_scale",
     "bit_shift_scale",
     "ede_default_k",
     "ede_gradient",
@@ -42,56 +46,40 @@ __all__ = [
 ]
 
 _GRADIENTS = ("ede", "ste")
+_HALF = (tf.float16, tf.bfloat16)
 
 
-def ede_default_k(t: float) -> float:
-    r"""EDE's gradient gain for a given t: \\(k = \max(1/t, 1)\\) (IR-Net, Eq. 11).
-
-    While t < 1 this makes \\(k t = 1\\), so the estimator's slope at zero is that of the
-    identity; once t > 1 it is t itself.
-    """
-    if not t > 0:
-        raise ValueError(f"EDE `t` must be > 0, got t={t!r}.")
-    return max(1.0 / t, 1.0)
+def _reduction_axes(rank: int, channel_axes: Sequence[int] | None) -> list[int]:
+    """The axes a filter spans: all but `channel_axes` (default: the last axis)."""
+    channels = {a % rank for a in (channel_axes if channel_axes is not None else (-1,))}
+    return [a for a in range(rank) if a not in channels]
 
 
-def ede_gradient(x: tf.Tensor, t: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
-    r"""The Error Decay Estimator: derivative of \\(g(x) = k \tanh(t x)\\) (IR-Net, Eq. 10).
-
-    \\[
-    g'(x) = k\,t\,\left(1 - \tanh^2(t x)\right)
-    \\]
-    """
-    t = tf.cast(t, x.dtype)
-    k = tf.cast(k, x.dtype)
-    return k * t * (1.0 - tf.square(tf.tanh(t * x)))
-
-
-def ede_sign(x: tf.Tensor, t: tf.Tensor | float, k: tf.Tensor | float) -> tf.Tensor:
-    r"""Binarize with `larq.math.sign`; backward pass through EDE with gain `k`, sharpness `t`.
-
-    `t` and `k` are read when the gradient is computed, so passing `tf.Variable`s lets a
-    callback anneal them inside an already traced training step. The forward graph holds
-    only the sign, which LCE recognizes.
-    """
-
-    @tf.custom_gradient
-    def _call(x):
-        def grad(dy):
-            return dy * ede_gradient(x, tf.convert_to_tensor(t), tf.convert_to_tensor(k))
-
-        return lq.math.sign(x), grad
-
-    return _call(x)
+def _check_filter_size(shape, channel_axes: Sequence[int] | None, owner: str) -> int:
+    """The number n of weights per filter; a ValueError if n < 2 (no std exists)."""
+    axes = _reduction_axes(len(shape), channel_axes)
+    n = math.prod(int(shape[a]) for a in axes) if len(shape) >= 2 else 1
+    if len(shape) < 2 or n < 2:
+        raise ValueError(
+            f"{owner} standardizes each output channel over the other kernel axes and "
+            f"needs at least 2 entries per channel; got a kernel of shape {tuple(shape)} "
+            f"with output-channel axes {tuple(channel_axes or (-1,))}."
+        )
+    return n
 
 
 def libra_standardize(
-    w: tf.Tensor, *, standardize: bool = True, epsilon: float = 1e-8
+    w: tf.Tensor,
+    *,
+    standardize: bool = True,
+    epsilon: float = 1e-8,
+    channel_axes: Sequence[int] | None = None,
 ) -> tf.Tensor:
     r"""Libra-PB's balance and standardization of a kernel (IR-Net, Eq. 5-6).
 
-    Per output channel o (the last kernel axis: HWIO conv kernels, IO dense kernels),
-    over the n = H*W*I entries of the filter:
+    Per output channel o (by default the last kernel axis: HWIO conv kernels, IO dense
+    kernels; `channel_axes` for other layouts, see `larq_irnet.layers`), over the n
+    entries of the filter:
 
     \\[
     \hat{w} = w - \mu_o(w), \qquad
@@ -100,21 +88,46 @@ def libra_standardize(
     \\]
 
     The std is the unbiased one, as in the authors' code. The authors add no epsilon, so
-    a filter with all-equal weights gives NaN there; here `epsilon` (under the root, so
-    the gradient stays finite too) makes it binarize to +1. Mean and std are not
-    detached: the gradient flows through the standardization. With `standardize=False`
-    only the balancing step runs (the ablation "Libra-PB without standardization").
+    a filter with all-equal weights gives NaN there; here \\(\hat{w}\\) of an
+    all-equal filter is exactly 0 (whatever the rounding of its mean), and `epsilon`
+    (under the root, so the gradient stays finite too) keeps \\(w_{std} = 0\\), which
+    binarizes to +1. Mean and std are not detached: the gradient flows through the
+    standardization (for an all-equal filter too). With `standardize=False` only the
+    balancing step runs (the ablation "Libra-PB without standardization").
+
+    Computed in float32 for float16/bfloat16 kernels (epsilon underflows in float16) and
+    returned in the kernel's dtype.
+
+    # Arguments
+        w: a kernel, rank >= 2.
+        standardize: divide by the per-filter std.
+        epsilon: added to the variance, >= 0.
+        channel_axes: the axes that index filters; default `(-1,)`.
+
+    # Returns
+        \\(w_{std}\\), the shape of `w`.
+
+    # Raises
+        ValueError: a kernel with fewer than 2 weights per filter (no std exists).
     """
-    axes = list(range(len(w.shape) - 1))
+    if standardize:
+        n = _check_filter_size(w.shape, channel_axes, "libra_standardize")
+    dtype = w.dtype
+    w = tf.cast(w, tf.float32) if dtype in _HALF else w
+    axes = _reduction_axes(len(w.shape), channel_axes)
     w_hat = w - tf.reduce_mean(w, axis=axes, keepdims=True)
-    if not standardize:
-        return w_hat
-    n = math.prod(w.shape[:-1])
-    variance = tf.reduce_sum(tf.square(w_hat), axis=axes, keepdims=True) / (n - 1)
-    return w_hat / tf.sqrt(variance + epsilon)
+    all_equal = tf.reduce_max(w, axis=axes, keepdims=True) == tf.reduce_min(
+        w, axis=axes, keepdims=True
+    )
+    # Exactly 0 forward, the same gradient as w_hat.
+    w_hat = tf.where(all_equal, w_hat - tf.stop_gradient(w_hat), w_hat)
+    if standardize:
+        variance = tf.reduce_sum(tf.square(w_hat), axis=axes, keepdims=True) / (n - 1)
+        w_hat = w_hat / tf.sqrt(variance + tf.cast(epsilon, w.dtype))
+    return tf.cast(w_hat, dtype)
 
 
-def bit_shift_scale(w_std: tf.Tensor) -> tf.Tensor:
+def bit_shift_scale(w_std: tf.Tensor, *, channel_axes: Sequence[int] | None = None) -> tf.Tensor:
     r"""Libra-PB's power-of-two scale per output channel, without gradient (IR-Net, Eq. 7).
 
     \\[
@@ -122,71 +135,51 @@ def bit_shift_scale(w_std: tf.Tensor) -> tf.Tensor:
     \\]
 
     A scale that is a power of two is a bit shift at inference. After standardization
-    the mean magnitude is at most 1, so s is almost always 1 or 1/2.
+    the mean magnitude is at most 1, so s is almost always 1 or 1/2. A filter whose
+    \\(w_{std}\\) is all zero (an all-equal filter) gets s = 1, so it binarizes to +1.
+    Shape: 1 on the reduced axes, as `w_std` on `channel_axes` (default `(-1,)`).
     """
-    axes = list(range(len(w_std.shape) - 1))
+    axes = _reduction_axes(len(w_std.shape), channel_axes)
     mean_abs = tf.reduce_mean(tf.abs(w_std), axis=axes, keepdims=True)
-    # A zero-variance filter has mean_abs == 0; keep log2 finite for it.
-    mean_abs = tf.maximum(mean_abs, tf.keras.backend.epsilon())
-    return tf.stop_gradient(2.0 ** tf.round(tf.math.log(mean_abs) / math.log(2.0)))
+    # Keep log2 finite; a zero filter takes s = 1 below.
+    floor = tf.maximum(mean_abs, tf.cast(tf.keras.backend.epsilon(), w_std.dtype))
+    scale = 2.0 ** tf.round(tf.math.log(floor) / math.log(2.0))
+    return tf.stop_gradient(tf.where(mean_abs > 0, scale, tf.ones_like(scale)))
 
 
-class _EDEQuantizer(lq.quantizers._BaseQuantizer):
-    """Shared state of quantizers whose backward pass is EDE: t and k as variables.
+def binary_filter_scale(
+    w: tf.Tensor, *, channel_axes: Sequence[int] | None = None
+) -> tuple[tf.Tensor, tf.Tensor]:
+    r"""Which filters of `w` are already Libra-PB outputs, and their magnitude.
 
-    t and k are non-trainable `tf.Variable`s created in `build`; the gradient reads them
-    when it runs, so `larq_irnet.callbacks.set_ede` (or `EDECallback`) changes the very
-    next training step without retracing. They are weights of the layer that owns the
-    quantizer, so `model.save`, `load_model` and `tf.train.Checkpoint` keep them.
+    A filter is an output of Libra-PB with the bit-shift scale when its weights are
+    \\(\pm c\\), both signs present, with c a power of two. Libra-PB keeps c as the
+    scale of such a filter, so that applying it to its own output changes nothing
+    (\\(Q(Q(w)) = Q(w)\\)): Larq's `quantized_scope(True)` saves binarized weights, and
+    reloading them must give the same outputs. Eq. 7 alone would rescale them (a
+    balanced \\(\pm c\\) filter standardizes to mean magnitude \\(\sqrt{(n-1)/n}\\),
+    so s = 1 whatever c was).
+
+    # Returns
+        `(is_binary, c)`: booleans and magnitudes, 1 on the reduced axes.
     """
+    axes = _reduction_axes(len(w.shape), channel_axes)
+    magnitude = tf.abs(w)
+    c = tf.reduce_max(magnitude, axis=axes, keepdims=True)
+    safe = tf.maximum(c, tf.cast(tf.keras.backend.epsilon(), w.dtype))
+    power_of_two = c == 2.0 ** tf.round(tf.math.log(safe) / math.log(2.0))
+    is_binary = (
+        (tf.reduce_min(magnitude, axis=axes, keepdims=True) == c)
+        & (tf.reduce_max(w, axis=axes, keepdims=True) == c)
+        & (tf.reduce_min(w, axis=axes, keepdims=True) == -c)
+        & (c > 0)
+        & power_of_two
+    )
+    return is_binary, tf.stop_gradient(c)
 
-    precision = 1
 
-    def __init__(self, t: float = 1.0, k: float | None = None, **kwargs):
-        self._initial_k = ede_default_k(t) if k is None else float(k)
-        self._initial_t = float(t)
-        if not self._initial_k > 0:
-            raise ValueError(f"EDE `k` must be > 0, got k={k!r}.")
-        self.ede_t: tf.Variable | None = None
-        self.ede_k: tf.Variable | None = None
-        super().__init__(**kwargs)
-
-    @property
-    def uses_ede(self) -> bool:
-        """Whether this quantizer's backward pass reads EDE's t and k."""
-        return True
-
-    def build(self, input_shape):
-        if self.uses_ede:
-            self.ede_t = self._ede_weight("ede_t", self._initial_t)
-            self.ede_k = self._ede_weight("ede_k", self._initial_k)
-        super().build(input_shape)
-
-    def _ede_weight(self, name: str, value: float) -> tf.Variable:
-        return self.add_weight(
-            name=name,
-            shape=(),
-            dtype=tf.float32,
-            initializer=tf.keras.initializers.Constant(value),
-            trainable=False,
-        )
-
-    def set_ede(self, t: float, k: float) -> None:
-        """Set t and k; before `build`, they become the values the variables start at."""
-        if self.ede_t is None:
-            self._initial_t, self._initial_k = float(t), float(k)
-        else:
-            self.ede_t.assign(t)
-            self.ede_k.assign(k)
-
-    @property
-    def non_trainable_weights(self):
-        # Larq's base class hides every non-trainable weight (the flip-ratio metric's
-        # state); t and k must stay visible so that saving a model keeps them.
-        return [v for v in (self.ede_t, self.ede_k) if v is not None]
-
-    def get_config(self):
-        return {**super().get_config(), "t": self._initial_t, "k": self._initial_k}
+class _EDEQuantizer(EDEState):
+    """Quantizers whose backward pass is EDE (`larq_irnet.estimators.EDEState`)."""
 
 
 @lq.utils.register_alias("ede_sign")
@@ -210,19 +203,23 @@ class EDESign(_EDEQuantizer):
     ```
 
     # Arguments
-        t: initial sharpness t > 0 (a `tf.Variable`, later set by `EDECallback`).
-        k: initial gain k > 0; default max(1/t, 1).
+        t: initial sharpness t > 0, finite (a `tf.Variable`, later set by
+            `EDECallback`). Under float16 the gradient is computed in float32, so it stays
+            finite over the schedules' range (1e-3 to 10) and beyond.
+        k: initial gain k > 0, finite; default max(1/t, 1).
         metrics: Larq metrics to add, e.g. `["flip_ratio"]`; default from
             `larq.context.metrics_scope`.
 
     # References
         - [Forward and Backward Information Retention for Accurate Binary Neural
           Networks (Qin et al., CVPR 2020), Eq. 10-11](https://arxiv.org/abs/1909.10788)
+
+    # Raises
+        ValueError: `t` or `k` not a finite real number > 0.
     """
 
     def call(self, inputs):
-        outputs = ede_sign(inputs, self.ede_t, self.ede_k)
-        return super().call(outputs)
+        return super().call(self.estimate(inputs))
 
 
 @lq.utils.register_alias("libra_pb")
@@ -230,7 +227,7 @@ class EDESign(_EDEQuantizer):
 class LibraPB(_EDEQuantizer):
     r"""Libra Parameter Binarization of weights (IR-Net), with EDE as its gradient.
 
-    Per output channel o (the last kernel axis), over the filter's n entries:
+    Per output channel o, over the filter's n entries:
 
     \\[
     w_{std} = \frac{w - \mu_o(w)}{\sigma_o(w - \mu_o(w))}, \qquad
@@ -243,6 +240,20 @@ class LibraPB(_EDEQuantizer):
     keeps the quantization error small. \\(s_o\\) carries no gradient. The gradient with
     respect to \\(w_{std}\\) is EDE's, \\(s_o\, k\, t\, (1 - \tanh^2(t\, w_{std}))\\),
     and it flows on through the mean and std into w.
+
+    The output channels are the last kernel axis for convolutions and dense layers; in
+    other Larq layers (depthwise, transposed, separable, locally connected) they are the
+    axes of `larq_irnet.layers.kernel_channel_axes`. Without `channel_axes`, the
+    quantizer learns them from its layer the first time the layer reads its kernel
+    (`larq_irnet.layers.calling_layer`), and keeps them in its config; called on its own,
+    it uses the last axis.
+
+    Statistics are computed in float32 under any mixed-precision policy; the output
+    has the input's dtype. An all-equal filter binarizes to +1 (scale 1). A filter that
+    already is \\(\pm c\\) with both signs and c a power of two (Libra-PB's own output)
+    keeps c as its scale (`binary_filter_scale`), so Libra-PB applied to its own output
+    returns it unchanged and binarized weights saved under `quantized_scope(True)`
+    reload to the same outputs.
 
     ```python
     lq.layers.QuantConv2D(64, 3, kernel_quantizer="libra_pb", input_quantizer="ede_sign")
@@ -260,12 +271,20 @@ class LibraPB(_EDEQuantizer):
             finite (the authors' code has none).
         t: initial EDE sharpness t > 0 (with `gradient="ede"`).
         k: initial EDE gain k > 0; default max(1/t, 1).
+        channel_axes: the kernel axes that index output channels; default: from the
+            layer (see above).
         metrics: Larq metrics, e.g. `["flip_ratio"]` (computed on the signs).
+
+    Shapes: a kernel of rank >= 2 in, the same shape out.
 
     # References
         - [Forward and Backward Information Retention for Accurate Binary Neural
           Networks (Qin et al., CVPR 2020), Eq. 5-7 and 10-11](
           https://arxiv.org/abs/1909.10788)
+
+    # Raises
+        ValueError: a bad argument (named with its value); a kernel with fewer than 2
+            weights per filter; a layer kind whose kernel has no filter axes.
     """
 
     def __init__(
@@ -276,6 +295,7 @@ class LibraPB(_EDEQuantizer):
         epsilon: float = 1e-8,
         t: float = 1.0,
         k: float | None = None,
+        channel_axes: Sequence[int] | None = None,
         **kwargs,
     ):
         if gradient not in _GRADIENTS:
@@ -283,36 +303,61 @@ class LibraPB(_EDEQuantizer):
         self.gradient = gradient
         self.standardize = bool(standardize)
         self.bit_shift = bool(bit_shift)
-        if not epsilon >= 0:
-            raise ValueError(f"`epsilon` must be >= 0, got epsilon={epsilon!r}.")
-        self.epsilon = float(epsilon)
+        self.epsilon = real(epsilon, "epsilon", owner="LibraPB")
+        if self.epsilon < 0:
+            raise ValueError(f"LibraPB: `epsilon` must be >= 0, got epsilon={epsilon!r}.")
+        if channel_axes is not None:
+            if isinstance(channel_axes, int):
+                channel_axes = (channel_axes,)
+            if not channel_axes or not all(
+                isinstance(a, int) and not isinstance(a, bool) for a in channel_axes
+            ):
+                raise ValueError(
+                    "LibraPB: `channel_axes` must be a non-empty sequence of ints, got "
+                    f"channel_axes={channel_axes!r}."
+                )
+            channel_axes = tuple(channel_axes)
+        self.channel_axes: tuple[int, ...] | None = channel_axes
         super().__init__(t=t, k=k, **kwargs)
 
     @property
-    def uses_ede(self) -> bool:
-        """Whether this quantizer's backward pass reads EDE's t and k."""
+    def uses_state(self) -> bool:
+        """Whether the backward pass reads EDE's t and k (`gradient="ede"`)."""
         return self.gradient == "ede"
 
+    def __call__(self, inputs, *args, **kwargs):
+        if self.channel_axes is None:
+            self._learn_channel_axes()
+        return super().__call__(inputs, *args, **kwargs)
+
+    def _learn_channel_axes(self) -> None:
+        layer = calling_layer()
+        for quantizer_attribute, weight in QUANTIZED_WEIGHTS:
+            if layer is not None and getattr(layer, quantizer_attribute, None) is self:
+                self.channel_axes = kernel_channel_axes(layer, weight)
+                return
+
     def build(self, input_shape):
-        fan_in = math.prod(input_shape[:-1])
-        if len(input_shape) < 2 or fan_in < 2:
-            raise ValueError(
-                "LibraPB standardizes each output channel over the other kernel axes and "
-                f"needs at least 2 entries per channel; got a kernel of shape {input_shape}."
-            )
+        _check_filter_size(input_shape, self.channel_axes, "LibraPB")
         super().build(input_shape)
 
     def call(self, inputs):
-        w_std = libra_standardize(inputs, standardize=self.standardize, epsilon=self.epsilon)
+        axes = self.channel_axes
+        w = tf.cast(inputs, tf.float32) if inputs.dtype in _HALF else inputs
+        w_std = libra_standardize(
+            w, standardize=self.standardize, epsilon=self.epsilon, channel_axes=axes
+        )
         if self.uses_ede:
-            binary = ede_sign(w_std, self.ede_t, self.ede_k)
+            binary = self.estimate(w_std)
         else:
             binary = lq.quantizers.ste_sign(w_std, clip_value=1.0)
         # Larq's flip-ratio metric counts sign flips; the scale would be cast away.
         super().call(binary)
-        if not self.bit_shift:
-            return binary
-        return binary * bit_shift_scale(w_std)
+        if self.bit_shift:
+            is_binary, magnitude = binary_filter_scale(w, channel_axes=axes)
+            scale = bit_shift_scale(w_std, channel_axes=axes)
+            binary = binary * tf.where(is_binary, magnitude, scale)
+        return tf.cast(binary, inputs.dtype)
 
     def get_config(self):
         return {
@@ -321,31 +366,5 @@ class LibraPB(_EDEQuantizer):
             "standardize": self.standardize,
             "bit_shift": self.bit_shift,
             "epsilon": self.epsilon,
+            "channel_axes": None if self.channel_axes is None else list(self.channel_axes),
         }
-
-
-class _StandardizedKernelsDoNotStarve(logging.Filter):
-    """Drops Larq's "starved weights" warning for layers whose kernel quantizer is a
-    standardizing `LibraPB`.
-
-    Larq warns when a binary kernel quantizer comes without a `kernel_constraint`, because
-    a clipped straight-through gradient stops for weights that drift out of [-1, 1]. Libra-PB
-    binarizes the standardized kernel, whose values do not grow with |w|, and every weight
-    also gets gradient through the filter's mean and std, so it needs no clipping (the
-    authors' code clips none). Larq logs the warning from inside the layer's `__init__`,
-    so the layer is found on the call stack.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "starved weights" not in record.getMessage():
-            return True
-        frame = sys._getframe()
-        while frame is not None:
-            quantizer = getattr(frame.f_locals.get("self"), "kernel_quantizer", None)
-            if frame.f_code.co_name == "__init__" and quantizer is not None:
-                return not (isinstance(quantizer, LibraPB) and quantizer.standardize)
-            frame = frame.f_back
-        return True
-
-
-logging.getLogger("larq.layers_base").addFilter(_StandardizedKernelsDoNotStarve())

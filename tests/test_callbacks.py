@@ -7,8 +7,15 @@ import subprocess
 import sys
 import textwrap
 
-from larq_irnet.callbacks import EDECallback, ede_quantizers, ede_schedule, set_ede
+from larq_irnet.callbacks import (
+    EDECallback,
+    EstimatorScheduler,
+    ede_quantizers,
+    ede_schedule,
+    set_ede,
+)
 from larq_irnet.quantizers import EDESign, LibraPB
+from larq_irnet.schedules import ede_schedule as ede_schedule_object
 
 import larq as lq
 import numpy as np
@@ -212,6 +219,53 @@ def test_callback_rejects_bad_arguments(kwargs, argument):
         EDECallback(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs,argument,shown",
+    [
+        (dict(t_max=float("inf")), "t_max", "t_max=inf"),
+        (dict(t_min=float("nan")), "t_min", "t_min=nan"),
+        (dict(t_min=np.float64(-np.inf)), "t_min", "t_min="),
+        (dict(t_min=True), "t_min", "t_min=True"),
+        (dict(t_min="0.1"), "t_min", "t_min='0.1'"),
+        (dict(total=2.0), "total", "total=2.0"),
+    ],
+)
+def test_callback_refuses_non_finite_and_non_real_at_construction(kwargs, argument, shown):
+    with pytest.raises(ValueError, match=f"`{argument}`") as raised:
+        EDECallback(**kwargs)
+    assert shown in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "t_min,t_max", [(np.float32(0.1), 10.0), (np.float64(1e-3), np.int64(10)), (1, 10)]
+)
+def test_callback_accepts_every_real_number_type(t_min, t_max):
+    callback = EDECallback(t_min=t_min, t_max=t_max)
+    assert callback.get_config()["t_min"] == pytest.approx(float(t_min))
+    assert callback.get_config()["t_max"] == pytest.approx(float(t_max))
+    quantizer = EDESign()
+    assert set_ede(quantizer, np.float32(2.0)) == 1 and quantizer.state()["t"] == 2.0
+
+
+def test_schedule_object_drives_the_same_values_as_edecallback():
+    schedule = ede_schedule_object(1e-3, 10.0)
+    assert schedule.name == "ede" and schedule.state_names == ("t", "k")
+    for i, n in [(0, 10), (5, 10), (9, 10)]:
+        values = schedule(i, n)
+        assert (values["t"], values["k"]) == pytest.approx(np_schedule(i, n, 1e-3, 10.0))
+    model = tiny_model()
+    history = model.fit(
+        *tiny_data(),
+        epochs=3,
+        verbose=0,
+        callbacks=[EstimatorScheduler(schedule)],
+    )
+    expected = [np_schedule(i, 3, 1e-3, 10.0)[0] for i in range(3)]
+    np.testing.assert_allclose(history.history["ede_t"], expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="`t_max`.*t_max=inf"):
+        ede_schedule_object(0.1, float("inf"))
+
+
 def test_set_ede_rejects_bad_arguments():
     model = tiny_model()
     with pytest.raises(ValueError, match="`t`"):
@@ -233,6 +287,7 @@ def run_python(code: str, env: dict | None = None) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.slow
 def test_callback_under_mirrored_strategy_with_two_replicas():
     result = run_python(
         """
@@ -268,6 +323,7 @@ def test_callback_under_mirrored_strategy_with_two_replicas():
     np.testing.assert_allclose(replicas, [expected[-1]] * 4, rtol=1e-6)  # 2 quantizers x 2
 
 
+@pytest.mark.slow
 def test_import_selects_keras_2_before_tensorflow():
     result = run_python(
         """
@@ -280,6 +336,7 @@ def test_import_selects_keras_2_before_tensorflow():
     assert result.stdout.strip().startswith("tf_keras.")
 
 
+@pytest.mark.slow
 def test_import_after_keras_3_explains_what_to_do():
     result = run_python(
         """

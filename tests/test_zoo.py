@@ -6,6 +6,7 @@ every layer, and shared by the parameter-count, LCE-conversion and summary tests
 
 import ast
 import inspect
+import logging
 import re
 import tempfile
 from pathlib import Path
@@ -23,7 +24,7 @@ from larq_irnet.zoo import (
     registry,
     resnet,
 )
-from larq_irnet.zoo.blocks import Hardtanh, SubsampleChannelPad
+from larq_irnet.zoo.blocks import Hardtanh, SubsampleChannelPad, binary_conv
 from larq_irnet.zoo.presets import conv_settings
 
 import larq as lq
@@ -453,3 +454,17 @@ def test_registered_weights_errors(registered, monkeypatch):
     path.unlink()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         IRNetResNet20(weights="test_weights")
+
+
+@pytest.mark.parametrize(
+    "binarization, warns",
+    [("irnet", False), ("libra_pb", False), ("libra_pb_no_std", True), ("ede", True)],
+)
+def test_starved_weights_warning_only_where_weights_can_starve(binarization, warns, caplog):
+    # Standardized Libra-PB kernels need no weight_clip: the zoo drops Larq's warning for
+    # them while it builds the layer; it stays for the presets whose weights can starve.
+    caplog.set_level(logging.WARNING, logger="larq.layers_base")
+    settings = conv_settings(binarization=binarization, bits="1w1a", pad_values=1.0)
+    binary_conv(tf.keras.Input((8, 8, 4)), 4, 1, settings, "glorot_uniform")
+    assert any("starved weights" in r.getMessage() for r in caplog.records) is warns
+    assert not logging.getLogger("larq.layers_base").filters  # nothing left behind

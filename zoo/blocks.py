@@ -11,7 +11,9 @@ epsilon 1e-5), the framework the authors trained with.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from larq_irnet.zoo.presets import ConvSettings
@@ -128,6 +130,27 @@ def nonlinearity(x: tf.Tensor, kind: str | None) -> tf.Tensor:
     raise ValueError(f"`kind` must be 'hardtanh', 'relu' or None, got kind={kind!r}.")
 
 
+def _starved_weights_record(record: logging.LogRecord) -> bool:
+    return "starved weights" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_starved_weights_warning(applies: bool) -> Iterator[None]:
+    """Drop Larq's "starved weights" warning while one layer is constructed, if `applies`.
+
+    Larq logs it (logger `larq.layers_base`) for every binary kernel quantizer without a
+    `kernel_constraint`; it does not apply to standardized Libra-PB kernels
+    (`ConvSettings.standardized_kernels`), which the zoo builds without a constraint.
+    """
+    logger = logging.getLogger("larq.layers_base")
+    if applies:
+        logger.addFilter(_starved_weights_record)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_starved_weights_record)
+
+
 def binary_conv(
     x: tf.Tensor,
     filters: int,
@@ -143,18 +166,20 @@ def binary_conv(
     `"fp"` preset it is a plain float convolution. With `pool`, a 2x2 max pooling sits
     between the convolution and the BatchNormalization (VGG-Small).
     """
-    x = lq.layers.QuantConv2D(
-        filters,
-        3,
-        strides=strides,
-        padding="same",
-        pad_values=settings.pad_values,
-        input_quantizer=settings.input_quantizer,
-        kernel_quantizer=settings.kernel_quantizer,
-        kernel_constraint=settings.kernel_constraint,
-        kernel_initializer=initializer,
-        use_bias=False,
-    )(x)
+    with _without_starved_weights_warning(settings.standardized_kernels):
+        conv = lq.layers.QuantConv2D(
+            filters,
+            3,
+            strides=strides,
+            padding="same",
+            pad_values=settings.pad_values,
+            input_quantizer=settings.input_quantizer,
+            kernel_quantizer=settings.kernel_quantizer,
+            kernel_constraint=settings.kernel_constraint,
+            kernel_initializer=initializer,
+            use_bias=False,
+        )
+    x = conv(x)
     if pool:
         x = tf.keras.layers.MaxPool2D(2)(x)
     return batch_norm(x)

@@ -116,9 +116,20 @@ class ConvSettings:
     binarization: str
 
     @property
-    def binary_weights(self) -> bool:
-        """Whether the convolutions' kernels are binarized."""
-        return self.kernel_quantizer is not None
+    def standardized_kernels(self) -> bool:
+        """Whether the kernel quantizer is Libra-PB with standardization.
+
+        Such kernels cannot starve: the quantizer binarizes the standardized kernel, whose
+        values do not grow with |w|, and every weight also gets gradient through its
+        filter's mean and std, so they need no `weight_clip` (the authors' code clips
+        none), and Larq's "starved weights" warning does not apply to them.
+        """
+        quantizer = self.kernel_quantizer
+        return (
+            isinstance(quantizer, Mapping)
+            and quantizer.get("class_name") == "LibraPB"
+            and quantizer.get("config", {}).get("standardize", True)
+        )
 
     @property
     def binary_inputs(self) -> bool:

@@ -1,3 +1,5 @@
+"""IR-Net's information measures (larq_irnet.information) against hand-made kernels and NumPy."""
+
 import json
 import math
 import os
@@ -6,7 +8,7 @@ import sys
 import textwrap
 import warnings
 
-from larq_irnet.callbacks import EDECallback, InformationDiagnostics
+from larq_irnet.callbacks import EDECallback, InformationDiagnostics, ede_quantizers
 from larq_irnet.information import (
     binarized_kernels,
     binary_entropy,
@@ -170,6 +172,65 @@ def test_binarized_kernels_finds_only_precision_one_weights():
     ]
 
 
+def test_depthwise_entropy_is_per_filter_as_libra_pb_balances():
+    # The issue's depthwise kernel: channel 0 about +1.1, channel 1 about -1.1. With
+    # ste_sign each (channel, multiplier) filter is all +1 or all -1: entropy 0, not the
+    # 1.0 that the last-axis rule reported. Libra-PB balances each filter.
+    rng = np.random.default_rng(9)
+    kernel = np.stack([1.1 + rng.normal(0, 0.01, (3, 3)), -1.1 + rng.normal(0, 0.01, (3, 3))], -1)
+    for quantizer, low, high in (("ste_sign", 0.0, 0.0), ("libra_pb", 0.9, 1.0)):
+        tf.keras.backend.clear_session()
+        inputs = tf.keras.Input((6, 6, 2))
+        layer = lq.layers.QuantDepthwiseConv2D(
+            3,
+            depthwise_quantizer=quantizer,
+            depthwise_initializer=tf.constant_initializer(kernel[..., None]),
+            name="dw",
+        )
+        model = tf.keras.Model(inputs, layer(inputs))
+        (found,) = binarized_kernels(model)
+        assert found.channel_axes == (-2, -1)
+        logs = _epoch_end(_diagnose(model))
+        assert low <= logs["entropy/dw"] <= high, (quantizer, logs["entropy/dw"])
+        w, w_std, binary = found.arrays()
+        p = (binary > 0).reshape(9, 2).mean(axis=0)
+        assert logs["entropy/dw"] == pytest.approx(float(np.mean(binary_entropy(p))))
+        if quantizer == "libra_pb":
+            expected = w - w.mean(axis=(0, 1), keepdims=True)
+            expected /= np.sqrt(expected.var(axis=(0, 1), ddof=1, keepdims=True) + 1e-8)
+            np.testing.assert_allclose(w_std, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_binarized_kernels_walks_nested_models_and_every_layer_kind():
+    inner_in = tf.keras.Input((8, 8, 2))
+    x = lq.layers.QuantSeparableConv2D(
+        4, 3, depthwise_quantizer="libra_pb", pointwise_quantizer="ste_sign", name="sep"
+    )(inner_in)
+    x = lq.layers.QuantConv2DTranspose(3, 2, kernel_quantizer="libra_pb", name="up")(x)
+    inner = tf.keras.Model(inner_in, x, name="backbone")
+    outer_in = tf.keras.Input((8, 8, 2))
+    y = tf.keras.layers.Flatten()(inner(outer_in))
+    outer = tf.keras.Model(outer_in, lq.layers.QuantDense(2, kernel_quantizer="libra_pb")(y))
+    found = [(k.name, k.weight, k.channel_axes) for k in binarized_kernels(outer)]
+    assert found == [
+        ("sep/depthwise_kernel", "depthwise_kernel", (-2, -1)),
+        ("sep/pointwise_kernel", "pointwise_kernel", (-1,)),
+        ("up", "kernel", (-2,)),
+        ("quant_dense", "kernel", (-1,)),
+    ]
+    assert [type(q).__name__ for q in ede_quantizers(outer)] == ["LibraPB"] * 3
+
+
+def test_binarized_kernels_refuses_disagreeing_channel_axes():
+    inputs = tf.keras.Input((6, 6, 2))
+    layer = lq.layers.QuantDepthwiseConv2D(
+        2, depthwise_quantizer=LibraPB(channel_axes=(-1,)), name="wrong_axes"
+    )
+    model = tf.keras.Model(inputs, layer(inputs))
+    with pytest.raises(ValueError, match="'wrong_axes'"):
+        binarized_kernels(model)
+
+
 def _tiny_binary_model(seed: int = 0) -> tf.keras.Model:
     tf.keras.utils.set_random_seed(seed)
     binary = dict(
@@ -244,13 +305,14 @@ def test_full_precision_model_logs_nothing_and_warns():
     assert _epoch_end(callback) == {}
 
 
+@pytest.mark.slow
 def test_diagnostics_under_mirrored_strategy_with_two_replicas():
     # Two logical CPU devices must be configured before TensorFlow starts: a subprocess.
     script = textwrap.dedent(
         """
         import json
         import larq_irnet
-        from larq_irnet.callbacks import EDECallback, InformationDiagnostics
+        from larq_irnet.callbacks import EDECallback, InformationDiagnostics, ede_quantizers
         import larq as lq, numpy as np, tensorflow as tf
 
         cpu = tf.config.list_physical_devices("CPU")[0]

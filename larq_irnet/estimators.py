@@ -1,0 +1,249 @@
+r"""Gradient estimators of the sign whose backward pass reads a scheduled state.
+
+A binary network's forward pass uses \\(\mathrm{sign}(x)\\), whose true derivative is zero
+almost everywhere; the backward pass substitutes the derivative of a soft approximation.
+IR-Net's Error Decay Estimator (EDE) sharpens that approximation during training, so its
+backward pass reads a state (t, k) that a schedule changes between steps.
+
+`ScheduledSign` is the base of every such estimator: it owns the state as scalar
+`tf.Variable`s (non-trainable weights created at `build`) and hands them to the gradient
+as explicit inputs of `scheduled_sign`, so the estimator works inside `tf.function`,
+`tf.cond`, `tf.while_loop` and `tf.map_fn`. A subclass names its state (`state_names`),
+gives its initial values and its gradient formula (`surrogate`).
+
+```python
+class MyEstimator(ScheduledSign):
+    state_names = ("t",)
+    def initial_state(self): return {"t": 1.0}
+    def surrogate(self, x, t): return t * (1 - tf.tanh(t * x) ** 2)
+```
+
+# References
+- [Forward and Backward Information Retention for Accurate Binary Neural Networks
+  (Qin et al., CVPR 2020), Eq. 10-11](https://arxiv.org/abs/1909.10788)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from larq_irnet._validation import real
+
+import larq as lq
+import tensorflow as tf
+
+__all__ = [
+    "EDEState",
+    "ScheduledSign",
+    "ede_default_k",
+    "ede_gradient",
+    "ede_sign",
+    "scheduled_sign",
+]
+
+_HALF = (tf.float16, tf.bfloat16)
+
+
+def ede_default_k(t: float) -> float:
+    r"""EDE's gradient gain for a given t: \\(k = \max(1/t, 1)\\) (IR-Net, Eq. 11).
+
+    While t < 1 this makes \\(k t = 1\\), so the estimator's slope at zero is that of the
+    identity; once t > 1 it is t itself.
+
+    # Raises
+        ValueError: `t` is not a finite real number > 0.
+    """
+    t = real(t, "t", owner="EDE", above=0.0)
+    return max(1.0 / t, 1.0)
+
+
+def ede_gradient(x: tf.Tensor, t: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+    r"""The Error Decay Estimator: derivative of \\(g(x) = k \tanh(t x)\\) (IR-Net, Eq. 10).
+
+    \\[
+    g'(x) = k\,t\,\left(1 - \tanh^2(t x)\right)
+    \\]
+
+    Computed in float32 for float16/bfloat16 `x` (k = 1/t for a small t does not survive
+    float16) and returned in `x`'s dtype. Shapes: `x` any, `t` and `k` scalars.
+    """
+    dtype = tf.float32 if x.dtype in _HALF else x.dtype
+    x_, t, k = (tf.cast(v, dtype) for v in (x, t, k))
+    return tf.cast(k * t * (1.0 - tf.square(tf.tanh(t * x_))), x.dtype)
+
+
+def scheduled_sign(
+    x: tf.Tensor, surrogate: Callable[..., tf.Tensor], *state: tf.Tensor | float
+) -> tf.Tensor:
+    r"""`larq.math.sign(x)` forward; `dy * surrogate(x, *state)` backward.
+
+    \\[ y = \mathrm{sign}(x), \qquad \frac{\partial L}{\partial x} =
+    \frac{\partial L}{\partial y}\, \mathrm{surrogate}(x, s_1, \dots, s_m) \\]
+
+    The state (scalars or `tf.Variable`s) is read here, outside the custom gradient, and
+    passed in as tensors (their own gradient is None), so the gradient function captures
+    no variable: it works in every TensorFlow control-flow construct, and a variable
+    changed between steps is read afresh by an already traced step. The forward graph
+    holds only the sign, which LCE recognizes.
+    """
+    values = [tf.convert_to_tensor(s, dtype_hint=tf.float32) for s in state]
+
+    @tf.custom_gradient
+    def _sign(x, *values):
+        def grad(dy):
+            return (dy * surrogate(x, *values), *[None] * len(values))
+
+        return lq.math.sign(x), grad
+
+    return _sign(x, *values)
+
+
+def ede_sign(x: tf.Tensor, t: tf.Tensor | float, k: tf.Tensor | float) -> tf.Tensor:
+    r"""Binarize with `larq.math.sign`; backward pass through EDE (`ede_gradient`).
+
+    \\[ y = \mathrm{sign}(x), \qquad
+    \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y}\, k t (1 - \tanh^2(t x)) \\]
+    """
+    return scheduled_sign(x, ede_gradient, t, k)
+
+
+class ScheduledSign(lq.quantizers._BaseQuantizer):
+    """Base of the quantizers whose backward pass reads a state set by a schedule.
+
+    The state is a few float32 scalar, non-trainable `tf.Variable`s (`state_names`),
+    created at `build` with `initial_state()` (or the values given by `set_state` before
+    that). They are weights of the layer that owns the quantizer, so `model.save`,
+    `load_model`, `.h5` weight files and `tf.train.Checkpoint` keep them. A schedule
+    (`larq_irnet.schedules`) sets them through `set_state` between steps; the gradient
+    reads them as explicit inputs (`scheduled_sign`), never as captured variables.
+
+    Subclasses set `state_names`, and implement `initial_state()` and
+    `surrogate(x, *state)`; `estimate(x)` is the sign with that gradient.
+    """
+
+    precision = 1
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, **kwargs):
+        self._pending: dict[str, float] = {}
+        self._state: dict[str, tf.Variable] | None = None
+        super().__init__(**kwargs)
+
+    def initial_state(self) -> dict[str, float]:
+        """The state's values before any schedule runs."""
+        raise NotImplementedError
+
+    def surrogate(self, x: tf.Tensor, *state: tf.Tensor) -> tf.Tensor:
+        """The derivative that replaces sign's in the backward pass."""
+        raise NotImplementedError
+
+    @property
+    def uses_state(self) -> bool:
+        """Whether the backward pass reads the state (a subclass may switch it off)."""
+        return bool(self.state_names)
+
+    def build(self, input_shape):
+        if self.uses_state and self._state is None:
+            values = {**self.initial_state(), **self._pending}
+            self._state = {name: self._state_weight(name, values[name]) for name in values}
+        super().build(input_shape)
+
+    def _state_weight(self, name: str, value: float) -> tf.Variable:
+        prefix = getattr(self, "state_prefix", "")
+        return self.add_weight(
+            name=f"{prefix}{name}",
+            shape=(),
+            dtype=tf.float32,
+            initializer=tf.keras.initializers.Constant(value),
+            trainable=False,
+            # Read as float32 under mixed precision: k = 1/t of a small t overflows float16.
+            experimental_autocast=False,
+        )
+
+    @property
+    def non_trainable_weights(self):
+        # Larq's base class hides every non-trainable weight (the flip-ratio metric's
+        # state); the scheduled state stays visible so that saving a model keeps it.
+        return [] if self._state is None else list(self._state.values())
+
+    def state_variable(self, name: str) -> tf.Variable | None:
+        """The variable of state `name`, or None before `build` (or without state)."""
+        return None if self._state is None else self._state[name]
+
+    def state(self) -> dict[str, float]:
+        """The current state values, as Python floats."""
+        if self._state is None:
+            return {**self.initial_state(), **self._pending}
+        return {name: float(self._state[name].numpy()) for name in self.state_names}
+
+    def set_state(self, **values: float) -> None:
+        """Set state values; before `build` they become the initial values."""
+        unknown = set(values) - set(self.state_names)
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}: unknown state {sorted(unknown)}, expected names "
+                f"from {self.state_names}."
+            )
+        if self._state is None:
+            self._pending.update({n: float(v) for n, v in values.items()})
+        else:
+            for name, value in values.items():
+                self._state[name].assign(value)
+
+    def estimate(self, x: tf.Tensor) -> tf.Tensor:
+        """sign(x) with this estimator's gradient, reading the state variables."""
+        if self._state is None:  # unbuilt (e.g. a forward-only twin): the initial values
+            state = [self.state()[n] for n in self.state_names]
+        else:
+            state = [self.state_variable(n) for n in self.state_names]
+        return scheduled_sign(x, self.surrogate, *state)
+
+
+class EDEState(ScheduledSign):
+    """IR-Net's EDE as a `ScheduledSign`: state (t, k), gradient `ede_gradient`.
+
+    # Arguments
+        t: initial sharpness t > 0, finite.
+        k: initial gain k > 0, finite; default max(1/t, 1).
+    """
+
+    state_names = ("t", "k")
+    state_prefix = "ede_"  # the weights' names: ede_t, ede_k (as saved files hold them)
+
+    def __init__(self, t: float = 1.0, k: float | None = None, **kwargs):
+        self._initial_t = real(t, "t", owner="EDE", above=0.0)
+        if k is None:
+            self._initial_k = ede_default_k(self._initial_t)
+        else:
+            self._initial_k = real(k, "k", owner="EDE", above=0.0)
+        super().__init__(**kwargs)
+
+    def initial_state(self) -> dict[str, float]:
+        return {"t": self._initial_t, "k": self._initial_k}
+
+    def surrogate(self, x: tf.Tensor, t: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+        return ede_gradient(x, t, k)
+
+    @property
+    def uses_ede(self) -> bool:
+        """Whether this quantizer's backward pass reads EDE's t and k."""
+        return self.uses_state
+
+    @property
+    def ede_t(self) -> tf.Variable | None:
+        """EDE's t (a float32 scalar variable), None before `build`."""
+        return self.state_variable("t")
+
+    @property
+    def ede_k(self) -> tf.Variable | None:
+        """EDE's k (a float32 scalar variable), None before `build`."""
+        return self.state_variable("k")
+
+    def set_ede(self, t: float, k: float) -> None:
+        """Set t and k; before `build`, they become the values the variables start at."""
+        if self._state is None:
+            self._initial_t, self._initial_k = float(t), float(k)
+        self.set_state(t=t, k=k)
+
+    def get_config(self):
+        return {**super().get_config(), "t": self._initial_t, "k": self._initial_k}
