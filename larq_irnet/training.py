@@ -36,6 +36,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -295,7 +296,7 @@ def headline_logs(logs: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 class _Progress(tf.keras.callbacks.ProgbarLogger):
-    """Keras' progress bar (`verbose=1`) or line per epoch (2), with the headline values.
+    """Keras' progress bar (`verbose=1`), with the headline values only.
 
     Per-layer values stay in `history.csv` and TensorBoard: dozens of them made each
     epoch line thousands of characters long.
@@ -306,6 +307,23 @@ class _Progress(tf.keras.callbacks.ProgbarLogger):
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, headline_logs(logs))
+
+
+class _EpochLine(tf.keras.callbacks.Callback):
+    """One short line per epoch (`verbose=2`, e.g. a log file): progress and headline."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = ", ".join(f"{k} {v:.4g}" for k, v in headline_logs(logs).items())
+        seconds = time.perf_counter() - self._start
+        print(f"epoch {epoch + 1}/{self.epochs} ({seconds:.0f} s): {values}", flush=True)
 
 
 class _EpochCheckpoint(tf.keras.callbacks.Callback):
@@ -615,7 +633,9 @@ def _callbacks(plan: _Plan, session: _Session, write_dir: Path) -> list:
     if ede_quantizers(session.model):
         callbacks.append(EDECallback(t_min=plan.recipe.ede_t_min, t_max=plan.recipe.ede_t_max))
     callbacks += [_EpochLog(session.learning_rate), *plan.extra_callbacks]
-    if plan.verbose:
+    if plan.verbose == 2:
+        callbacks.append(_EpochLine(plan.recipe.epochs))
+    elif plan.verbose:
         callbacks.append(_Progress())
     return [
         *callbacks,
@@ -646,7 +666,8 @@ def _fit_and_evaluate(
         initial_epoch=session.initial_epoch,
         validation_data=datasets.validation,
         callbacks=_callbacks(plan, session, write_dir),
-        verbose=plan.verbose,
+        # verbose=2 prints `_EpochLine`s instead of Keras' lines.
+        verbose=0 if plan.verbose == 2 else plan.verbose,
     )
     if plan.validation_size:
         validation = model.evaluate(datasets.validation, verbose=0, return_dict=True)
@@ -659,8 +680,13 @@ def _fit_and_evaluate(
 
 
 def _save_model(model: tf.keras.Model, path: Path) -> None:
-    """Save `model` as HDF5 without optimizer, atomically."""
-    with atomic_path(path) as temporary:
+    """Save `model` as HDF5 without optimizer, atomically.
+
+    HDF5 on purpose (`larq_irnet.converters.load_keras_model` and LCE read it), so Keras'
+    advice to use its own format, a 230-character warning, is not printed.
+    """
+    with atomic_path(path) as temporary, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "You are saving your model as an HDF5 file")
         model.save(temporary, save_format="h5", include_optimizer=False)
 
 
