@@ -1,8 +1,7 @@
-"""larq_irnet.training and .recipes: schedules, weight decay, run directory, resume, CLI."""
+"""larq_irnet.training: schedules, weight decay, train(), resume, `larq-irnet train`."""
 
 import csv
 import dataclasses
-import inspect
 import json
 import math
 import os
@@ -17,8 +16,7 @@ import larq_irnet  # noqa: F401
 from larq_irnet import training
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.cli import main
-from larq_irnet.data import dataset_info
-from larq_irnet.recipes import RECIPES, get_recipe, model_function
+from larq_irnet.recipes import RECIPES, get_recipe
 from larq_irnet.training import (
     RunDirectoryInUse,
     WarmupStepDecay,
@@ -45,38 +43,6 @@ def full_test_accuracy(model_path, fashion_mnist):
     model = tf.keras.models.load_model(model_path)
     predictions = model.predict(x_test.astype(np.float32), batch_size=1000, verbose=0)
     return float(np.mean(predictions.argmax(-1) == y_test)), model
-
-
-def test_every_recipe_is_complete_and_sourced():
-    expected = {
-        "cifar10-resnet20-1w1a",
-        "cifar10-resnet20-1w32a",
-        "cifar10-vggsmall-1w1a",
-        "cifar10-resnet18-1w1a",
-        "imagenet-resnet18-1w1a",
-        "imagenet-resnet18-1w32a",
-        "imagenet-resnet34-1w1a",
-        "imagenet-resnet34-1w32a",
-        "fashion_mnist-resnet20-1w1a",
-    }
-    assert set(RECIPES) == expected
-    for recipe in RECIPES.values():
-        assert recipe.source
-        assert recipe.model_kwargs["bits"] in recipe.name
-        # train() calls the zoo function with these arguments (and --binarization).
-        info = dataset_info(recipe.dataset)
-        inspect.signature(model_function(recipe)).bind(
-            input_shape=info.input_shape,
-            num_classes=info.num_classes,
-            **{**recipe.model_kwargs, "binarization": "bnn"},
-        )
-    # The authors' per-script values (reference: irnet.md, "Training recipes").
-    resnet20 = RECIPES["cifar10-resnet20-1w1a"]
-    assert (resnet20.ede_t_min, resnet20.ede_t_max, resnet20.epochs) == (1e-3, 10.0, 400)
-    assert RECIPES["cifar10-vggsmall-1w1a"].learning_rate == 0.007
-    assert RECIPES["imagenet-resnet18-1w1a"].weight_decay == 1e-5
-    assert RECIPES["imagenet-resnet34-1w1a"].weight_decay == 1e-4
-    assert RECIPES["imagenet-resnet18-1w32a"].nesterov
 
 
 def test_warmup_step_decay_matches_the_authors_imagenet_schedule():
@@ -119,6 +85,7 @@ def test_weight_decay_gradient_is_pytorch_sgd_weight_decay():
     assert float(penalty) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow  # scores the saved model on the full test set
 def test_train_writes_the_run_directory(tmp_path, fashion_mnist):
     run_dir = tmp_path / "run"
     summary = train(TINY, output_dir=run_dir, **SMALL_RUN)
@@ -240,6 +207,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow  # a subprocess holds the lock
 def test_a_run_directory_is_trained_by_one_process_at_a_time(tmp_path, fashion_mnist):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -289,6 +257,7 @@ def write_cifar_batches(directory, count, seed=0):
             pickle.dump(batch, f)
 
 
+@pytest.mark.slow  # builds and trains the real ResNet-20
 def test_cli_trains_a_paper_recipe_on_a_slice(tmp_path, capsys):
     # The real recipe and zoo model, on a CIFAR-10 batch directory the test writes.
     data_dir, run_dir = tmp_path / "cifar-10-batches-py", tmp_path / "cli"
@@ -322,6 +291,7 @@ def test_latent_weight_decay_can_leave_the_binarized_kernels_out():
         assert float(tf.add_n(copy.losses)) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow  # scores the saved model on the full test set
 def test_validation_split_and_recipe_overrides(tmp_path, fashion_mnist):
     summary = train(
         TINY,
