@@ -35,8 +35,8 @@ from pathlib import Path
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.io import atomic_path, atomic_write, file_lock
 from larq_irnet.quantizers import ede_default_k
-from larq_irnet.report import read_history
-from larq_irnet.training import RunDirectoryInUse, train
+from larq_irnet.run_directory import HISTORY, RunDirectoryInUse, read_history
+from larq_irnet.training import train
 
 RECIPE = "fashion_mnist-resnet20-1w1a"
 
@@ -194,7 +194,7 @@ def run_search(args: argparse.Namespace) -> dict:
 
     def entry(summary: dict, run_dir: Path, kwargs: dict) -> dict:
         # Validation scores only: the test set plays no part in choosing a recipe.
-        history = history_columns(run_dir / "history.csv")
+        history = history_columns(run_dir / HISTORY)
         return {
             "binarization": kwargs["binarization"],
             "overrides": kwargs["overrides"],
@@ -227,7 +227,7 @@ def run_rows(args: argparse.Namespace) -> dict:
 
     def entry(summary: dict, run_dir: Path, kwargs: dict) -> dict:
         out = {k: summary.get(k) for k in _SUMMARY_KEYS}
-        out["history"] = history_columns(run_dir / "history.csv")
+        out["history"] = history_columns(run_dir / HISTORY)
         return out
 
     return train_rows(rows, args, entry, score="final_test_accuracy")

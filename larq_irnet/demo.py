@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from larq_irnet import run_directory
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.converters import convert, load_keras_model
 from larq_irnet.converters.benchmark import interleaved_latency, runner_for
@@ -25,7 +27,8 @@ from larq_irnet.data import load_arrays
 from larq_irnet.io import atomic_write
 from larq_irnet.recipes import get_recipe
 from larq_irnet.report import write_report
-from larq_irnet.training import train
+from larq_irnet.run_directory import RunDirectoryInUse
+from larq_irnet.training import INTERRUPTED, train
 from larq_irnet.zoo import IRNetResNet20
 
 import numpy as np
@@ -55,6 +58,8 @@ def run_demo(
         repeats: single-image latency measurements per model (medians are reported).
     """
     run_dir = Path(output_dir)
+    say = _Story(steps=5)
+    say(f"training IR-Net ResNet-20 on Fashion-MNIST ({epochs} epochs) into {run_dir}")
     summary = train(
         DEMO_RECIPE,
         output_dir=run_dir,
@@ -64,7 +69,8 @@ def run_demo(
         extra_callbacks=[InformationDiagnostics()],
         verbose=2,
     )
-    model = load_keras_model(run_dir / "model.h5")
+    say("converting with Larq Compute Engine (every binary convolution an LceBconv2d)")
+    model = load_keras_model(run_dir / run_directory.MODEL)
     irnet = convert(model, strict=True)
     irnet.save(run_dir / "model.tflite")
     recipe = get_recipe(DEMO_RECIPE)
@@ -76,7 +82,11 @@ def run_demo(
     fp32 = convert(fp32_twin)
 
     _, (x_test, y_test) = load_arrays("fashion_mnist", data_dir)
-    evaluation = evaluate_tflite(irnet.flatbuffer, x_test, y_test, keras_model=model)
+    say(f"scoring the .tflite model on all {len(x_test):,} test images beside Keras")
+    evaluation = evaluate_tflite(
+        irnet.flatbuffer, x_test, y_test, keras_model=model, progress=False
+    )
+    say(f"timing it against its FP32 twin ({repeats} single-image runs each)")
     image = x_test[:1].astype(np.float32)
     latency = interleaved_latency(
         {
@@ -85,6 +95,7 @@ def run_demo(
         },
         repeats=repeats,
     )
+    say(f"writing the training report into {run_dir / run_directory.REPORT}")
     report = write_report(run_dir)
     demo = {
         "run_dir": str(run_dir),
@@ -104,6 +115,18 @@ def run_demo(
     }
     atomic_write(run_dir / "demo.json", json.dumps(demo, indent=1) + "\n")
     return demo
+
+
+class _Story:
+    """Prints the demo's steps as `[i/n] what`, so that a reader knows how far along it is."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+        self.done = 0
+
+    def __call__(self, what: str) -> None:
+        self.done += 1
+        print(f"[{self.done}/{self.steps}] {what}", flush=True)
 
 
 def _print_headline(demo: dict[str, Any]) -> None:
@@ -126,13 +149,24 @@ def _print_headline(demo: dict[str, Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    demo = run_demo(
-        args.output_dir,
-        epochs=args.epochs,
-        train_limit=args.train_limit or None,
-        data_dir=args.data_dir,
-        repeats=args.repeats,
-    )
+    try:
+        demo = run_demo(
+            args.output_dir,
+            epochs=args.epochs,
+            train_limit=args.train_limit or None,
+            data_dir=args.data_dir,
+            repeats=args.repeats,
+        )
+    except (ValueError, OSError, RunDirectoryInUse) as error:
+        print(f"larq-irnet demo: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"larq-irnet demo: interrupted; the same command resumes the training in "
+            f"{args.output_dir}.",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     _print_headline(demo)
     return 0
 

@@ -15,7 +15,14 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["atomic_path", "atomic_write", "file_lock"]
+__all__ = ["atomic_path", "atomic_write", "file_lock", "stale_temporaries"]
+
+_TOKEN_BYTES = 6
+
+
+def _temporary_name(path: Path, token: str) -> Path:
+    """`atomic_path`'s temporary file for `path`: hidden, beside it, same suffix."""
+    return path.parent / f".{path.stem}.{token}{path.suffix}"
 
 
 @contextlib.contextmanager
@@ -33,7 +40,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output directory does not exist: {path.parent}")
-    temp = path.parent / f".{path.stem}.{secrets.token_hex(6)}{path.suffix}"
+    temp = _temporary_name(path, secrets.token_hex(_TOKEN_BYTES))
     # Created like open() would (0666 less the umask, applied by the kernel), not
     # mkstemp's 0600; O_EXCL keeps two writers from sharing a temporary file.
     os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
@@ -53,6 +60,26 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
             f.flush()
             os.fsync(f.fileno())
     return Path(path)
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files of `atomic_path(path)` that exist beside `path`.
+
+    A process killed inside an `atomic_path` block leaves its temporary file behind;
+    whoever owns `path` (and knows no writer is running, e.g. under its lock) may
+    delete these.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = _temporary_name(path, "?" * (2 * _TOKEN_BYTES)).name
+    hexdigits = set("0123456789abcdef")
+    start = len(path.stem) + 2
+    return sorted(
+        candidate
+        for candidate in path.parent.glob(pattern)
+        if set(candidate.name[start : start + 2 * _TOKEN_BYTES]) <= hexdigits
+    )
 
 
 @contextlib.contextmanager

@@ -1,9 +1,7 @@
 """`larq-irnet report RUN_DIR`: plots and a markdown summary of a training run.
 
-A run directory (as `larq-irnet train` writes it) holds `history.csv` (one row per
-epoch: `epoch, loss, accuracy, val_loss, val_accuracy, lr, ede_t, ede_k` and the
-`InformationDiagnostics` keys), `summary.json` and `model.h5`. The report goes to
-`RUN_DIR/report/`:
+It reads a run directory (its files are described in `larq_irnet.run_directory`):
+`history.csv`, `summary.json` and `model.h5`. The report goes to `RUN_DIR/report/`:
 
 | file | what |
 |---|---|
@@ -32,9 +30,7 @@ print(report.markdown, report.skipped)
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -42,9 +38,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from larq_irnet import run_directory
 from larq_irnet.information import binarized_kernels, sign_entropy, standardized_kernel
 from larq_irnet.io import atomic_path, atomic_write
 from larq_irnet.quantizers import LibraPB, libra_standardize
+from larq_irnet.run_directory import EXPECTED_RUN_DIR, read_history
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -53,17 +51,12 @@ from matplotlib.ticker import MaxNLocator
 
 __all__ = ["Report", "add_parser", "read_history", "write_report"]
 
-HISTORY_FILE = "history.csv"
-SUMMARY_FILE = "summary.json"
-MODEL_FILE = "model.h5"
-REPORT_DIR = "report"
+#: The run directory's file names (`larq_irnet.run_directory`), kept importable here.
+HISTORY_FILE = run_directory.HISTORY
+SUMMARY_FILE = run_directory.SUMMARY
+MODEL_FILE = run_directory.MODEL
+REPORT_DIR = run_directory.REPORT
 
-_EXPECTED_RUN_DIR = (
-    "a run directory as written by `larq-irnet train`, holding history.csv (one row per "
-    "epoch with a header such as epoch,loss,accuracy,val_loss,val_accuracy,lr,ede_t,ede_k; "
-    "tf.keras.callbacks.CSVLogger writes this format), and optionally summary.json and "
-    "model.h5"
-)
 _MEASURES = ("entropy", "kernel_entropy", "qerror", "flip_ratio")
 
 
@@ -84,45 +77,6 @@ class Report:
 
 class _Skip(Exception):
     """A plot cannot be drawn from this run's files; the message says why."""
-
-
-def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a `history.csv` into `{column: float array}`, one entry per epoch.
-
-    Values that are empty or not numbers become NaN. When an epoch appears more than
-    once (a resumed run that logged an epoch again) its last row wins, and rows are
-    sorted by epoch.
-
-    # Raises
-        FileNotFoundError: the file does not exist.
-        ValueError: the file has no header, no rows, or no numeric column.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: expected {_EXPECTED_RUN_DIR}.")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        names = reader.fieldnames
-    if not names or not rows:
-        raise ValueError(f"{path} has no epochs in it: expected {_EXPECTED_RUN_DIR}.")
-    columns = {name: np.array([_to_float(row.get(name)) for row in rows]) for name in names}
-    if not any(np.isfinite(values).any() for values in columns.values()):
-        raise ValueError(f"{path} has no numeric column: expected {_EXPECTED_RUN_DIR}.")
-    if "epoch" in columns and np.isfinite(columns["epoch"]).all():
-        last_row_of_epoch = {int(e): i for i, e in enumerate(columns["epoch"])}
-        order = [last_row_of_epoch[e] for e in sorted(last_row_of_epoch)]
-        columns = {name: values[order] for name, values in columns.items()}
-    else:
-        columns["epoch"] = np.arange(len(rows), dtype=float)
-    return columns
-
-
-def _to_float(value: str | None) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _has(history: dict[str, np.ndarray], column: str) -> bool:
@@ -307,19 +261,6 @@ def _flatten(summary: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return items
 
 
-def _read_summary(path: Path) -> dict | str:
-    """summary.json as a dict, or a sentence saying why it is not available."""
-    if not path.is_file():
-        return f"{path} does not exist"
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        return f"{path} is not valid JSON ({error})"
-    if not isinstance(summary, dict):
-        return f"{path} does not hold a JSON object"
-    return summary
-
-
 def _markdown(
     run_dir: Path,
     history: dict[str, np.ndarray],
@@ -431,19 +372,21 @@ def write_report(
 
     # Raises
         FileNotFoundError: `run_dir` or its `history.csv` does not exist.
-        ValueError: `history.csv` is empty or not a CSV of numbers; a bad argument.
+        ValueError: `history.csv` is empty or not a CSV of numbers; a bad argument;
+            the output directory is a file, under a file or not writable
+            (`larq_irnet.run_directory.UnusableDirectory`).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(
-            f"run directory {run_dir} does not exist: expected {_EXPECTED_RUN_DIR}."
-        )
+        problem = "is not a directory" if run_dir.exists() else "does not exist"
+        raise FileNotFoundError(f"run directory {run_dir} {problem}: expected {EXPECTED_RUN_DIR}.")
     if not (isinstance(histogram_layers, int) and histogram_layers >= 1):
         raise ValueError(
             f"`histogram_layers` must be a positive integer, got {histogram_layers!r}."
         )
     history = read_history(run_dir / HISTORY_FILE)
     output = Path(output_dir) if output_dir is not None else run_dir / REPORT_DIR
+    run_directory.check_writable(output, "report directory")
     output.mkdir(parents=True, exist_ok=True)
 
     plots: list[tuple[str, Callable[[Path], Path]]] = [
@@ -461,7 +404,7 @@ def write_report(
         except _Skip as reason:
             skipped[name] = str(reason)
 
-    summary = _read_summary(run_dir / SUMMARY_FILE)
+    summary = run_directory.read_summary(run_dir)
     text = _markdown(run_dir.resolve(), history, summary, figures, skipped)
     markdown = output / "report.md"
     atomic_write(markdown, text + "\n")
@@ -473,7 +416,7 @@ def _run(args: argparse.Namespace) -> int:
         report = write_report(
             args.run_dir, output_dir=args.output_dir, histogram_layers=args.layers
         )
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:
         print(f"larq-irnet report: error: {error}", file=sys.stderr)
         return 1
     for path in report.figures:

@@ -13,18 +13,8 @@ summary = train("fashion_mnist-resnet20-1w1a", output_dir="runs/fmnist", epochs=
 print(summary["final_test_accuracy"])
 ```
 
-A run directory holds:
-
-- `config.json`: the resolved recipe and options; a re-run must match it.
-- `history.csv`: one row per epoch: `epoch`, `loss`, `accuracy`, `val_loss`,
-  `val_accuracy` (the full test set), `lr` (at the epoch's first step), `ede_t`, `ede_k`
-  (models with EDE), `epoch_seconds`, plus whatever extra callbacks put into `logs`.
-- `tensorboard/`: the same scalars for TensorBoard.
-- `checkpoints/`: model, optimizer and epoch counter after the last finished epoch.
-- `model.h5`: the trained model (without optimizer), loadable after `import larq_irnet`.
-- `summary.json`: the final-epoch test accuracy on the full test set and more (`train`).
-- `.lock`: held while a process trains into the directory; a second process gets
-  `RunDirectoryInUse` instead of interleaving its checkpoints with the first's.
+The run directory's files (`config.json`, `history.csv`, `checkpoints/`, `model.h5`,
+`summary.json`, ...) are described in one place, `larq_irnet.run_directory`.
 
 Resuming is exact: the checkpoint holds the weights, the optimizer's state and step
 counter (so the learning-rate schedule continues), and EDE's t is a function of the
@@ -38,32 +28,38 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import importlib.metadata
 import inspect
-import io
 import json
 import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import larq_irnet
-from larq_irnet import data
-from larq_irnet.callbacks import EDECallback, ede_quantizers
+from larq_irnet import data, run_directory
+from larq_irnet.callbacks import EDECallback, InformationDiagnostics, ede_quantizers
 from larq_irnet.information import binarized_kernels
-from larq_irnet.io import atomic_path, atomic_write, file_lock
+from larq_irnet.io import atomic_path
 from larq_irnet.recipes import OPTIMIZERS, RECIPES, Recipe, get_recipe, model_function
+from larq_irnet.run_directory import RunDirectoryInUse, UnusableDirectory
+from larq_irnet.zoo import BINARIZATIONS, BITS
 
 import tensorflow as tf
 
 __all__ = [
+    "INTERRUPTED",
     "STRATEGIES",
     "RunDirectoryInUse",
     "WarmupStepDecay",
+    "UnusableDirectory",
     "add_parser",
+    "callback_identity",
+    "headline_logs",
     "l2_weight_decay",
     "make_optimizer",
     "make_schedule",
@@ -74,14 +70,12 @@ __all__ = [
 #: The `--strategy` choices.
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
-_HISTORY = "history.csv"
-_SUMMARY = "summary.json"
-_CONFIG = "config.json"
-_MODEL = "model.h5"
-_CHECKPOINTS = "checkpoints"
-_TENSORBOARD = "tensorboard"
-_LOCK = ".lock"
 _MIN_TEST_BATCH = 256
+#: The exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+#: The installed distribution's version (the package root re-exports it as `__version__`;
+#: importing the root from here would run the layers the wrong way).
+_VERSION = importlib.metadata.version("larq-irnet")
 
 
 @tf.keras.utils.register_keras_serializable(package="larq_irnet")
@@ -257,53 +251,6 @@ def _task(strategy: tf.distribute.Strategy) -> tuple[bool, int]:
     return chief, int(resolver.task_id or 0)
 
 
-class RunDirectoryInUse(RuntimeError):
-    """Another process is training into the run directory."""
-
-
-@contextlib.contextmanager
-def _run_lock(run_dir: Path) -> Iterator[None]:
-    """Create `run_dir` and hold its lock file for the block, or raise `RunDirectoryInUse`.
-
-    Two processes resuming one run directory would interleave their checkpoints and
-    history (`larq_irnet.io.file_lock`).
-    """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(file_lock(run_dir / _LOCK, wait=False))
-        except BlockingIOError as error:
-            raise RunDirectoryInUse(
-                f"another process is training into {run_dir} ({error}); wait for it to "
-                "finish or use another --output-dir."
-            ) from None
-        yield
-
-
-def _truncate_history(path: Path, epochs_done: int) -> None:
-    """Keep the rows of the first `epochs_done` epochs (a killed run may have written more)."""
-    if not path.exists():
-        return
-    if epochs_done == 0:
-        path.unlink()
-        return
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows or rows[0][:1] != ["epoch"]:
-        raise ValueError(f"{path}: expected a CSVLogger file whose first column is 'epoch'.")
-    kept = [row for row in rows[1:] if row and int(row[0]) < epochs_done]
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows([rows[0], *kept])
-    atomic_write(path, out.getvalue())
-
-
-def _read_history(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def _ends_in_softmax(model: tf.keras.Model) -> bool:
     activation = getattr(model.layers[-1], "activation", None)
     return activation is tf.keras.activations.softmax
@@ -338,6 +285,47 @@ class _EpochLog(tf.keras.callbacks.Callback):
         logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
+#: Logged every epoch but not shown in the progress line: derived (`ede_k` from `ede_t`)
+#: or shown there already (the epoch's time).
+_NOT_SHOWN = frozenset({"ede_k", "epoch_seconds", "kernel_entropy_mean"})
+
+
+def headline_logs(logs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The values of an epoch's `logs` that a person reads: no per-layer (`a/b`) keys."""
+    return {k: v for k, v in (logs or {}).items() if "/" not in k and k not in _NOT_SHOWN}
+
+
+class _Progress(tf.keras.callbacks.ProgbarLogger):
+    """Keras' progress bar (`verbose=1`), with the headline values only.
+
+    Per-layer values stay in `history.csv` and TensorBoard: dozens of them made each
+    epoch line thousands of characters long.
+    """
+
+    def __init__(self):
+        super().__init__(count_mode="steps")
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, headline_logs(logs))
+
+
+class _EpochLine(tf.keras.callbacks.Callback):
+    """One short line per epoch (`verbose=2`, e.g. a log file): progress and headline."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = ", ".join(f"{k} {v:.4g}" for k, v in headline_logs(logs).items())
+        seconds = time.perf_counter() - self._start
+        print(f"epoch {epoch + 1}/{self.epochs} ({seconds:.0f} s): {values}", flush=True)
+
+
 class _EpochCheckpoint(tf.keras.callbacks.Callback):
     """Saves model, optimizer and the number of finished epochs after every epoch.
 
@@ -358,6 +346,415 @@ class _EpochCheckpoint(tf.keras.callbacks.Callback):
 def _positive(value: int | None, name: str) -> None:
     if value is not None and not (isinstance(value, int) and value > 0):
         raise ValueError(f"`{name}` must be a positive integer or None, got {name}={value!r}.")
+
+
+def callback_identity(callback: tf.keras.callbacks.Callback) -> str:
+    """A callback as the run configuration records it: its class and `get_config()`.
+
+    An extra callback may change what a run writes (`InformationDiagnostics` adds
+    columns to `history.csv`), so resuming with other extra callbacks is refused.
+    """
+    cls = type(callback)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    get_config = getattr(callback, "get_config", None)
+    config = get_config() if callable(get_config) else {}
+    arguments = ", ".join(f"{key}={value!r}" for key, value in sorted(config.items()))
+    return f"{name}({arguments})"
+
+
+#: Configuration keys added after runs were written without them, with the value those
+#: runs had: an older run directory stays resumable when the option is at its default.
+_ADDED_LATER: dict[str, Any] = {
+    "validation_size": 0,
+    "strategy": "default",
+    "extra_callbacks": [],
+    **{
+        f"recipe.{field.name}": field.default
+        for field in dataclasses.fields(Recipe)
+        if field.default is not dataclasses.MISSING
+    },
+}
+
+
+def _previous_defaults(run_dir: Path) -> dict[str, Any]:
+    """`_ADDED_LATER`, with the extra callbacks of a run written before they were recorded.
+
+    Such a run's `history.csv` tells whether `InformationDiagnostics` ran: `larq-irnet
+    train --diagnostics`, the demo and the ablation all used it with its defaults.
+    """
+    defaults = dict(_ADDED_LATER)
+    history = run_dir / run_directory.HISTORY
+    if history.is_file():
+        with open(history, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        if "entropy_mean" in header:
+            defaults["extra_callbacks"] = [callback_identity(InformationDiagnostics())]
+    return defaults
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """A checked call of `train`: all that is decided before the run directory is touched."""
+
+    recipe: Recipe
+    info: data.DatasetInfo
+    run_dir: Path
+    strategy: str
+    seed: int
+    data_dir: str | os.PathLike | None
+    train_limit: int | None
+    validation_size: int
+    extra_callbacks: tuple[tf.keras.callbacks.Callback, ...]
+    verbose: int | str
+
+    @property
+    def build_model(self) -> Callable[..., tf.keras.Model]:
+        return model_function(self.recipe)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {
+            "input_shape": self.info.input_shape,
+            "num_classes": self.info.num_classes,
+            **self.recipe.model_kwargs,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Examples:
+    """How much data one epoch sees."""
+
+    train: int
+    test: int
+    steps: int
+
+
+def _resolve_recipe(
+    recipe: str | Recipe,
+    binarization: str | None,
+    epochs: int | None,
+    batch_size: int | None,
+    overrides: Mapping[str, Any] | None,
+) -> Recipe:
+    """The recipe with the overrides applied, and its model arguments checked."""
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    if not isinstance(recipe, Recipe):
+        raise ValueError(f"`recipe` must be a recipe name or a Recipe, got {recipe!r}.")
+    changes: dict[str, Any] = dict(overrides or {})
+    fields = {f.name for f in dataclasses.fields(Recipe)} - {"name"}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ValueError(
+            f"`overrides`: unknown recipe fields {unknown}; expected some of {sorted(fields)}."
+        )
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+    if binarization is not None:
+        changes["model_kwargs"] = {
+            **changes.get("model_kwargs", recipe.model_kwargs),
+            "binarization": binarization,
+        }
+    recipe = dataclasses.replace(recipe, **changes)
+    _check_model_arguments(recipe)
+    return recipe
+
+
+def _check_model_arguments(recipe: Recipe) -> None:
+    """The zoo's binarization and bits by name, and the model function's signature."""
+    kwargs = recipe.model_kwargs
+    for name, choices in (("binarization", BINARIZATIONS), ("bits", BITS)):
+        if name in kwargs and kwargs[name] not in choices:
+            raise ValueError(
+                f"`{name}` must be one of {', '.join(choices)}, got {name}={kwargs[name]!r}."
+            )
+    info = data.dataset_info(recipe.dataset)
+    try:
+        inspect.signature(model_function(recipe)).bind(
+            input_shape=info.input_shape, num_classes=info.num_classes, **kwargs
+        )
+    except TypeError as error:
+        raise ValueError(f"Recipe {recipe.name!r}: model arguments {kwargs}: {error}.") from None
+
+
+def _check_output_dir(run_dir: Path) -> None:
+    """A usable run directory: a finished run is only read, anything else is written."""
+    if (run_dir / run_directory.SUMMARY).is_file():
+        return
+    run_directory.check_writable(run_dir, "--output-dir")
+    for name in (run_directory.CHECKPOINTS, run_directory.TENSORBOARD):
+        if (run_dir / name).exists():
+            run_directory.check_writable(run_dir / name, "run directory's")
+
+
+def _count_examples(plan: _Plan, steps_per_epoch: int | None) -> _Examples:
+    """Training and test examples (reading the dataset: a missing file fails here)."""
+    recipe, info = plan.recipe, plan.info
+    if info.augmentation == "imagenet":
+        train_examples, test_examples = info.train_size, info.test_size
+    else:
+        (x_train, _), (x_test, _) = data.load_arrays(recipe.dataset, plan.data_dir)
+        train_examples, test_examples = len(x_train) - plan.validation_size, len(x_test)
+    if plan.train_limit is not None:
+        train_examples = min(train_examples, plan.train_limit)
+    steps = steps_per_epoch or train_examples // recipe.batch_size
+    if steps == 0:
+        raise ValueError(
+            f"batch_size={recipe.batch_size} is larger than the {train_examples} training "
+            "examples; lower --batch-size or pass --steps-per-epoch."
+        )
+    return _Examples(train_examples, test_examples, steps)
+
+
+def _configuration(plan: _Plan, steps: int) -> dict[str, Any]:
+    """What `config.json` holds: every option that changes what the run computes or writes."""
+    config = {
+        "recipe": plan.recipe.to_dict(),
+        "steps_per_epoch": steps,
+        "seed": plan.seed,
+        "train_limit": plan.train_limit,
+        "validation_size": plan.validation_size,
+        "strategy": plan.strategy,
+        "extra_callbacks": [callback_identity(c) for c in plan.extra_callbacks],
+    }
+    return json.loads(json.dumps(config))
+
+
+def _compare_configuration(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """Refuse a run directory of another configuration; the summary if it is finished."""
+    previous = run_directory.read_config(run_dir)
+    if previous is None:
+        return None
+    different = run_directory.differences(previous, config, _previous_defaults(run_dir))
+    if different:
+        raise ValueError(
+            f"{run_dir} holds a run with another configuration (differs in: "
+            f"{', '.join(different)}); use another --output-dir, or delete it to "
+            "start over."
+        )
+    summary = run_directory.read_summary(run_dir)
+    return summary if isinstance(summary, dict) else None
+
+
+def _open_run_directory(plan: _Plan, config: dict[str, Any], chief: bool) -> dict[str, Any] | None:
+    """Under the lock: check the configuration again (another process may have finished
+    the run meanwhile: its summary), record it, and clear what a killed write left."""
+    finished = _compare_configuration(plan.run_dir, config)
+    if finished is None and chief:
+        if run_directory.read_config(plan.run_dir) is None:
+            run_directory.write_config(plan.run_dir, config)
+        run_directory.remove_temporaries(plan.run_dir)
+    return finished
+
+
+@dataclasses.dataclass
+class _Session:
+    """The model being trained and what restores and saves it."""
+
+    model: tf.keras.Model
+    learning_rate: tf.keras.optimizers.schedules.LearningRateSchedule | float
+    checkpoint: tf.train.Checkpoint
+    epochs_done: tf.Variable
+    initial_epoch: int = 0
+
+
+def _build_model(
+    plan: _Plan, steps: int, distribution: tf.distribute.Strategy, write_dir: Path
+) -> _Session:
+    """The compiled model and optimizer, restored from the last checkpoint if any."""
+    recipe = plan.recipe
+    learning_rate = make_schedule(recipe, steps)
+    with distribution.scope():
+        model = plan.build_model(**plan.model_kwargs())
+        l2_weight_decay(model, recipe.weight_decay, latent_weights=recipe.decay_latent_weights)
+        optimizer = make_optimizer(recipe, learning_rate)
+        # Slots exist before a checkpoint is restored into them.
+        optimizer.build(model.trainable_variables)
+        metrics: list[Any] = ["accuracy"]
+        if plan.info.num_classes > 10:
+            metrics.append(tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
+        loss = tf.keras.losses.SparseCategoricalCrossentropy(
+            from_logits=not _ends_in_softmax(model)
+        )
+        model.compile(optimizer, loss, metrics)
+    epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epochs_done=epochs_done)
+    session = _Session(model, learning_rate, checkpoint, epochs_done)
+    latest = tf.train.latest_checkpoint(write_dir / run_directory.CHECKPOINTS)
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        session.initial_epoch = int(epochs_done.numpy())
+        if plan.verbose:
+            print(
+                f"Resuming {recipe.name} in {plan.run_dir} after epoch "
+                f"{session.initial_epoch}/{recipe.epochs}."
+            )
+    return session
+
+
+@dataclasses.dataclass(frozen=True)
+class _Data:
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+
+
+def _build_data(plan: _Plan, steps: int, initial_epoch: int) -> _Data:
+    """The training stream from the resumed epoch's first batch, validation and test."""
+    recipe = plan.recipe
+    train_data = data.make_dataset(
+        recipe.dataset,
+        "train",
+        recipe.batch_size,
+        data_dir=plan.data_dir,
+        seed=plan.seed,
+        start_batch=initial_epoch * steps,
+        limit=plan.train_limit,
+        validation_size=plan.validation_size,
+    )
+    # Scoring is independent of the batch; small training batches would only slow it.
+    test_batch = max(recipe.batch_size, _MIN_TEST_BATCH)
+    test_data = data.make_dataset(recipe.dataset, "test", test_batch, data_dir=plan.data_dir)
+    if not plan.validation_size:
+        return _Data(train_data, test_data, test_data)
+    validation_data = data.make_dataset(
+        recipe.dataset,
+        "validation",
+        test_batch,
+        data_dir=plan.data_dir,
+        validation_size=plan.validation_size,
+    )
+    return _Data(train_data, validation_data, test_data)
+
+
+def _callbacks(plan: _Plan, session: _Session, write_dir: Path) -> list:
+    """EDE's schedule, the logger, the extra callbacks, progress, TensorBoard, CSV, checkpoint."""
+    callbacks: list[tf.keras.callbacks.Callback] = []
+    if ede_quantizers(session.model):
+        callbacks.append(EDECallback(t_min=plan.recipe.ede_t_min, t_max=plan.recipe.ede_t_max))
+    callbacks += [_EpochLog(session.learning_rate), *plan.extra_callbacks]
+    if plan.verbose == 2:
+        callbacks.append(_EpochLine(plan.recipe.epochs))
+    elif plan.verbose:
+        callbacks.append(_Progress())
+    return [
+        *callbacks,
+        tf.keras.callbacks.TensorBoard(
+            log_dir=os.fspath(write_dir / run_directory.TENSORBOARD),
+            write_graph=False,
+            profile_batch=0,
+        ),
+        tf.keras.callbacks.CSVLogger(os.fspath(write_dir / run_directory.HISTORY), append=True),
+        _EpochCheckpoint(
+            tf.train.CheckpointManager(
+                session.checkpoint, write_dir / run_directory.CHECKPOINTS, max_to_keep=1
+            ),
+            session.epochs_done,
+        ),
+    ]
+
+
+def _fit_and_evaluate(
+    plan: _Plan, session: _Session, datasets: _Data, steps: int, write_dir: Path
+) -> tuple[dict[str, float], dict[str, float] | None]:
+    """Train to the recipe's last epoch; the final model's test and validation scores."""
+    model = session.model
+    fit = model.fit(
+        datasets.train,
+        epochs=plan.recipe.epochs,
+        steps_per_epoch=steps,
+        initial_epoch=session.initial_epoch,
+        validation_data=datasets.validation,
+        callbacks=_callbacks(plan, session, write_dir),
+        # verbose=2 prints `_EpochLine`s instead of Keras' lines.
+        verbose=0 if plan.verbose == 2 else plan.verbose,
+    )
+    if plan.validation_size:
+        validation = model.evaluate(datasets.validation, verbose=0, return_dict=True)
+        return model.evaluate(datasets.test, verbose=0, return_dict=True), validation
+    if fit.epoch and fit.epoch[-1] == plan.recipe.epochs - 1:
+        # The last epoch's validation already scored the final weights on the full test set.
+        last = {k[len("val_") :]: v for k, v in fit.history.items() if k.startswith("val_")}
+        return {name: values[-1] for name, values in last.items()}, None
+    return model.evaluate(datasets.test, verbose=0, return_dict=True), None
+
+
+def _save_model(model: tf.keras.Model, path: Path) -> None:
+    """Save `model` as HDF5 without optimizer, atomically.
+
+    HDF5 on purpose (`larq_irnet.converters.load_keras_model` and LCE read it), so Keras'
+    advice to use its own format, a 230-character warning, is not printed.
+    """
+    with atomic_path(path) as temporary, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "You are saving your model as an HDF5 file")
+        model.save(temporary, save_format="h5", include_optimizer=False)
+
+
+def _history(path: Path) -> dict[str, list[float]]:
+    if not path.is_file():
+        return {}
+    return {k: [float(v) for v in vs] for k, vs in run_directory.read_history(path).items()}
+
+
+def _summarize(
+    plan: _Plan,
+    examples: _Examples,
+    session: _Session,
+    scores: tuple[dict[str, float], dict[str, float] | None],
+    distribution: tf.distribute.Strategy,
+    write_dir: Path,
+    started: float,
+) -> dict[str, Any]:
+    """The run's summary (`train`'s return value) from its scores and `history.csv`."""
+    recipe, (final, validation) = plan.recipe, scores
+    history = _history(write_dir / run_directory.HISTORY)
+    accuracies = history.get("val_accuracy", [])
+    best = max(range(len(accuracies)), key=accuracies.__getitem__) if accuracies else None
+    ede = ede_quantizers(session.model)
+    model_argument = recipe.model_kwargs.get
+    top5 = {}
+    if "top5_accuracy" in final:
+        top5["final_test_top5_accuracy"] = float(final["top5_accuracy"])
+    return {
+        "recipe": recipe.name,
+        "dataset": recipe.dataset,
+        "model": recipe.to_dict()["model"],
+        "bits": model_argument("bits", _default_argument(plan.build_model, "bits")),
+        "binarization": model_argument(
+            "binarization", _default_argument(plan.build_model, "binarization")
+        ),
+        "seed": plan.seed,
+        "epochs": recipe.epochs,
+        "steps_per_epoch": examples.steps,
+        "batch_size": recipe.batch_size,
+        "strategy": plan.strategy,
+        "num_replicas": distribution.num_replicas_in_sync,
+        "train_examples": examples.train,
+        "test_examples": examples.test,
+        "final_test_accuracy": float(final["accuracy"]),
+        "final_test_loss": float(final["loss"]),
+        **top5,
+        "best_epoch_test_accuracy": (
+            accuracies[best] if accuracies and not plan.validation_size else None
+        ),
+        "best_epoch": best,
+        "validation_size": plan.validation_size,
+        "final_validation_accuracy": (
+            float(validation["accuracy"]) if validation is not None else None
+        ),
+        "final_validation_loss": float(validation["loss"]) if validation is not None else None,
+        "ede_t": float(ede[0].ede_t.numpy()) if ede else None,
+        "ede_k": float(ede[0].ede_k.numpy()) if ede else None,
+        "ede_t_min": recipe.ede_t_min,
+        "ede_t_max": recipe.ede_t_max,
+        "resumed_from_epoch": session.initial_epoch,
+        "train_seconds": sum(
+            (v for v in history.get("epoch_seconds", []) if math.isfinite(v)), 0.0
+        ),
+        "wall_time_seconds": time.perf_counter() - started,
+        "model_file": run_directory.MODEL,
+        "versions": {"larq_irnet": _VERSION, "tensorflow": tf.__version__},
+    }
 
 
 def train(
@@ -384,11 +781,16 @@ def train(
     and a checkpoint per epoch, validating on the full test set every epoch (the last
     epoch's validation is the final model's test score) or, with `validation_size`, on
     that many examples held out from the end of the training split (the final model is
-    then scored on the full test set once, after training), and saves the model. If
-    `output_dir` holds checkpoints of the same configuration, training continues after
-    the last finished epoch; if it holds a finished run, its summary is returned
-    without training; a different configuration is an error, and so is a run directory
-    that another process is training into (`RunDirectoryInUse`).
+    then scored on the full test set once, after training), and saves the model. The
+    run directory's files are described in `larq_irnet.run_directory`.
+
+    Every argument, the dataset's files and `output_dir` are checked before anything is
+    written. If `output_dir` holds checkpoints of the same configuration, training
+    continues after the last finished epoch; if it holds a finished run, its summary is
+    returned without training (nor writing); a different configuration (any option
+    recorded in `config.json`, the extra callbacks included) is an error naming the
+    option, and so is a run directory that another process is training into
+    (`RunDirectoryInUse`).
 
     It seeds Python, NumPy and TensorFlow with `seed` and clears the Keras session.
     Under `strategy="multi-worker"` every worker runs `train` with the same arguments
@@ -416,8 +818,10 @@ def train(
             `Recipe` but `name`); the changed recipe is validated as a new one.
         extra_callbacks: more Keras callbacks (e.g.
             `larq_irnet.callbacks.InformationDiagnostics()`); whatever they put into
-            `logs` lands in `history.csv` and TensorBoard.
-        verbose: Keras' `verbose` for `fit` (1: progress bars, 2: a line per epoch).
+            `logs` lands in `history.csv` and TensorBoard. Recorded in `config.json` by
+            class and `get_config()`: a resume must pass the same ones.
+        verbose: 1: a progress bar, 2: a line per epoch (the headline values; per-layer
+            values go to `history.csv` and TensorBoard only), 0: silent.
 
     # Returns
         The summary, also written to `output_dir/summary.json`: `recipe`, `dataset`,
@@ -435,9 +839,73 @@ def train(
         `wall_time_seconds` (this call), `model_file`, `versions`.
     """
     started = time.perf_counter()
-    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    if not isinstance(recipe, Recipe):
-        raise ValueError(f"`recipe` must be a recipe name or a Recipe, got {recipe!r}.")
+    plan = _plan(
+        recipe,
+        output_dir=output_dir,
+        binarization=binarization,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        strategy=strategy,
+        data_dir=data_dir,
+        seed=seed,
+        train_limit=train_limit,
+        validation_size=validation_size,
+        overrides=overrides,
+        extra_callbacks=extra_callbacks,
+        verbose=verbose,
+    )
+    # MultiWorkerMirroredStrategy must exist before anything else touches the runtime.
+    distribution = make_strategy(strategy)
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(seed)
+    chief, task_id = _task(distribution)
+    write_dir = plan.run_dir if chief else plan.run_dir / f"workertemp_{task_id}"
+    examples = _count_examples(plan, steps_per_epoch)
+    config = _configuration(plan, examples.steps)
+    with contextlib.ExitStack() as stack:
+        finished = _compare_configuration(plan.run_dir, config)
+        if finished is None:
+            stack.enter_context(run_directory.lock(write_dir))
+            finished = _open_run_directory(plan, config, chief)
+        if finished is not None:
+            if verbose:
+                print(f"{plan.run_dir} holds a finished run of this configuration; not training.")
+            return finished
+        session = _build_model(plan, examples.steps, distribution, write_dir)
+        if chief:
+            run_directory.truncate_history(
+                plan.run_dir / run_directory.HISTORY, session.initial_epoch
+            )
+        datasets = _build_data(plan, examples.steps, session.initial_epoch)
+        scores = _fit_and_evaluate(plan, session, datasets, examples.steps, write_dir)
+        _save_model(session.model, write_dir / run_directory.MODEL)
+        summary = _summarize(plan, examples, session, scores, distribution, write_dir, started)
+        if chief:
+            run_directory.write_summary(plan.run_dir, summary)
+        else:
+            shutil.rmtree(write_dir, ignore_errors=True)
+        return summary
+
+
+def _plan(
+    recipe: str | Recipe,
+    *,
+    output_dir: str | os.PathLike,
+    binarization: str | None,
+    epochs: int | None,
+    steps_per_epoch: int | None,
+    batch_size: int | None,
+    strategy: str,
+    data_dir: str | os.PathLike | None,
+    seed: int,
+    train_limit: int | None,
+    validation_size: int,
+    overrides: Mapping[str, Any] | None,
+    extra_callbacks: Sequence[tf.keras.callbacks.Callback],
+    verbose: int | str,
+) -> _Plan:
+    """`train`'s arguments, checked (nothing is read or written yet but the recipe)."""
     for value, name in (
         (epochs, "epochs"),
         (steps_per_epoch, "steps_per_epoch"),
@@ -451,252 +919,21 @@ def train(
         raise ValueError(
             f"`validation_size` must be an integer >= 0, got validation_size={validation_size!r}."
         )
-    changes: dict[str, Any] = dict(overrides or {})
-    fields = {f.name for f in dataclasses.fields(Recipe)} - {"name"}
-    unknown = sorted(set(changes) - fields)
-    if unknown:
-        raise ValueError(
-            f"`overrides`: unknown recipe fields {unknown}; expected some of {sorted(fields)}."
-        )
-    if epochs is not None:
-        changes["epochs"] = epochs
-    if batch_size is not None:
-        changes["batch_size"] = batch_size
-    if binarization is not None:
-        changes["model_kwargs"] = {
-            **changes.get("model_kwargs", recipe.model_kwargs),
-            "binarization": binarization,
-        }
-    recipe = dataclasses.replace(recipe, **changes)
-    info = data.dataset_info(recipe.dataset)
-    build_model = model_function(recipe)
+    resolved = _resolve_recipe(recipe, binarization, epochs, batch_size, overrides)
     run_dir = Path(output_dir).expanduser()
-
-    # MultiWorkerMirroredStrategy must exist before anything else touches the runtime.
-    distribution = make_strategy(strategy)
-    tf.keras.backend.clear_session()
-    tf.keras.utils.set_random_seed(seed)
-    chief, task_id = _task(distribution)
-    write_dir = run_dir if chief else run_dir / f"workertemp_{task_id}"
-
-    if info.augmentation == "imagenet":
-        train_examples, test_examples = info.train_size, info.test_size
-    else:
-        (x_train, _), (x_test, _) = data.load_arrays(recipe.dataset, data_dir)
-        train_examples, test_examples = len(x_train) - validation_size, len(x_test)
-    if train_limit is not None:
-        train_examples = min(train_examples, train_limit)
-    steps = steps_per_epoch or train_examples // recipe.batch_size
-    if steps == 0:
-        raise ValueError(
-            f"batch_size={recipe.batch_size} is larger than the {train_examples} training "
-            "examples; lower --batch-size or pass --steps-per-epoch."
-        )
-
-    with _run_lock(write_dir):
-        config = json.loads(
-            json.dumps(
-                {
-                    "recipe": recipe.to_dict(),
-                    "steps_per_epoch": steps,
-                    "seed": seed,
-                    "train_limit": train_limit,
-                    "validation_size": validation_size,
-                }
-            )
-        )
-        config_path = run_dir / _CONFIG
-        if config_path.exists():
-            previous = json.loads(config_path.read_text(encoding="utf-8"))
-            different = _differences(previous, config)
-            if different:
-                raise ValueError(
-                    f"{run_dir} holds a run with another configuration (differs in: "
-                    f"{', '.join(different)}); use another --output-dir, or delete it to "
-                    "start over."
-                )
-            if (run_dir / _SUMMARY).exists():
-                if verbose:
-                    print(f"{run_dir} holds a finished run of this configuration; not training.")
-                return json.loads((run_dir / _SUMMARY).read_text(encoding="utf-8"))
-        elif chief:
-            atomic_write(config_path, json.dumps(config, indent=2) + "\n")
-
-        model_kwargs = {
-            "input_shape": info.input_shape,
-            "num_classes": info.num_classes,
-            **recipe.model_kwargs,
-        }
-        learning_rate = make_schedule(recipe, steps)
-        with distribution.scope():
-            model = build_model(**model_kwargs)
-            l2_weight_decay(model, recipe.weight_decay, latent_weights=recipe.decay_latent_weights)
-            optimizer = make_optimizer(recipe, learning_rate)
-            # Slots exist before a checkpoint is restored into them.
-            optimizer.build(model.trainable_variables)
-            metrics: list[Any] = ["accuracy"]
-            if info.num_classes > 10:
-                metrics.append(
-                    tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy")
-                )
-            model.compile(
-                optimizer,
-                tf.keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=not _ends_in_softmax(model)
-                ),
-                metrics,
-            )
-        epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epochs_done=epochs_done)
-        latest = tf.train.latest_checkpoint(run_dir / _CHECKPOINTS)
-        if latest:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-        initial_epoch = int(epochs_done.numpy())
-        if latest and verbose:
-            print(
-                f"Resuming {recipe.name} in {run_dir} after epoch {initial_epoch}/{recipe.epochs}."
-            )
-        if chief:
-            _truncate_history(run_dir / _HISTORY, initial_epoch)
-
-        train_data = data.make_dataset(
-            recipe.dataset,
-            "train",
-            recipe.batch_size,
-            data_dir=data_dir,
-            seed=seed,
-            start_batch=initial_epoch * steps,
-            limit=train_limit,
-            validation_size=validation_size,
-        )
-        # Scoring is independent of the batch; small training batches would only slow it.
-        test_batch = max(recipe.batch_size, _MIN_TEST_BATCH)
-        test_data = data.make_dataset(recipe.dataset, "test", test_batch, data_dir=data_dir)
-        validation_data = (
-            data.make_dataset(
-                recipe.dataset,
-                "validation",
-                test_batch,
-                data_dir=data_dir,
-                validation_size=validation_size,
-            )
-            if validation_size
-            else test_data
-        )
-
-        ede = ede_quantizers(model)
-        callbacks: list[tf.keras.callbacks.Callback] = []
-        if ede:
-            callbacks.append(EDECallback(t_min=recipe.ede_t_min, t_max=recipe.ede_t_max))
-        callbacks += [
-            _EpochLog(learning_rate),
-            *extra_callbacks,
-            tf.keras.callbacks.TensorBoard(
-                log_dir=os.fspath(write_dir / _TENSORBOARD), write_graph=False, profile_batch=0
-            ),
-            tf.keras.callbacks.CSVLogger(os.fspath(write_dir / _HISTORY), append=True),
-            _EpochCheckpoint(
-                tf.train.CheckpointManager(checkpoint, write_dir / _CHECKPOINTS, max_to_keep=1),
-                epochs_done,
-            ),
-        ]
-        fit = model.fit(
-            train_data,
-            epochs=recipe.epochs,
-            steps_per_epoch=steps,
-            initial_epoch=initial_epoch,
-            validation_data=validation_data,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
-        last = {k[len("val_") :]: v for k, v in fit.history.items() if k.startswith("val_")}
-        validation = None
-        if validation_size:
-            validation = model.evaluate(validation_data, verbose=0, return_dict=True)
-            final = model.evaluate(test_data, verbose=0, return_dict=True)
-        elif fit.epoch and fit.epoch[-1] == recipe.epochs - 1:
-            # The last epoch's validation already scored the final weights on the full test set.
-            final = {name: values[-1] for name, values in last.items()}
-        else:
-            final = model.evaluate(test_data, verbose=0, return_dict=True)
-        _save_model(model, write_dir / _MODEL)
-
-        history = _read_history(write_dir / _HISTORY)
-        accuracies = [float(row["val_accuracy"]) for row in history]
-        best = max(range(len(accuracies)), key=accuracies.__getitem__) if accuracies else None
-        summary: dict[str, Any] = {
-            "recipe": recipe.name,
-            "dataset": recipe.dataset,
-            "model": config["recipe"]["model"],
-            "bits": recipe.model_kwargs.get("bits", _default_argument(build_model, "bits")),
-            "binarization": recipe.model_kwargs.get(
-                "binarization", _default_argument(build_model, "binarization")
-            ),
-            "seed": seed,
-            "epochs": recipe.epochs,
-            "steps_per_epoch": steps,
-            "batch_size": recipe.batch_size,
-            "strategy": strategy,
-            "num_replicas": distribution.num_replicas_in_sync,
-            "train_examples": train_examples,
-            "test_examples": test_examples,
-            "final_test_accuracy": float(final["accuracy"]),
-            "final_test_loss": float(final["loss"]),
-            **(
-                {"final_test_top5_accuracy": float(final["top5_accuracy"])}
-                if "top5_accuracy" in final
-                else {}
-            ),
-            "best_epoch_test_accuracy": (
-                accuracies[best] if accuracies and not validation_size else None
-            ),
-            "best_epoch": best,
-            "validation_size": validation_size,
-            "final_validation_accuracy": (
-                float(validation["accuracy"]) if validation is not None else None
-            ),
-            "final_validation_loss": float(validation["loss"]) if validation is not None else None,
-            "ede_t": float(ede[0].ede_t.numpy()) if ede else None,
-            "ede_k": float(ede[0].ede_k.numpy()) if ede else None,
-            "ede_t_min": recipe.ede_t_min,
-            "ede_t_max": recipe.ede_t_max,
-            "resumed_from_epoch": initial_epoch,
-            "train_seconds": sum(float(row.get("epoch_seconds") or 0.0) for row in history),
-            "wall_time_seconds": time.perf_counter() - started,
-            "model_file": _MODEL,
-            "versions": {"larq_irnet": larq_irnet.__version__, "tensorflow": tf.__version__},
-        }
-        if chief:
-            atomic_write(run_dir / _SUMMARY, json.dumps(summary, indent=2) + "\n")
-        else:
-            shutil.rmtree(write_dir, ignore_errors=True)
-        return summary
-
-
-#: Configuration keys that describe a run without changing it: a recipe's `source` text may
-#: be reworded without making its finished or interrupted runs foreign.
-_DESCRIPTIVE_KEYS = frozenset({"recipe.source"})
-
-
-def _differences(previous: dict, current: dict, prefix: str = "") -> list[str]:
-    """The keys (dotted) whose values differ between two run configurations."""
-    keys = sorted(set(previous) | set(current))
-    out = []
-    for key in keys:
-        if f"{prefix}{key}" in _DESCRIPTIVE_KEYS:
-            continue
-        a, b = previous.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key} ({a!r} there, {b!r} now)")
-    return out
-
-
-def _save_model(model: tf.keras.Model, path: Path) -> None:
-    """Save `model` as HDF5 without optimizer, atomically."""
-    with atomic_path(path) as temporary:
-        model.save(temporary, save_format="h5", include_optimizer=False)
+    _check_output_dir(run_dir)
+    return _Plan(
+        recipe=resolved,
+        info=data.dataset_info(resolved.dataset),
+        run_dir=run_dir,
+        strategy=strategy,
+        seed=seed,
+        data_dir=data_dir,
+        train_limit=train_limit,
+        validation_size=validation_size,
+        extra_callbacks=tuple(extra_callbacks),
+        verbose=verbose,
+    )
 
 
 def _recipe_table() -> str:
@@ -751,11 +988,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.recipe:
         print("larq-irnet train: error: pass --recipe NAME (see --list-recipes)", file=sys.stderr)
         return 2
-    extra = []
-    if args.diagnostics:
-        from larq_irnet.callbacks import InformationDiagnostics
-
-        extra.append(InformationDiagnostics())
+    extra = [InformationDiagnostics()] if args.diagnostics else []
     output_dir = Path(args.output_dir) if args.output_dir else _default_output_dir(args)
     try:
         summary = train(
@@ -775,9 +1008,16 @@ def _run(args: argparse.Namespace) -> int:
             # Progress bars on a terminal, one line per epoch in a log file.
             verbose=1 if sys.stdout.isatty() else 2,
         )
-    except (ValueError, FileNotFoundError, RunDirectoryInUse) as error:
+    except (ValueError, OSError, RunDirectoryInUse) as error:
         print(f"larq-irnet train: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            f"larq-irnet train: interrupted; {output_dir} keeps every finished epoch, and "
+            "the same command resumes the run.",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     if summary.get("validation_size"):
         scores = (
             f"final validation accuracy {summary['final_validation_accuracy']:.4f} on "
@@ -788,7 +1028,7 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"final test accuracy {summary['final_test_accuracy']:.4f} on "
         f"{summary['test_examples']} test images after {summary['epochs']} epochs "
-        f"({scores}{output_dir / _SUMMARY})"
+        f"({scores}{output_dir / run_directory.SUMMARY})"
     )
     return 0
 

@@ -40,3 +40,30 @@ def load_benchmark():
         return module
 
     return load
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """`read_only(path)` makes a directory read-only, also for root.
+
+    Root ignores permission bits, so when the tests run as root `os.access` is made to
+    answer from the bits, as it does for any other user; the code under test asks it.
+    """
+    directories = []
+
+    def make(path):
+        path.chmod(0o555)
+        directories.append(Path(path).resolve())
+
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and Path(path).resolve() in directories:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    if os.geteuid() == 0:
+        monkeypatch.setattr(os, "access", access)
+    yield make
+    for path in directories:
+        path.chmod(0o755)

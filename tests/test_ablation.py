@@ -36,6 +36,7 @@ OTHER_ROW = {
 }
 
 
+@pytest.mark.slow  # trains two rows and scores them on the full test set
 def test_rows_results_table_and_plots(
     ablation, tiny_recipe, tmp_path, capsys, monkeypatch, fashion_mnist
 ):
@@ -196,6 +197,7 @@ def test_best_recipes_pick_the_best_validation_score(ablation):
     assert best["bnn"]["learning_rate"] == 0.03 and best["irnet"]["learning_rate"] == 0.1
 
 
+@pytest.mark.slow  # trains search runs
 def test_search_scores_on_the_validation_split_only(
     ablation, tiny_recipe, tmp_path, monkeypatch, capsys, fashion_mnist
 ):

@@ -7,6 +7,7 @@ from larq_irnet.cli import main
 import pytest
 
 
+@pytest.mark.slow  # the full test set, in Keras and in LCE
 @pytest.mark.usefixtures("fashion_mnist")
 def test_demo_trains_converts_evaluates_and_reports(tmp_path, capsys):
     out = tmp_path / "demo"
@@ -23,3 +24,9 @@ def test_demo_trains_converts_evaluates_and_reports(tmp_path, capsys):
     assert (out / "report" / "report.md").is_file()
     printed = capsys.readouterr().out
     assert str(out) in printed and "LceBconv2d" in printed
+    # A short story: the steps as they start, one line per epoch, then the headline.
+    assert [line[:5] for line in printed.splitlines() if line.startswith("[")] == [
+        f"[{i}/5]" for i in range(1, 6)
+    ]
+    assert "epoch 1/1 (" in printed and "entropy/" not in printed
+    assert max(len(line) for line in printed.splitlines()) <= 200

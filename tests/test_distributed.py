@@ -70,6 +70,7 @@ def free_ports(count):
     return ports
 
 
+@pytest.mark.slow  # two worker subprocesses
 def test_two_workers_on_loopback_train_to_the_same_weights(tmp_path, fashion_mnist):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

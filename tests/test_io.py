@@ -2,7 +2,7 @@ import os
 import socket
 import stat
 
-from larq_irnet.io import atomic_path, atomic_write, file_lock
+from larq_irnet.io import atomic_path, atomic_write, file_lock, stale_temporaries
 
 import pytest
 
@@ -59,3 +59,13 @@ def test_file_lock_excludes_a_second_holder_until_released(tmp_path):
                 pass
     with file_lock(path, wait=False):
         pass
+
+
+def test_stale_temporaries_are_those_of_atomic_path(tmp_path):
+    path = tmp_path / "model.h5"
+    with atomic_path(path) as temp:
+        assert stale_temporaries(path) == [temp]
+        assert stale_temporaries(tmp_path / "summary.json") == []
+    assert stale_temporaries(path) == []
+    (tmp_path / ".model.not-hex-at-all.h5").write_text("")
+    assert stale_temporaries(path) == []

@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 
 from larq_irnet import cli
 from larq_irnet.callbacks import EDECallback, InformationDiagnostics
@@ -147,22 +148,25 @@ def test_missing_or_empty_history_is_a_clear_error(tmp_path):
     assert not (tmp_path / "report" / "report.md").exists()
 
 
-def test_read_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
-    # A run killed during epoch 2 and resumed logs epoch 1 again.
-    path = tmp_path / "history.csv"
-    rows = [
-        {"epoch": 0, "loss": 3.0, "ede_t": 0.1},
-        {"epoch": 1, "loss": 2.0, "ede_t": 0.2},
-        {"epoch": 1, "loss": 1.9, "ede_t": 0.2},
-        {"epoch": 2, "loss": 1.5, "ede_t": ""},
-    ]
-    _write_history(path, rows)
-    history = read_history(path)
-    np.testing.assert_array_equal(history["epoch"], [0, 1, 2])
-    np.testing.assert_array_equal(history["loss"], [3.0, 1.9, 1.5])
-    assert np.isnan(history["ede_t"][-1])
-
-
 def test_histogram_layers_must_be_positive(tmp_path, binary_run):
     with pytest.raises(ValueError, match="histogram_layers"):
         write_report(binary_run, output_dir=tmp_path, histogram_layers=0)
+
+
+def test_unusable_output_directories_are_one_line_errors(tmp_path, binary_run, read_only, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    for output, expected in (
+        (a_file, f"report directory {a_file} is a file: expected a directory"),
+        (a_file / "out", f"{a_file / 'out'} lies under the file {a_file}"),
+        (locked / "out", f"{locked / 'out'} is not writable"),
+    ):
+        assert cli.main(["report", str(binary_run), "--output-dir", str(output)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err, err
+    assert a_file.read_text() == "x" and os.listdir(locked) == []
+    assert cli.main(["report", str(a_file)]) == 1
+    assert f"run directory {a_file} is not a directory" in capsys.readouterr().err

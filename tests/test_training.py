@@ -1,20 +1,22 @@
-"""larq_irnet.training and .recipes: schedules, weight decay, run directory, resume, CLI."""
+"""larq_irnet.training: schedules, weight decay, train(), resume, `larq-irnet train`."""
 
 import csv
 import dataclasses
-import inspect
 import json
 import math
+import os
 import pickle
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import larq_irnet  # noqa: F401
+from larq_irnet import training
+from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.cli import main
-from larq_irnet.data import dataset_info
-from larq_irnet.recipes import RECIPES, get_recipe, model_function
+from larq_irnet.recipes import RECIPES, get_recipe
 from larq_irnet.training import (
     RunDirectoryInUse,
     WarmupStepDecay,
@@ -41,38 +43,6 @@ def full_test_accuracy(model_path, fashion_mnist):
     model = tf.keras.models.load_model(model_path)
     predictions = model.predict(x_test.astype(np.float32), batch_size=1000, verbose=0)
     return float(np.mean(predictions.argmax(-1) == y_test)), model
-
-
-def test_every_recipe_is_complete_and_sourced():
-    expected = {
-        "cifar10-resnet20-1w1a",
-        "cifar10-resnet20-1w32a",
-        "cifar10-vggsmall-1w1a",
-        "cifar10-resnet18-1w1a",
-        "imagenet-resnet18-1w1a",
-        "imagenet-resnet18-1w32a",
-        "imagenet-resnet34-1w1a",
-        "imagenet-resnet34-1w32a",
-        "fashion_mnist-resnet20-1w1a",
-    }
-    assert set(RECIPES) == expected
-    for recipe in RECIPES.values():
-        assert recipe.source
-        assert recipe.model_kwargs["bits"] in recipe.name
-        # train() calls the zoo function with these arguments (and --binarization).
-        info = dataset_info(recipe.dataset)
-        inspect.signature(model_function(recipe)).bind(
-            input_shape=info.input_shape,
-            num_classes=info.num_classes,
-            **{**recipe.model_kwargs, "binarization": "bnn"},
-        )
-    # The authors' per-script values (reference: irnet.md, "Training recipes").
-    resnet20 = RECIPES["cifar10-resnet20-1w1a"]
-    assert (resnet20.ede_t_min, resnet20.ede_t_max, resnet20.epochs) == (1e-3, 10.0, 400)
-    assert RECIPES["cifar10-vggsmall-1w1a"].learning_rate == 0.007
-    assert RECIPES["imagenet-resnet18-1w1a"].weight_decay == 1e-5
-    assert RECIPES["imagenet-resnet34-1w1a"].weight_decay == 1e-4
-    assert RECIPES["imagenet-resnet18-1w32a"].nesterov
 
 
 def test_warmup_step_decay_matches_the_authors_imagenet_schedule():
@@ -115,6 +85,7 @@ def test_weight_decay_gradient_is_pytorch_sgd_weight_decay():
     assert float(penalty) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow  # scores the saved model on the full test set
 def test_train_writes_the_run_directory(tmp_path, fashion_mnist):
     run_dir = tmp_path / "run"
     summary = train(TINY, output_dir=run_dir, **SMALL_RUN)
@@ -176,14 +147,19 @@ class _Killed(Exception):
 
 
 class _KillAtEpochEnd(tf.keras.callbacks.Callback):
-    """Dies in the middle of the end of `epoch`: its checkpoint is never written."""
+    """Dies in the middle of the end of `epoch`, once: its checkpoint is never written.
+
+    The run records its extra callbacks, so the resume passes the same (spent) one.
+    """
 
     def __init__(self, epoch):
         super().__init__()
         self.epoch = epoch
+        self.armed = True
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
+        if epoch == self.epoch and self.armed:
+            self.armed = False
             raise _Killed
 
 
@@ -191,8 +167,9 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path, fash
     straight = train(TINY, output_dir=tmp_path / "straight", **SMALL_RUN)
 
     run_dir = tmp_path / "killed"
+    kill = [_KillAtEpochEnd(1)]
     with pytest.raises(_Killed):
-        train(TINY, output_dir=run_dir, extra_callbacks=[_KillAtEpochEnd(1)], **SMALL_RUN)
+        train(TINY, output_dir=run_dir, extra_callbacks=kill, **SMALL_RUN)
     assert not (run_dir / "summary.json").exists()
     assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-1")
     # As if the process died after the history row of epoch 1 but before its checkpoint.
@@ -201,7 +178,7 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path, fash
     with open(run_dir / "history.csv", "a") as f:
         f.write("1" + lines[1][1:] + "\n")
 
-    resumed = train(TINY, output_dir=run_dir, **SMALL_RUN)
+    resumed = train(TINY, output_dir=run_dir, extra_callbacks=kill, **SMALL_RUN)
     assert resumed["resumed_from_epoch"] == 1
 
     a = tf.keras.models.load_model(tmp_path / "straight" / "model.h5").get_weights()
@@ -230,6 +207,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow  # a subprocess holds the lock
 def test_a_run_directory_is_trained_by_one_process_at_a_time(tmp_path, fashion_mnist):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -279,6 +257,7 @@ def write_cifar_batches(directory, count, seed=0):
             pickle.dump(batch, f)
 
 
+@pytest.mark.slow  # builds and trains the real ResNet-20
 def test_cli_trains_a_paper_recipe_on_a_slice(tmp_path, capsys):
     # The real recipe and zoo model, on a CIFAR-10 batch directory the test writes.
     data_dir, run_dir = tmp_path / "cifar-10-batches-py", tmp_path / "cli"
@@ -312,6 +291,7 @@ def test_latent_weight_decay_can_leave_the_binarized_kernels_out():
         assert float(tf.add_n(copy.losses)) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow  # scores the saved model on the full test set
 def test_validation_split_and_recipe_overrides(tmp_path, fashion_mnist):
     summary = train(
         TINY,
@@ -344,3 +324,163 @@ def test_unknown_recipe_override_is_an_error_naming_it(tmp_path):
     with pytest.raises(ValueError, match=r"unknown recipe fields \['lr'\]"):
         train(TINY, output_dir=tmp_path / "run", overrides={"lr": 0.1}, verbose=0)
     assert not (tmp_path / "run").exists()
+
+
+SHORT_RUN = dict(epochs=2, steps_per_epoch=2, batch_size=32, train_limit=256, verbose=0)
+
+
+def test_a_resume_with_another_option_is_refused_naming_it(tmp_path, fashion_mnist):
+    run_dir = tmp_path / "run"
+    kill = [_KillAtEpochEnd(1)]
+    with pytest.raises(_Killed):
+        train(TINY, output_dir=run_dir, extra_callbacks=kill, **SHORT_RUN)
+    history = (run_dir / "history.csv").read_bytes()
+    # Adding --diagnostics to the same command would log per-layer columns under the
+    # first session's header.
+    diagnostics = [*kill, InformationDiagnostics()]
+    with pytest.raises(ValueError, match=r"differs in: extra_callbacks \(.*InformationDiag"):
+        train(TINY, output_dir=run_dir, extra_callbacks=diagnostics, **SHORT_RUN)
+    with pytest.raises(ValueError, match=r"differs in: validation_size \(0 there, 100 now\)"):
+        train(TINY, output_dir=run_dir, extra_callbacks=kill, validation_size=100, **SHORT_RUN)
+    with pytest.raises(ValueError, match=r"differs in: recipe.weight_decay"):
+        overrides = {"weight_decay": 0.0}
+        train(TINY, output_dir=run_dir, extra_callbacks=kill, overrides=overrides, **SHORT_RUN)
+    assert (run_dir / "history.csv").read_bytes() == history
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_a_run_written_before_an_option_existed_stays_the_same_run(tmp_path, fashion_mnist):
+    run_dir = tmp_path / "run"
+    diagnostics = [InformationDiagnostics()]
+    summary = train(TINY, output_dir=run_dir, extra_callbacks=diagnostics, **SHORT_RUN)
+    config = json.loads((run_dir / "config.json").read_text())
+    for key in ("validation_size", "strategy", "extra_callbacks"):
+        del config[key]
+    del config["recipe"]["decay_latent_weights"]
+    (run_dir / "config.json").write_text(json.dumps(config))
+    # Its history shows that InformationDiagnostics ran, as it did with --diagnostics.
+    assert train(TINY, output_dir=run_dir, extra_callbacks=diagnostics, **SHORT_RUN) == summary
+    with pytest.raises(ValueError, match=r"differs in: extra_callbacks"):
+        train(TINY, output_dir=run_dir, **SHORT_RUN)
+    with pytest.raises(ValueError, match=r"differs in: recipe.decay_latent_weights \(True th"):
+        overrides = {"decay_latent_weights": False}
+        train(
+            TINY, output_dir=run_dir, extra_callbacks=diagnostics, overrides=overrides, **SHORT_RUN
+        )
+
+
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        ({"binarization": "foo"}, r"`binarization` must be one of fp, .*, got binarization='foo'"),
+        ({"overrides": {"optimizer": "rmsprop"}}, r"`optimizer` must be one of"),
+        ({"overrides": {"model_kwargs": {"depth": 3}}}, r"model arguments \{'depth': 3\}"),
+        ({"data_dir": "/nonexistent/fashion"}, r"/nonexistent/fashion"),
+        ({"validation_size": -1}, r"`validation_size` must be an integer >= 0"),
+    ],
+)
+def test_a_bad_argument_writes_nothing(tmp_path, arguments, expected):
+    run_dir = tmp_path / "run"
+    with pytest.raises((ValueError, FileNotFoundError), match=expected):
+        train(TINY, output_dir=run_dir, **{**SHORT_RUN, **arguments})
+    assert not run_dir.exists()
+
+
+def test_cli_bad_binarization_is_one_line_and_writes_nothing(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", "--output-dir", str(run_dir)]
+    assert main([*argv, "--binarization", "foo"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "binarization='foo'" in err
+    assert not run_dir.exists()
+
+
+def test_unusable_output_directories_are_one_line_errors(tmp_path, read_only, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    for output, expected in (
+        (a_file, f"--output-dir {a_file} is a file: expected a directory"),
+        (a_file / "run", f"--output-dir {a_file / 'run'} lies under the file {a_file}"),
+        (locked / "run", f"--output-dir {locked / 'run'} is not writable"),
+    ):
+        argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", "--output-dir", str(output)]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err, err
+    assert a_file.read_text() == "x" and os.listdir(locked) == []
+
+
+def test_read_only_run_directories(tmp_path, read_only, fashion_mnist):
+    # A finished run is only read; an unfinished one is refused before anything changes.
+    finished, killed = tmp_path / "finished", tmp_path / "killed"
+    summary = train(TINY, output_dir=finished, **SHORT_RUN)
+    kill = [_KillAtEpochEnd(1)]
+    with pytest.raises(_Killed):
+        train(TINY, output_dir=killed, extra_callbacks=kill, **SHORT_RUN)
+    snapshot = {p: p.read_bytes() for p in killed.rglob("*") if p.is_file()}
+    read_only(finished)
+    read_only(killed)
+    assert train(TINY, output_dir=finished, **SHORT_RUN) == summary
+    with pytest.raises(ValueError, match=rf"--output-dir {killed} is not writable: expected"):
+        train(TINY, output_dir=killed, extra_callbacks=kill, **SHORT_RUN)
+    assert {p: p.read_bytes() for p in killed.rglob("*") if p.is_file()} == snapshot
+
+
+def test_resume_removes_a_killed_saves_temporary_and_keeps_crlf(tmp_path, fashion_mnist, capsys):
+    run_dir = tmp_path / "run"
+    kill = [_KillAtEpochEnd(1)]
+    with pytest.raises(_Killed):
+        train(TINY, output_dir=run_dir, extra_callbacks=kill, **SHORT_RUN)
+    # A kill during the final save leaves atomic_path's temporary model behind; and the
+    # history row of the unfinished epoch 1 was written before the kill.
+    (run_dir / ".model.0123456789ab.h5").write_bytes(b"\0" * 1000)
+    (run_dir / "notes.txt").write_text("the user's")
+    with open(run_dir / "history.csv", "rb") as f:
+        lines = f.read().split(b"\r\n")
+    with open(run_dir / "history.csv", "ab") as f:
+        f.write(b"1" + lines[1][1:] + b"\r\n")
+    train(TINY, output_dir=run_dir, extra_callbacks=kill, **{**SHORT_RUN, "verbose": 2})
+    assert not (run_dir / ".model.0123456789ab.h5").exists()
+    assert (run_dir / "notes.txt").read_text() == "the user's"
+    history = (run_dir / "history.csv").read_bytes()
+    assert history.count(b"\n") == history.count(b"\r\n") == 3  # header and two epochs
+    assert [row["epoch"] for row in read_history(run_dir)] == ["0", "1"]
+    out = capsys.readouterr().out
+    assert "Resuming tiny" in out and "val_accuracy" in out
+
+
+def test_progress_shows_the_means_not_every_layer(tmp_path, fashion_mnist, capsys):
+    run_dir = tmp_path / "run"
+    diagnostics = [InformationDiagnostics()]
+    train(TINY, output_dir=run_dir, extra_callbacks=diagnostics, **{**SHORT_RUN, "verbose": 2})
+    out = capsys.readouterr().out
+    assert "entropy_mean" in out and "entropy/" not in out
+    assert max(len(line) for line in out.splitlines()) <= 200
+    # The per-layer values are kept for history.csv and TensorBoard.
+    assert "entropy/quant_conv2d" in read_history(run_dir)[0]
+
+
+def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(RECIPES, "tiny", TINY)
+    saved_epoch_end = training._EpochCheckpoint.on_epoch_end
+
+    def checkpoint_then_ctrl_c(self, epoch, logs=None):
+        saved_epoch_end(self, epoch, logs)
+        if epoch == 0:
+            signal.raise_signal(signal.SIGINT)  # Python's handler raises KeyboardInterrupt
+
+    monkeypatch.setattr(training._EpochCheckpoint, "on_epoch_end", checkpoint_then_ctrl_c)
+    run_dir = tmp_path / "run"
+    argv = ["train", "--recipe", "tiny", "--epochs", "2", "--steps-per-epoch", "2"]
+    argv += ["--batch-size", "32", "--train-limit", "256", "--output-dir", str(run_dir)]
+    assert main(argv) == training.INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the same command resumes the run" in err
+    assert str(run_dir) in err
+    monkeypatch.setattr(training._EpochCheckpoint, "on_epoch_end", saved_epoch_end)
+    assert main(argv) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed_from_epoch"] == 1 and summary["epochs"] == 2

@@ -1,0 +1,287 @@
+"""The run directory: what `larq-irnet train` writes, and the one place that knows it.
+
+This docstring is the authoritative description of the layout; the README and
+`larq_irnet.training` link here.
+
+- `config.json`: the resolved recipe and every option that changes what the run
+  computes or writes (`steps_per_epoch`, `seed`, `train_limit`, `validation_size`,
+  `strategy`, `extra_callbacks`); a re-run must match it.
+- `history.csv`: one row per finished epoch, as `tf.keras.callbacks.CSVLogger` writes
+  it (`\r\n` line ends): `epoch`, `loss`, `accuracy`, `val_loss`, `val_accuracy` (the
+  full test set, or the validation split), `lr` (at the epoch's first step), `ede_t`,
+  `ede_k` (models with EDE), `epoch_seconds`, plus whatever extra callbacks put into
+  `logs` (`InformationDiagnostics`: `entropy/<layer>`, ..., `entropy_mean`, ...).
+- `tensorboard/`: the same scalars for TensorBoard.
+- `checkpoints/`: model, optimizer and epoch counter after the last finished epoch.
+- `model.h5`: the trained model (without optimizer), loadable after `import larq_irnet`.
+- `summary.json`: written last, so its presence means the run is finished: the final
+  model's accuracy on the full test set and more (`larq_irnet.training.train`).
+- `.lock`: held while a process trains into the directory (`RunDirectoryInUse`).
+- `report/`: `larq-irnet report`'s plots and `report.md`.
+
+Every file is replaced atomically (`larq_irnet.io.atomic_path`); a process killed during
+a write leaves a hidden temporary file, which the next resume removes
+(`remove_temporaries`). A resume keeps the rows of the finished epochs in `history.csv`
+(`truncate_history`) and refuses a configuration that differs from `config.json`
+(`differences`), naming what differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from larq_irnet.io import atomic_write, file_lock, stale_temporaries
+
+import numpy as np
+
+__all__ = [
+    "CHECKPOINTS",
+    "CONFIG",
+    "HISTORY",
+    "LOCK",
+    "MODEL",
+    "REPORT",
+    "SUMMARY",
+    "TENSORBOARD",
+    "RunDirectoryInUse",
+    "UnusableDirectory",
+    "check_writable",
+    "differences",
+    "lock",
+    "read_config",
+    "read_history",
+    "read_summary",
+    "remove_temporaries",
+    "truncate_history",
+    "write_config",
+    "write_summary",
+]
+
+CONFIG = "config.json"
+HISTORY = "history.csv"
+SUMMARY = "summary.json"
+MODEL = "model.h5"
+CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
+LOCK = ".lock"
+REPORT = "report"
+
+#: The files a resume may find half-written by a killed process (atomic temporaries).
+_ATOMIC_FILES = (CONFIG, HISTORY, SUMMARY, MODEL)
+#: CSVLogger's line end (the csv module's default); the truncation writes the same.
+_LINE_END = "\r\n"
+
+EXPECTED_RUN_DIR = (
+    "a run directory as written by `larq-irnet train`, holding history.csv (one row per "
+    "epoch with a header such as epoch,loss,accuracy,val_loss,val_accuracy,lr,ede_t,ede_k; "
+    "tf.keras.callbacks.CSVLogger writes this format), and optionally summary.json and "
+    "model.h5"
+)
+
+
+class RunDirectoryInUse(RuntimeError):
+    """Another process is training into the run directory."""
+
+
+class UnusableDirectory(ValueError):
+    """An output directory is a file, lies under a file, or cannot be written."""
+
+
+def check_writable(path: str | os.PathLike, what: str = "output directory") -> None:
+    """Raise `UnusableDirectory` unless `path` is, or can be created as, a writable directory.
+
+    Nothing is created: the check runs before a command writes anything, so that a bad
+    path leaves no half-made run behind.
+    """
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under the file {existing}"
+        raise UnusableDirectory(f"{what} {path} {where}: expected a directory.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" (its parent {existing} exists)"
+        raise UnusableDirectory(
+            f"{what} {path} is not writable{where}: expected a directory this user can write."
+        )
+
+
+@contextlib.contextmanager
+def lock(run_dir: Path) -> Iterator[None]:
+    """Create `run_dir` and hold its lock file for the block, or raise `RunDirectoryInUse`.
+
+    Two processes resuming one run directory would interleave their checkpoints and
+    history (`larq_irnet.io.file_lock`).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(run_dir / LOCK, wait=False))
+        except BlockingIOError as error:
+            raise RunDirectoryInUse(
+                f"another process is training into {run_dir} ({error}); wait for it to "
+                "finish or use another --output-dir."
+            ) from None
+        yield
+
+
+def remove_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files a killed write left beside the run's files; returns them.
+
+    Only names of `larq_irnet.io.atomic_path`'s pattern for this directory's own files
+    are touched. Call it holding the `lock`.
+    """
+    removed = [temp for name in _ATOMIC_FILES for temp in stale_temporaries(run_dir / name)]
+    for temp in removed:
+        temp.unlink(missing_ok=True)
+    return removed
+
+
+def read_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run's `config.json`, or None when there is none yet."""
+    path = run_dir / CONFIG
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): expected a run's config.") from None
+
+
+def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
+    """Write `config.json` atomically."""
+    atomic_write(run_dir / CONFIG, json.dumps(config, indent=2) + "\n")
+
+
+#: Configuration keys that describe a run without changing it: a recipe's `source` text may
+#: be reworded without making its finished or interrupted runs foreign.
+_DESCRIPTIVE_KEYS = frozenset({"recipe.source"})
+_MISSING = object()
+
+
+def differences(
+    previous: Mapping[str, Any],
+    current: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The keys (dotted) whose values differ between two run configurations.
+
+    `defaults` maps dotted keys that were added to the configuration later to the value
+    that a run written before had: a key missing from `previous` compares as that value,
+    so older run directories stay resumable when the new option is left at its default.
+    """
+    defaults = defaults or {}
+    out = []
+
+    def compare(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str) -> None:
+        for key in sorted(set(a) | set(b)):
+            dotted = f"{prefix}{key}"
+            if dotted in _DESCRIPTIVE_KEYS:
+                continue
+            old, new = a.get(key, _MISSING), b.get(key, _MISSING)
+            if old is _MISSING:
+                old = defaults.get(dotted, _MISSING)
+            if isinstance(old, Mapping) and isinstance(new, Mapping):
+                compare(old, new, f"{dotted}.")
+            elif old != new:
+                shown = [None if v is _MISSING else v for v in (old, new)]
+                out.append(f"{dotted} ({shown[0]!r} there, {shown[1]!r} now)")
+
+    compare(previous, current, "")
+    return out
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | str:
+    """`summary.json` as a dict, or a sentence saying why it is not available."""
+    path = run_dir / SUMMARY
+    if not path.is_file():
+        return f"{path} does not exist"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return f"{path} is not valid JSON ({error})"
+    if not isinstance(summary, dict):
+        return f"{path} does not hold a JSON object"
+    return summary
+
+
+def write_summary(run_dir: Path, summary: Mapping[str, Any]) -> None:
+    """Write `summary.json` atomically: the run is finished."""
+    atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+
+
+def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a `history.csv` into `{column: float array}`, one entry per epoch.
+
+    Values that are empty or not numbers become NaN. When an epoch appears more than
+    once (a resumed run that logged an epoch again) its last row wins, and rows are
+    sorted by epoch.
+
+    # Raises
+        FileNotFoundError: the file does not exist.
+        ValueError: the file has no header, no rows, no numeric column, or rows longer
+            than its header.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: expected {EXPECTED_RUN_DIR}.")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        names = reader.fieldnames
+    if not names or not rows:
+        raise ValueError(f"{path} has no epochs in it: expected {EXPECTED_RUN_DIR}.")
+    if any(None in row for row in rows):
+        line = next(i for i, row in enumerate(rows) if None in row) + 2
+        raise ValueError(
+            f"{path}, line {line}: more fields than the {len(names)} columns of its header: "
+            f"expected {EXPECTED_RUN_DIR}."
+        )
+    columns = {name: np.array([_to_float(row.get(name)) for row in rows]) for name in names}
+    if not any(np.isfinite(values).any() for values in columns.values()):
+        raise ValueError(f"{path} has no numeric column: expected {EXPECTED_RUN_DIR}.")
+    if "epoch" in columns and np.isfinite(columns["epoch"]).all():
+        last_row_of_epoch = {int(e): i for i, e in enumerate(columns["epoch"])}
+        order = [last_row_of_epoch[e] for e in sorted(last_row_of_epoch)]
+        columns = {name: values[order] for name, values in columns.items()}
+    else:
+        columns["epoch"] = np.arange(len(rows), dtype=float)
+    return columns
+
+
+def _to_float(value: str | None) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def truncate_history(path: Path, epochs_done: int) -> None:
+    """Keep the rows of the first `epochs_done` epochs (a killed run may have written more).
+
+    The file is rewritten (atomically, with CSVLogger's line ends) only when a row goes.
+    """
+    if not path.exists():
+        return
+    if epochs_done == 0:
+        path.unlink()
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0][:1] != ["epoch"]:
+        raise ValueError(f"{path}: expected a CSVLogger file whose first column is 'epoch'.")
+    kept = [row for row in rows[1:] if row and int(row[0]) < epochs_done]
+    if len(kept) == len(rows) - 1:
+        return
+    out = io.StringIO()
+    csv.writer(out, lineterminator=_LINE_END).writerows([rows[0], *kept])
+    atomic_write(path, out.getvalue())

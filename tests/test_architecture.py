@@ -1,0 +1,171 @@
+"""The layers depend one way (docs/architecture.md), read from every module's imports.
+
+From the bottom: core <- zoo <- training (data, recipes, training, run_directory);
+converters use core and zoo only; the top (report, demo, cli, and the package root,
+the users' entry point that re-exports) may import anything.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Where each folder installs (setup.py's package_dir).
+PACKAGES = {
+    "larq_irnet": "larq_irnet",
+    "zoo": "larq_irnet.zoo",
+    "converters": "larq_irnet.converters",
+}
+
+#: The layer of every module; a module missing here fails `test_every_module_has_a_layer`.
+LAYERS = {
+    "larq_irnet": "top",
+    "larq_irnet._keras": "core",
+    "larq_irnet.quantizers": "core",
+    "larq_irnet.callbacks": "core",
+    "larq_irnet.information": "core",
+    "larq_irnet.io": "core",
+    "larq_irnet.zoo": "zoo",
+    "larq_irnet.data": "training",
+    "larq_irnet.recipes": "training",
+    "larq_irnet.training": "training",
+    "larq_irnet.run_directory": "training",
+    "larq_irnet.converters": "converters",
+    "larq_irnet.report": "top",
+    "larq_irnet.demo": "top",
+    "larq_irnet.cli": "top",
+}
+#: Modules split off later land in their package's layer unless listed above.
+PREFIX_LAYERS = {
+    "larq_irnet.zoo.": "zoo",
+    "larq_irnet.converters.": "converters",
+    "larq_irnet.data.": "training",
+    # The core branch's new modules (issue #15): estimators, schedules.
+    "larq_irnet.estimators": "core",
+    "larq_irnet.schedules": "core",
+}
+
+#: What each layer may import.
+ALLOWED = {
+    "core": {"core"},
+    "zoo": {"core", "zoo"},
+    "training": {"core", "zoo", "training"},
+    "converters": {"core", "zoo", "converters"},
+    "top": {"core", "zoo", "training", "converters", "top"},
+}
+
+#: Wrong-way imports that other branches are removing (issue #15). Delete each entry once
+#: its branch is merged; the test fails on any import not listed here.
+KNOWN_WRONG_WAY = {
+    # branch conv (issue #15): `larq-irnet evaluate` reads the test set through
+    # larq_irnet.data; converters may use core and zoo only.
+    ("larq_irnet.converters.cli", "larq_irnet.data"),
+}
+
+
+def layer_of(module):
+    if module in LAYERS:
+        return LAYERS[module]
+    for prefix, layer in sorted(PREFIX_LAYERS.items(), key=lambda item: -len(item[0])):
+        if module.startswith(prefix) or module == prefix.rstrip("."):
+            return layer
+    return None
+
+
+def project_modules():
+    """{module name: path} of every module of larq_irnet/, zoo/ and converters/."""
+    modules = {}
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join([package, *parts])] = path
+    return modules
+
+
+def imported_modules(module, path, known):
+    """The project modules `module` imports (at any depth of its code), by AST."""
+    is_package = path.name == "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module if is_package else module.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                origin = f"{base}.{node.module}" if node.module else base
+            else:
+                origin = node.module
+            # `from package import submodule` imports the submodule.
+            names = [
+                f"{origin}.{alias.name}" if f"{origin}.{alias.name}" in known else origin
+                for alias in node.names
+            ]
+        else:
+            continue
+        for name in names:
+            # The deepest project module that the dotted name starts with.
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                found.add(name)
+    return found
+
+
+def import_edges():
+    modules = project_modules()
+    return {
+        (module, imported)
+        for module, path in modules.items()
+        for imported in imported_modules(module, path, set(modules))
+    }
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in project_modules() if layer_of(m) is None] == []
+
+
+def test_layers_depend_one_way():
+    wrong = sorted(
+        (module, imported)
+        for module, imported in import_edges()
+        if layer_of(imported) not in ALLOWED[layer_of(module)]
+        and (module, imported) not in KNOWN_WRONG_WAY
+    )
+    assert wrong == [], "\n".join(
+        f"{m} ({layer_of(m)}) imports {i} ({layer_of(i)})" for m, i in wrong
+    )
+
+
+def test_known_wrong_way_imports_are_still_real():
+    # An entry whose import is gone must be deleted, so the list never hides a new one.
+    assert KNOWN_WRONG_WAY - import_edges() == set()
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from larq_irnet import data", {"larq_irnet.data"}),
+        ("from larq_irnet.zoo.presets import conv_settings", {"larq_irnet.zoo"}),
+        ("import larq_irnet", {"larq_irnet"}),
+        ("def f():\n    from larq_irnet.report import write_report", {"larq_irnet.report"}),
+        ("from . import io", {"larq_irnet.io"}),
+        ("import numpy as np", set()),
+    ],
+)
+def test_imports_are_read_at_any_depth(tmp_path, source, expected):
+    path = tmp_path / "module.py"
+    path.write_text(source)
+    known = {
+        "larq_irnet",
+        "larq_irnet.data",
+        "larq_irnet.zoo",
+        "larq_irnet.report",
+        "larq_irnet.io",
+    }
+    assert imported_modules("larq_irnet.quantizers", path, known) == expected
