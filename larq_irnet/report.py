@@ -225,9 +225,9 @@ def _plot_histograms(model_path: Path, path: Path, n_layers: int) -> Path:
         kernel = kernels[index]
         w = kernel.value()
         if isinstance(kernel.quantizer, LibraPB):
-            after, note = standardized_kernel(kernel.quantizer, w), ""
+            after, note = standardized_kernel(kernel.quantizer, w, kernel.channel_axes), ""
         else:
-            after = libra_standardize(w).numpy()
+            after = libra_standardize(w, channel_axes=kernel.channel_axes).numpy()
             note = f" (layer uses {type(kernel.quantizer).__name__}; for comparison)"
         for col, (values, title) in enumerate(
             ((w, f"{kernel.name}: w"), (after, f"{kernel.name}: Libra-PB w_std{note}"))
@@ -236,8 +236,9 @@ def _plot_histograms(model_path: Path, path: Path, n_layers: int) -> Path:
             ax.hist(values.ravel(), bins=60, color="C0" if col == 0 else "C2")
             ax.axvline(0.0, color="k", lw=0.8)
             positive = float(np.mean(values > 0))
+            entropy = sign_entropy(values, channel_axes=kernel.channel_axes)
             ax.set_title(
-                f"{title}\n+1: {positive:.1%}, entropy {sign_entropy(values):.3f} bits",
+                f"{title}\n+1: {positive:.1%}, entropy {entropy:.3f} bits",
                 fontsize="small",
             )
     return _save_figure(figure, path)

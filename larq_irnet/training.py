@@ -43,8 +43,8 @@ from typing import Any
 
 from larq_irnet import data, run_directory
 from larq_irnet.callbacks import EDECallback, InformationDiagnostics, ede_quantizers
-from larq_irnet.information import binarized_kernels
 from larq_irnet.io import atomic_path
+from larq_irnet.layers import binarized_weights
 from larq_irnet.recipes import OPTIMIZERS, RECIPES, Recipe, get_recipe, model_function
 from larq_irnet.run_directory import RunDirectoryInUse, UnusableDirectory
 from larq_irnet.zoo import BINARIZATIONS, BITS
@@ -200,7 +200,7 @@ def l2_weight_decay(
         model: a built Keras model.
         weight_decay: λ >= 0; 0 adds nothing.
         latent_weights: also decay the latent weights of binarized kernels
-            (`larq_irnet.information.binarized_kernels`); False leaves them out.
+            (`larq_irnet.layers.binarized_weights`); False leaves them out.
     """
     if not weight_decay >= 0:
         raise ValueError(f"`weight_decay` must be >= 0, got weight_decay={weight_decay!r}.")
@@ -208,7 +208,7 @@ def l2_weight_decay(
         return
     weights = list(model.trainable_weights)
     if not latent_weights:
-        latent = {id(getattr(k.layer, k.weight)) for k in binarized_kernels(model)}
+        latent = {id(w.variable) for w in binarized_weights(model)}
         weights = [w for w in weights if id(w) not in latent]
     if not weights:
         return

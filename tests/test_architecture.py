@@ -27,6 +27,10 @@ LAYERS = {
     "larq_irnet.callbacks": "core",
     "larq_irnet.information": "core",
     "larq_irnet.io": "core",
+    "larq_irnet.estimators": "core",
+    "larq_irnet.schedules": "core",
+    "larq_irnet.layers": "core",
+    "larq_irnet._validation": "core",
     "larq_irnet.zoo": "zoo",
     "larq_irnet.data": "training",
     "larq_irnet.recipes": "training",
@@ -42,9 +46,6 @@ PREFIX_LAYERS = {
     "larq_irnet.zoo.": "zoo",
     "larq_irnet.converters.": "converters",
     "larq_irnet.data.": "training",
-    # The core branch's new modules (issue #15): estimators, schedules.
-    "larq_irnet.estimators": "core",
-    "larq_irnet.schedules": "core",
 }
 
 #: What each layer may import.
