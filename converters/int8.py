@@ -216,9 +216,7 @@ def _calibrate(model, batches, binary, prefix, keep_float_before_sign, ranges) -
         low, high = min(low, 0.0), max(high, 0.0)
         ranges[(name, where)] = (low, max(high, low + 1e-6))
     for (layer, _), inner in zip(nested, nested_batches, strict=True):
-        _calibrate(
-            layer, inner, binary, prefix + (layer.name,), keep_float_before_sign, ranges
-        )
+        _calibrate(layer, inner, binary, prefix + (layer.name,), keep_float_before_sign, ranges)
 
 
 def calibrate_ranges(
