@@ -94,7 +94,7 @@ def _reads_a_sign(layer) -> bool:
     if quantizer is not None:
         values = np.asarray(quantizer(_report._probe(layer)))
         return _report.quantizer_kind(values) == _report.SIGN
-    return not layer.weights and _report._outputs_sign(layer)
+    return not layer.trainable_weights and _report._outputs_sign(layer)
 
 
 def _feeds_a_sign(model: tf.keras.Model, layer) -> bool:
@@ -132,6 +132,9 @@ def _own_float_layers(model: tf.keras.Model, binary, prefix: tuple, keep_float_b
         if isinstance(layer, _COMPUTE_LAYERS)
         and "/".join(prefix + (layer.name,)) not in binary
         and len(layer.inbound_nodes) == 1  # shared layers: several tensors
+        # A sign activation's output is exactly +-1, the binary conv's input: int8 there
+        # saves nothing and hides the sign from LCE.
+        and not _report._outputs_sign(layer)
         and not (keep_float_before_sign and _feeds_a_sign(model, layer))
     ]
 

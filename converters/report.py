@@ -300,12 +300,13 @@ def _producers(layer) -> list:
 def _outputs_sign(layer) -> bool:
     """Whether `layer` outputs exactly +-1 (a quantizer used as a layer or activation).
 
-    Judged by what it computes on a probe: a layer without weights (`EDESign()`,
-    `Activation("ste_sign")`, ...) as a whole, a layer with weights by its `activation`.
+    Judged by what it computes on a probe: a layer without trainable weights
+    (`EDESign()`, whose t and k are state, `Activation(SteSign())`, ...) as a whole, a
+    layer with trainable weights by its `activation`.
     """
     if isinstance(layer, (tf.keras.Model, tf.keras.layers.InputLayer)):
         return False
-    function = layer if not layer.weights else getattr(layer, "activation", None)
+    function = layer if not layer.trainable_weights else getattr(layer, "activation", None)
     if function is None:
         return False
     try:
