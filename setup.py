@@ -14,7 +14,7 @@ setup(
     python_requires=">=3.10,<3.13",
     # zoo/ and converters/ sit at the top of the repository but install as subpackages,
     # so nothing named plainly `zoo` lands in site-packages.
-    packages=["larq_irnet", "larq_irnet.zoo", "larq_irnet.converters"],
+    packages=["larq_irnet", "larq_irnet.data", "larq_irnet.zoo", "larq_irnet.converters"],
     package_dir={
         "larq_irnet": "larq_irnet",
         "larq_irnet.zoo": "zoo",

@@ -3,29 +3,26 @@
     .venv/bin/python benchmarks/model_table.py [--output docs/models.md] [--models NAME ...]
 
 For each zoo model at its default input size, builds the 1w1a IR-Net variant and the
-full-precision (`binarization="fp"`) twin, counts trainable parameters and MACs with
-`larq.models.ModelProfile`, converts both with `larq_compute_engine.convert_keras_model`
-and measures the flatbuffers. Prints the Markdown table and writes it (atomically) to
-`--output`.
-
-MACs are per image. Larq's profile also counts EDE's scalar t and k variables (kept on
-each binary layer) as 32-bit weights with one MAC per output pixel; they are not
-multiply-accumulates of the network and are left out here.
+full-precision (`binarization="fp"`) twin, counts trainable parameters, converts both
+with LCE's default route (`convert(..., saved_model=True)`, i.e.
+`larq_compute_engine.convert_keras_model`) and measures the flatbuffers. MACs per image
+are counted on the IR-Net flatbuffer's operators (the conversion report), with the
+project's one MAC formula (`larq_irnet.converters.flatbuffer.conv_macs`). Prints the
+Markdown table and writes it (atomically) to `--output`.
 """
 
 import argparse
-import collections
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
 
 import larq_irnet  # noqa: F401  (first: selects Keras 2)
+from larq_irnet.converters import convert
 from larq_irnet.io import atomic_write
 from larq_irnet.zoo import IRNetResNet18, IRNetResNet20, IRNetResNet34, IRNetVGGSmall
 
 import larq as lq
-import larq_compute_engine as lce
 import numpy as np
 import tensorflow as tf
 
@@ -42,18 +39,6 @@ MODELS = {
 }
 
 
-def macs_by_precision(model: tf.keras.Model) -> dict[int, int]:
-    """Multiply-accumulates per image by operand precision (1 or 32 bits)."""
-    totals: dict[int, int] = collections.Counter()
-    for layer in lq.models.ModelProfile(model).layer_profiles:
-        kernels = [wp for wp in layer.weight_profiles if not wp.is_bias()]
-        # Larq adds one op profile per non-bias weight, in the same order.
-        for weight, op in zip(kernels, layer.op_profiles, strict=False):
-            if weight.trainable:  # EDE's t and k are non-trainable scalars
-                totals[op.precision] += op.n
-    return dict(totals)
-
-
 def trainable_parameters(model: tf.keras.Model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
@@ -66,12 +51,12 @@ def measure(name: str) -> dict:
     row["classes"] = binary.output_shape[-1]
     row["params"] = trainable_parameters(binary)
     row["binary_params"] = lq.models.ModelProfile(binary).weight_count(bitwidth=1)
-    macs = macs_by_precision(binary)
-    row["binary_macs"], row["float_macs"] = macs.get(1, 0), macs.get(32, 0)
     start = time.perf_counter()
-    row["lce_bytes"] = len(lce.convert_keras_model(binary))
+    report = convert(binary, saved_model=True).report
+    row["binary_macs"], row["float_macs"] = report.binary_macs, report.float_macs
+    row["lce_bytes"] = report.size_bytes
     tf.keras.backend.clear_session()
-    row["fp_bytes"] = len(lce.convert_keras_model(fn(**kwargs, binarization="fp")))
+    row["fp_bytes"] = convert(fn(**kwargs, binarization="fp"), saved_model=True).report.size_bytes
     tf.keras.backend.clear_session()
     print(f"{name}: converted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return row
@@ -113,9 +98,9 @@ def document(table: str) -> str:
         f"Produced by `{COMMAND}` ({versions}).\n\n"
         'Each model is the 1w1a IR-Net variant (`binarization="irnet"`, the default) at '
         "its default input size. *Parameters*: trainable parameters (BatchNorm counts "
-        "gamma and beta), binary ones in brackets. *MACs* per image from "
-        "`larq.models.ModelProfile`: binary = binary weights x binary activations, "
-        "float = the full-precision stem, downsampling convolutions and classifier. "
+        "gamma and beta), binary ones in brackets. *MACs* per image, counted on the "
+        "converted IR-Net model's operators: binary = `LceBconv2d`, float = the "
+        "full-precision stem, downsampling convolutions and classifier. "
         '*FP32 size*: the `binarization="fp"` twin converted with '
         "`larq_compute_engine.convert_keras_model`; *LCE size*: the IR-Net model "
         "converted the same way (binary convolutions as `LceBconv2d` with bit-packed "

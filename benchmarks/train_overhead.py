@@ -21,12 +21,12 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import larq_irnet  # noqa: E402  (first: selects Keras 2)
+from larq_irnet.converters.benchmark import interleaved_cycles  # noqa: E402
 from larq_irnet.io import atomic_write  # noqa: E402
 from larq_irnet.zoo import BINARIZATIONS, IRNetResNet20  # noqa: E402
 
@@ -80,11 +80,9 @@ def build_step(binarization: str, input_shape, batch_size: int, seed: int):
     iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
     train_function = model.make_train_function()
 
-    def step() -> float:
-        start = time.perf_counter()
+    def step() -> None:
         logs = train_function(iterator)
         float(logs["loss"])  # wait for the step to finish
-        return time.perf_counter() - start
 
     return model, step
 
@@ -102,11 +100,15 @@ def run(args: argparse.Namespace) -> dict:
 
     # A cycle runs one step of every model back to back; the order rotates every round.
     names = list(steps)
-    cycles: list[dict[str, float]] = []
+    cycles: list[dict[str, float]] = []  # seconds
     round_medians: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        this_round = [{name: steps[name]() for name in order} for _ in range(args.steps)]
+        # The order rotates every round, continuing from the previous round's order.
+        rotated = names[r % len(names) :] + names[: r % len(names)]
+        this_round = interleaved_cycles(
+            {n: steps[n] for n in rotated}, args.steps, rotate_every=args.steps
+        )
+        this_round = [{n: ms / 1e3 for n, ms in cycle.items()} for cycle in this_round]
         cycles.extend(this_round)
         for name in names:
             round_medians[name].append(statistics.median(c[name] for c in this_round))

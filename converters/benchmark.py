@@ -47,6 +47,7 @@ __all__ = [
     "VARIANTS",
     "Runner",
     "benchmark",
+    "interleaved_cycles",
     "interleaved_latency",
     "main",
     "runner_for",
@@ -209,11 +210,47 @@ def runner_for(
     return best
 
 
+def interleaved_cycles(
+    functions: dict[str, Callable[[], object]], cycles: int, *, rotate_every: int = 1
+) -> list[dict[str, float]]:
+    """Time functions in turn, one call each per cycle; milliseconds per call per cycle.
+
+    The project's one timing loop (the deploy benchmark and
+    benchmarks/train_overhead.py use it). Interleaving makes drifts in machine load hit
+    every function alike; the order rotates every `rotate_every` cycles, so that no
+    function always runs right after the same one.
+
+    # Arguments
+        functions: name -> a function to time (its return value is ignored; it must
+            finish its work before returning).
+        cycles: how many cycles.
+        rotate_every: cycles between two rotations of the order.
+
+    # Returns
+        One dict per cycle: name -> milliseconds of that call.
+
+    # Raises
+        ValueError: `cycles` or `rotate_every` is below 1, or no functions.
+    """
+    if cycles < 1 or rotate_every < 1 or not functions:
+        raise ValueError(
+            f"interleaved_cycles: need functions, `cycles` >= 1 and `rotate_every` >= 1, got "
+            f"{len(functions)} functions, cycles={cycles}, rotate_every={rotate_every}"
+        )
+    names = list(functions)
+    timings = []
+    for i in range(cycles):
+        shift = (i // rotate_every) % len(names)
+        order = names[shift:] + names[:shift]
+        timings.append({name: time_once(functions[name]) for name in order})
+    return timings
+
+
 def interleaved_latency(runners: dict, *, repeats: int = 15) -> dict:
     """Time runners in turn, one inference each, `repeats` times; medians in ms.
 
     Interleaving makes drifts in machine load hit every model alike; the order rotates
-    from one round to the next.
+    from one round to the next (`interleaved_cycles`).
 
     # Arguments
         runners: name -> `Runner` (from `runner_for`).
@@ -224,13 +261,8 @@ def interleaved_latency(runners: dict, *, repeats: int = 15) -> dict:
     """
     if repeats < 1:
         raise ValueError(f"interleaved_latency: `repeats` must be >= 1, got {repeats}")
-    timings: dict[str, list[float]] = {name: [] for name in runners}
-    names = list(runners)
-    for i in range(repeats):
-        # Rotate who goes first, so that no model always runs right after the same one.
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            timings[name].append(time_once(runners[name].run))
+    cycles = interleaved_cycles({name: r.run for name, r in runners.items()}, repeats)
+    timings = {name: [cycle[name] for cycle in cycles] for name in runners}
     return {
         name: {
             "median_ms": statistics.median(timings[name]),

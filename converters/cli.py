@@ -1,12 +1,24 @@
-"""`larq-irnet convert`, `larq-irnet evaluate` and `larq-irnet benchmark`."""
+"""`larq-irnet convert`, `larq-irnet evaluate` and `larq-irnet benchmark`.
+
+The converters read no datasets themselves (they sit below `larq_irnet.data`): the
+commands that need images (`evaluate`, `convert --int8`) call the `load_split`
+function the top-level command line hands to `add_parser`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["add_parser"]
+__all__ = ["LoadSplit", "add_parser", "check_output_path"]
+
+#: `load_split(dataset, data_dir, split)` -> (images, labels): uint8 NHWC images and
+#: integer labels of `split` ("train" or "test") of `dataset` ("fashion_mnist", "cifar10").
+LoadSplit = Callable[[str, "str | None", str], tuple]
 
 _TRUST = (
     ".h5 files and SavedModel directories can carry code that runs when they are loaded: "
@@ -21,16 +33,36 @@ def _error(command: str, message: str) -> int:
     return 1
 
 
-def _load_split(name: str, data_dir: str | None, split: str):
-    from larq_irnet.data import load_arrays
-
-    if name == "cifar10" and data_dir is None:
+def _load(args: argparse.Namespace, name: str, split: str) -> tuple:
+    if name == "cifar10" and args.data_dir is None:
         raise ValueError(
             "cifar10 needs --data-dir: the cifar-10-batches-py directory of the extracted "
             "cifar-10-python.tar.gz (nothing is downloaded)"
         )
-    train, test = load_arrays(name, data_dir)
-    return train if split == "train" else test
+    return args.load_split(name, args.data_dir, split)
+
+
+def check_output_path(path: str | os.PathLike, what: str) -> None:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    # Arguments
+        path: the file to be written (atomically: a temporary file beside it, renamed).
+        what: what the file is, for the message (`"--report"`, ...).
+
+    # Raises
+        ValueError: one line naming `path` and what was expected: it is a directory,
+            its parent is missing or not a directory, or the parent is not writable.
+    """
+    path = Path(path)
+    parent = path.parent
+    if path.is_dir():
+        raise ValueError(f"{what} {path}: is a directory; expected a file path")
+    if not parent.exists():
+        raise ValueError(f"{what} {path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ValueError(f"{what} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: directory {parent} is not writable")
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -41,13 +73,21 @@ def _convert(args: argparse.Namespace) -> int:
     import numpy as np
 
     try:
+        check_output_path(args.output, "--output")
+        if args.report:
+            check_output_path(args.report, "--report")
+            if Path(args.report).resolve() == Path(args.output).resolve():
+                raise ValueError(f"--report {args.report}: the same file as --output")
+        if args.calibration_size < 1:
+            raise ValueError(f"--calibration-size must be >= 1, got {args.calibration_size}")
+    except ValueError as e:
+        return _error("convert", f"{e} (nothing written)")
+    try:
         model = load_keras_model(args.model, safe_mode=not args.unsafe)
         representative = None
         if args.int8:
-            images, _ = _load_split(args.calibration_dataset, args.data_dir, "train")
+            images, _ = _load(args, args.calibration_dataset, "train")
             rng = np.random.default_rng(0)
-            if args.calibration_size < 1:
-                raise ValueError(f"--calibration-size must be >= 1, got {args.calibration_size}")
             size = min(args.calibration_size, len(images))
             pick = rng.choice(len(images), size=size, replace=False)
             representative = images[pick]
@@ -65,23 +105,24 @@ def _convert(args: argparse.Namespace) -> int:
         return _error("convert", f"cannot write {args.output}: {e}")
     print(result.report)
     if args.report:
-        atomic_write(args.report, result.report.to_json() + "\n")
+        try:
+            atomic_write(args.report, result.report.to_json() + "\n")
+        except OSError as e:
+            return _error("convert", f"cannot write --report {args.report}: {e}")
     print(f"wrote {args.output} ({len(result.flatbuffer):,} bytes)")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from larq_irnet.converters._io import load_keras_model
     from larq_irnet.converters.evaluate import AGREEMENT_THRESHOLD, evaluate_tflite
 
     try:
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {args.limit}")
         flatbuffer = Path(args.tflite).read_bytes()
-        images, labels = _load_split(args.dataset, args.data_dir, "test")
+        images, labels = _load(args, args.dataset, "test")
         if args.limit is not None:
-            if args.limit < 1:
-                raise ValueError(f"--limit must be >= 1, got {args.limit}")
             images, labels = images[: args.limit], labels[: args.limit]
         keras_model = None
         if args.keras:
@@ -90,7 +131,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             flatbuffer, images, labels, keras_model=keras_model, progress=not args.no_progress
         )
     except (OSError, ValueError) as e:
-        return _error("evaluate", str(e))
+        message = str(e)
+        if args.tflite not in message:
+            message = f"{args.tflite}: {message}"
+        return _error("evaluate", message)
     print(
         f"{args.tflite}: top-1 accuracy {result.accuracy:.4f} on {result.examples} "
         f"{args.dataset} test images ({result.seconds:.1f} s in LCE's interpreter)"
@@ -117,8 +161,15 @@ def _benchmark(args: argparse.Namespace) -> int:
     return benchmark.run(args)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `convert`, `evaluate` and `benchmark` with the `larq-irnet` command."""
+def add_parser(subparsers: argparse._SubParsersAction, *, load_split: LoadSplit) -> None:
+    """Register `convert`, `evaluate` and `benchmark` with the `larq-irnet` command.
+
+    # Arguments
+        subparsers: the `larq-irnet` parser's subparsers.
+        load_split: `load_split(dataset, data_dir, split) -> (images, labels)`, the
+            images `evaluate` scores and `convert --int8` calibrates on (the top layer
+            passes `larq_irnet.data`'s; see `LoadSplit`).
+    """
     from larq_irnet.converters.benchmark import add_arguments
 
     convert = subparsers.add_parser(
@@ -159,7 +210,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--unsafe", action="store_true", help="allow Python code in .keras files (trusted only)"
     )
     convert.add_argument("--report", help="also write the conversion report as JSON here")
-    convert.set_defaults(func=_convert)
+    convert.set_defaults(func=_convert, load_split=load_split)
 
     evaluate = subparsers.add_parser(
         "evaluate",
@@ -185,7 +236,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.add_argument("--json", action="store_true", help="also print the result as JSON")
-    evaluate.set_defaults(func=_evaluate)
+    evaluate.set_defaults(func=_evaluate, load_split=load_split)
 
     bench = subparsers.add_parser(
         "benchmark",

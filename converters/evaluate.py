@@ -78,6 +78,10 @@ def evaluate_tflite(
         num_threads: interpreter threads.
         chunk: images per interpreter call (the interpreter runs them one by one).
         progress: show a progress bar on stderr.
+
+    # Raises
+        ValueError: `flatbuffer` is not a TFLite model LCE's interpreter loads, the
+            labels do not match the images, or the images have the wrong shape.
     """
     import time
 
@@ -88,7 +92,17 @@ def evaluate_tflite(
             f"evaluate_tflite: need as many labels as images (> 0), got {len(images)} "
             f"images and {len(labels)} labels"
         )
-    interpreter = lce_interpreter(flatbuffer, num_threads=num_threads)
+    # A TFLite flatbuffer carries the file identifier "TFL3" at bytes 4-8.
+    if bytes(flatbuffer[4:8]) != b"TFL3":
+        raise ValueError(
+            f"not a TFLite model ({len(flatbuffer)} bytes, no TFL3 identifier); expected a "
+            ".tflite file written by `larq-irnet convert`"
+        )
+    try:
+        interpreter = lce_interpreter(flatbuffer, num_threads=num_threads)
+    except (RuntimeError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"LCE's interpreter cannot load the model: {first_line}") from e
     expected = tuple(interpreter.input_shapes[0][1:])
     if tuple(images.shape[1:]) != expected:
         raise ValueError(

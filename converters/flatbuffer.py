@@ -27,6 +27,8 @@ __all__ = [
     "Graph",
     "Operator",
     "Tensor",
+    "conv_macs",
+    "histogram",
     "op_histogram",
     "op_names",
     "read_graph",
@@ -214,6 +216,20 @@ def _per_example(shape: tuple[int, ...]) -> int:
     return math.prod(shape[1:]) if len(shape) > 1 else math.prod(shape)
 
 
+def conv_macs(outputs: int, kernel_size: int, inputs_per_output: int) -> int:
+    """Multiply-accumulates of a convolution or dense layer, per example.
+
+    The one MAC formula of the project: the flatbuffer's operators, the Keras layers
+    (`converters.report.layer_macs`) and the zoo table all count with it.
+
+    # Arguments
+        outputs: output values per example (pixels x output channels; units for dense).
+        kernel_size: kernel positions (kh x kw; 1 for dense).
+        inputs_per_output: input channels each output reads (C_in; 1 for depthwise).
+    """
+    return int(outputs) * int(kernel_size) * int(inputs_per_output)
+
+
 def _macs(op: Operator) -> int:
     if op.name not in COMPUTE_OPS:
         return 0
@@ -223,19 +239,19 @@ def _macs(op: Operator) -> int:
         c_out, kh, kw = op.inputs[1].shape[:3]
         channels_in = int(op.options.get("channels_in", 32 * op.inputs[1].shape[3]))
         pixels = math.prod(op.outputs[0].shape[1:-1])
-        return pixels * c_out * kh * kw * channels_in
+        return conv_macs(pixels * c_out, kh * kw, channels_in)
     if op.name == "CONV_2D":
         _, kh, kw, c_in = op.inputs[1].shape  # OHWI
-        return _per_example(op.outputs[0].shape) * kh * kw * c_in
+        return conv_macs(_per_example(op.outputs[0].shape), kh * kw, c_in)
     if op.name == "DEPTHWISE_CONV_2D":
         _, kh, kw, _ = op.inputs[1].shape  # 1, kh, kw, C * multiplier
-        return _per_example(op.outputs[0].shape) * kh * kw
+        return conv_macs(_per_example(op.outputs[0].shape), kh * kw, 1)
     if op.name == "FULLY_CONNECTED":
         _, c_in = op.inputs[1].shape  # (units, input features)
-        return _per_example(op.outputs[0].shape) * c_in
+        return conv_macs(_per_example(op.outputs[0].shape), 1, c_in)
     # TRANSPOSE_CONV: (output_shape, filter OHWI, input): every input pixel meets the filter.
     c_out, kh, kw, _ = op.inputs[1].shape
-    return _per_example(op.inputs[2].shape) * kh * kw * c_out
+    return conv_macs(_per_example(op.inputs[2].shape) * c_out, kh * kw, 1)
 
 
 def structure(flatbuffer: bytes) -> list[tuple]:
@@ -263,6 +279,11 @@ def op_names(flatbuffer: bytes) -> list[str]:
     return [op.name for op in read_graph(flatbuffer).operators]
 
 
+def histogram(graph: Graph) -> dict[str, int]:
+    """How many times each operator occurs in `graph` (from `read_graph`)."""
+    return dict(collections.Counter(op.name for op in graph.operators))
+
+
 def op_histogram(flatbuffer: bytes) -> dict[str, int]:
     """How many times each operator occurs in the flatbuffer's main subgraph."""
-    return dict(collections.Counter(op_names(flatbuffer)))
+    return histogram(read_graph(flatbuffer))

@@ -21,6 +21,8 @@ it, so the converter still folds them into it.
 
 from __future__ import annotations
 
+from larq_irnet.converters import report as _report
+
 import numpy as np
 import tensorflow as tf
 
@@ -40,12 +42,18 @@ _COMPUTE_LAYERS = (
 )
 
 
+def _nodes(model: tf.keras.Model) -> list:
+    """The nodes of `model`'s own graph (calls of its layers, nested models included)."""
+    return [node for nodes in model._nodes_by_depth.values() for node in nodes]  # noqa: SLF001
+
+
+def _inbound(node) -> list:
+    layers = node.inbound_layers
+    return list(layers) if isinstance(layers, (list, tuple)) else [layers]
+
+
 def _consumers(model: tf.keras.Model, layer) -> list:
-    return [
-        node.layer
-        for node in layer._outbound_nodes  # noqa: SLF001 (Keras keeps the graph here)
-        if node.layer in model.layers
-    ]
+    return [node.layer for node in _nodes(model) if layer in _inbound(node)]
 
 
 def _folds_into_producer(layer) -> bool:
@@ -61,8 +69,8 @@ def _folds_into_producer(layer) -> bool:
         return False
     try:
         outputs = np.asarray(layer(tf.constant(_PROBE)))
-    except Exception:  # not an elementwise single-input layer
-        return False
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError):
+        return False  # not an elementwise single-input layer
     return outputs.shape == _PROBE.shape and any(
         np.allclose(outputs, f(_PROBE)) for f in _FUSED_ACTIVATIONS
     )
@@ -80,35 +88,138 @@ def _chain_end(model: tf.keras.Model, layer):
         end = consumers[0]
 
 
-def float_compute_layers(model: tf.keras.Model, binary: set) -> list:
-    """The conv and dense layers of `model` that LCE keeps in float.
+def _reads_a_sign(layer) -> bool:
+    """Whether `layer` binarizes its input: a binary input quantizer, or a sign layer."""
+    quantizer = getattr(layer, "input_quantizer", None)
+    if quantizer is not None:
+        values = np.asarray(quantizer(_report._probe(layer)))
+        return _report.quantizer_kind(values) == _report.SIGN
+    return not layer.trainable_weights and _report._outputs_sign(layer)
 
-    # Arguments
-        model: a functional or Sequential Keras model.
-        binary: names of the layers expected to become `LceBconv2d`.
+
+def _feeds_a_sign(model: tf.keras.Model, layer) -> bool:
+    """Whether `layer`'s output reaches a sign before any other conv or dense layer.
+
+    Int8 rounding of such a tensor flips the signs of values within half an int8 step
+    of zero (docs/deploy.md measures it on the shipped ResNet-20: the stem).
     """
+    seen, frontier = set(), [_chain_end(model, layer)]
+    while frontier:
+        current = frontier.pop()
+        for consumer in _consumers(model, current):
+            if id(consumer) in seen:
+                continue
+            seen.add(id(consumer))
+            if _reads_a_sign(consumer):
+                return True
+            if not isinstance(consumer, (*_COMPUTE_LAYERS, tf.keras.Model)):
+                frontier.append(consumer)
+    return False
+
+
+def _graph_model(model) -> tf.keras.Model:
     if not isinstance(model, tf.keras.Model) or not hasattr(model, "_nodes_by_depth"):
         raise ValueError(
             f"int8 needs a functional or Sequential Keras model, got {type(model).__name__}"
         )
+    return model
+
+
+def _own_float_layers(model: tf.keras.Model, binary, prefix: tuple, keep_float_before_sign):
     return [
         layer
         for layer in model.layers
         if isinstance(layer, _COMPUTE_LAYERS)
-        and layer.name not in binary
+        and "/".join(prefix + (layer.name,)) not in binary
         and len(layer.inbound_nodes) == 1  # shared layers: several tensors
+        # A sign activation's output is exactly +-1, the binary conv's input: int8 there
+        # saves nothing and hides the sign from LCE.
+        and not _report._outputs_sign(layer)
+        and not (keep_float_before_sign and _feeds_a_sign(model, layer))
     ]
 
 
-def _points(model: tf.keras.Model, layers: list) -> list:
-    """(layer name, "input" | "output", Keras tensor) for every tensor to quantize."""
+def float_compute_layers(
+    model: tf.keras.Model, binary: set, *, keep_float_before_sign: bool = False
+) -> list:
+    """The conv and dense layers of `model` (nested models included) LCE keeps in float.
+
+    # Arguments
+        model: a functional or Sequential Keras model.
+        binary: paths of the layers expected to become `LceBconv2d`: the layer name, or
+            `"backbone/conv"` inside a nested model (as `ConversionReport` names them).
+        keep_float_before_sign: leave out the layers whose output reaches a sign before
+            another conv or dense layer (they are what `convert(int8=True)` keeps float).
+
+    # Raises
+        ValueError: `model` (or a nested model) is not functional or Sequential.
+    """
+    found = []
+    for parent, prefix in _models(_graph_model(model), ()):
+        found += _own_float_layers(parent, binary, prefix, keep_float_before_sign)
+    return found
+
+
+def _models(model: tf.keras.Model, prefix: tuple) -> list:
+    """`model` and every model nested in it, with their paths, as the report walks them."""
+    models = {id(model): (model, prefix)}
+    for path, _, parent in _report.walk_layers(model, prefix):
+        models.setdefault(id(parent), (_graph_model(parent), path[:-1]))
+    return list(models.values())
+
+
+def _points(model: tf.keras.Model, layers: list, prefix: tuple) -> list:
+    """(layer path, "input" | "output", Keras tensor) for every tensor to quantize."""
     points = []
     for layer in layers:
         if tf.is_tensor(layer.input) and layer.input.dtype.is_floating:
-            points.append((layer.name, "input", layer.input))
+            points.append(("/".join(prefix + (layer.name,)), "input", layer.input))
         end = _chain_end(model, layer)
-        points.append((end.name, "output", end.output))
+        points.append(("/".join(prefix + (end.name,)), "output", end.output))
     return points
+
+
+def _nested_inputs(model: tf.keras.Model) -> list:
+    """(nested model, the tensor it is called on in `model`) for single-input calls."""
+    calls = []
+    for layer in model.layers:
+        if not isinstance(layer, tf.keras.Model):
+            continue
+        nodes = [node for node in _nodes(model) if node.layer is layer]
+        if len(nodes) == 1 and len(nodes[0].keras_inputs) == 1:
+            calls.append((layer, nodes[0].keras_inputs[0]))
+    return calls
+
+
+def _calibrate(model, batches, binary, prefix, keep_float_before_sign, ranges) -> None:
+    """Record into `ranges` the min and max of `model`'s points over `batches`, then
+    recurse into the nested models with the tensors they are called on."""
+    model = _graph_model(model)
+    points = _points(
+        model, _own_float_layers(model, binary, prefix, keep_float_before_sign), prefix
+    )
+    nested = _nested_inputs(model)
+    tensors = [tensor for _, _, tensor in points] + [tensor for _, tensor in nested]
+    if not tensors:
+        return
+    probe = tf.keras.Model(model.inputs, tensors)
+    lows = np.full(len(points), np.inf)
+    highs = np.full(len(points), -np.inf)
+    nested_batches: list[list] = [[] for _ in nested]
+    for batch in batches:
+        outputs = probe(batch, training=False)
+        if len(tensors) == 1:
+            outputs = [outputs]
+        for i in range(len(points)):
+            lows[i] = min(lows[i], float(tf.reduce_min(outputs[i])))
+            highs[i] = max(highs[i], float(tf.reduce_max(outputs[i])))
+        for j in range(len(nested)):
+            nested_batches[j].append(outputs[len(points) + j])
+    for (name, where, _), low, high in zip(points, lows, highs, strict=True):
+        low, high = min(low, 0.0), max(high, 0.0)
+        ranges[(name, where)] = (low, max(high, low + 1e-6))
+    for (layer, _), inner in zip(nested, nested_batches, strict=True):
+        _calibrate(layer, inner, binary, prefix + (layer.name,), keep_float_before_sign, ranges)
 
 
 def calibrate_ranges(
@@ -117,42 +228,41 @@ def calibrate_ranges(
     *,
     binary: set = frozenset(),
     batch_size: int = 32,
+    keep_float_before_sign: bool = False,
 ) -> dict:
     """Min and max of the tensors around the float layers, over representative data.
 
+    Nested models (a backbone inside a model) are calibrated on the tensors they are
+    called on, so their float layers get ranges as well.
+
     # Arguments
         model: a functional or Sequential Keras model.
-        representative_data: model inputs (e.g. a few hundred training images, as the
-            model takes them: raw pixels for the zoo models).
-        binary: names of the layers expected to become `LceBconv2d` (left alone).
+        representative_data: model inputs, shape (N, *input_shape) (e.g. a few hundred
+            training images, as the model takes them: raw pixels for the zoo models).
+        binary: paths of the layers expected to become `LceBconv2d` (left alone).
         batch_size: images per forward pass.
+        keep_float_before_sign: leave the layers that feed a sign out (see
+            `float_compute_layers`).
 
     # Returns
-        (layer name, "input" | "output") -> (min, max), widened to contain 0 as int8
-        ranges must.
+        (layer path, "input" | "output") -> (min, max), widened to contain 0 as int8
+        ranges must. The path is the layer name, `"backbone/conv"` inside a nested model.
+
+    # Raises
+        ValueError: no representative input, or a model that is not functional or
+            Sequential.
     """
     data = np.asarray(representative_data)
     if data.ndim < 1 or len(data) == 0:
         raise ValueError(
             f"representative_data must hold at least one input, got an array of shape {data.shape}"
         )
-    points = _points(model, float_compute_layers(model, binary))
-    if not points:
-        return {}
-    probe = tf.keras.Model(model.inputs, [tensor for _, _, tensor in points])
-    lows = np.full(len(points), np.inf)
-    highs = np.full(len(points), -np.inf)
-    for start in range(0, len(data), batch_size):
-        outputs = probe(data[start : start + batch_size].astype(np.float32), training=False)
-        if len(points) == 1:
-            outputs = [outputs]
-        for i, output in enumerate(outputs):
-            lows[i] = min(lows[i], float(tf.reduce_min(output)))
-            highs[i] = max(highs[i], float(tf.reduce_max(output)))
-    ranges = {}
-    for (name, where, _), low, high in zip(points, lows, highs, strict=True):
-        low, high = min(low, 0.0), max(high, 0.0)
-        ranges[(name, where)] = (low, max(high, low + 1e-6))
+    batches = [
+        data[start : start + batch_size].astype(np.float32)
+        for start in range(0, len(data), batch_size)
+    ]
+    ranges: dict = {}
+    _calibrate(model, batches, binary, (), keep_float_before_sign, ranges)
     return ranges
 
 
@@ -183,18 +293,27 @@ def fake_quantized_copy(model: tf.keras.Model, ranges: dict) -> tf.keras.Model:
     """A copy of `model` (same weights) with fake-quant ops at the calibrated tensors.
 
     The layers are cloned from their configs, so `model` itself is left untouched;
-    custom layers and quantizers must be registered (importing larq_irnet registers
-    this project's).
+    nested models are copied the same way, recursively. Custom layers and quantizers
+    must be registered (importing larq_irnet registers this project's).
 
     # Arguments
         model: a functional or Sequential Keras model.
-        ranges: (layer name, "input" | "output") -> (min, max), from `calibrate_ranges`.
-    """
+        ranges: (layer path, "input" | "output") -> (min, max), from `calibrate_ranges`.
 
+    # Raises
+        ValueError: a layer does not round-trip through `get_config`.
+    """
+    return _copy(model, ranges, ())
+
+
+def _copy(model: tf.keras.Model, ranges: dict, prefix: tuple) -> tf.keras.Model:
     def clone(layer):
+        if isinstance(layer, tf.keras.Model):
+            return _copy(_graph_model(layer), ranges, prefix + (layer.name,))
         copy = layer.__class__.from_config(layer.get_config())
-        input_range = ranges.get((layer.name, "input"))
-        output_range = ranges.get((layer.name, "output"))
+        path = "/".join(prefix + (layer.name,))
+        input_range = ranges.get((path, "input"))
+        output_range = ranges.get((path, "output"))
         if input_range is None and output_range is None:
             return copy
         return _FakeQuantWrapper(copy, input_range, output_range)

@@ -12,21 +12,25 @@ result.save("model.tflite")           # atomic
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import math
 import os
-import warnings
 from pathlib import Path
-from typing import Any
 
 from larq_irnet.converters import int8 as _int8
-from larq_irnet.converters.flatbuffer import read_graph
+from larq_irnet.converters.flatbuffer import histogram, read_graph
 from larq_irnet.converters.report import ConversionReport, binarized_layers, build_report
 from larq_irnet.io import atomic_write
 
 import larq_compute_engine as lce
 import numpy as np
 import tensorflow as tf
+from larq_compute_engine.mlir._tf_tfl_flatbuffer import convert_graphdef_to_tflite_flatbuffer
+from larq_compute_engine.mlir.python.converter import concrete_function_from_keras_model
+from larq_compute_engine.mlir.python.util import modify_integer_quantized_model_io_type
+from tensorflow.core.framework.types_pb2 import DataType
+from tensorflow.lite.python.util import get_tensor_name
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 __all__ = ["LCE_OPTIONS", "ConversionError", "ConversionResult", "convert"]
 
@@ -64,44 +68,77 @@ class ConversionError(ValueError):
         self.report = report
 
 
-_FALLBACK_WARNING = "Saved-model conversion failed, falling back to graphdef-based conversion."
+#: Operators a quantization-aware graph carries; their presence makes LCE quantize.
+_FAKE_QUANT_OPS = frozenset(
+    {
+        "FakeQuantWithMinMaxArgs",
+        "FakeQuantWithMinMaxArgsPerChannel",
+        "FakeQuantWithMinMaxVars",
+        "FakeQuantWithMinMaxVarsPerChannel",
+        "QuantizeAndDequantizeV2",
+        "QuantizeAndDequantizeV3",
+    }
+)
 
 
-class _SkipSavedModel(Exception):
-    pass
+def _has_fake_quant(graph_def) -> bool:
+    ops = {node.op for node in graph_def.node}
+    ops.update(node.op for function in graph_def.library.function for node in function.node_def)
+    return not ops.isdisjoint(_FAKE_QUANT_OPS)
 
 
-@contextlib.contextmanager
-def _without_saved_model_export(model: tf.keras.Model):
-    """Make LCE take its graphdef route for `model` (the route it falls back to).
+def _graphdef_route(
+    model: tf.keras.Model,
+    *,
+    inference_input_type: tf.DType,
+    inference_output_type: tf.DType,
+    target: str,
+    experimental_default_int8_range: tuple[float, float] | None,
+) -> bytes:
+    """Convert through a frozen concrete function: LCE's own second route, taken first.
 
-    `convert_keras_model` first exports a SavedModel, which traces every layer's call
-    function again: minutes for an 80-layer zoo ResNet. Its fallback freezes the
-    model's concrete function instead, several times faster, and yields the same
-    operators and outputs (checked in tests/test_converters.py). The export is skipped
-    by failing this model's `save` for the duration of the call.
+    `lce.convert_keras_model` first exports a SavedModel, which traces every layer's
+    call function again (minutes for an 80-layer zoo ResNet on a small CPU); when that
+    export fails it freezes the model's concrete function and converts the GraphDef.
+    This is that second route, called directly with LCE 0.16's public building blocks:
+    several times faster, same operators and outputs
+    (`test_graphdef_route_matches_lce_saved_model_route`). Options are validated by
+    `convert` before this runs.
     """
-
-    def skip(*args, **kwargs):
-        raise _SkipSavedModel("larq-irnet: use LCE's graphdef conversion")
-
-    model.save = skip
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_FALLBACK_WARNING)
-            yield
-    finally:
-        del model.save
-
-
-def _lce_convert(model: tf.keras.Model, saved_model: bool, options: dict) -> bytes:
-    if not saved_model:
-        try:
-            with _without_saved_model_export(model):
-                return lce.convert_keras_model(model, **options)
-        except Exception:  # noqa: BLE001 (any failure: retry on LCE's default route)
-            pass
-    return lce.convert_keras_model(model, **options)
+    function = concrete_function_from_keras_model(model)
+    frozen = convert_variables_to_constants_v2(function, lower_control_flow=False)
+    inputs = [t for t in frozen.inputs if t.dtype != tf.dtypes.resource]
+    graph_def = frozen.graph.as_graph_def()
+    quantize = _has_fake_quant(graph_def) or experimental_default_int8_range is not None
+    shapes = []
+    for tensor in inputs:
+        shape = tensor.shape.as_list()
+        if None in shape[1:]:
+            raise ValueError(
+                f"convert: input {get_tensor_name(tensor)!r} has shape {shape}; only the "
+                "batch dimension may be None"
+            )
+        if shape and shape[0] is None:
+            shape[0] = 1  # LCE converts for one example at a time
+            tensor.set_shape(shape)
+        shapes.append(shape)
+    flatbuffer = convert_graphdef_to_tflite_flatbuffer(
+        graph_def.SerializeToString(),
+        [get_tensor_name(t) for t in inputs],
+        [DataType.Name(t.dtype.as_datatype_enum) for t in inputs],
+        shapes,
+        [get_tensor_name(t) for t in frozen.outputs],
+        quantize,
+        target,
+        experimental_default_int8_range,
+    )
+    if quantize and tf.float32 not in {inference_input_type} | {inference_output_type}:
+        flatbuffer = modify_integer_quantized_model_io_type(
+            flatbuffer,
+            inference_input_type=inference_input_type,
+            inference_output_type=inference_output_type,
+        )
+    return flatbuffer
 
 
 def _strict_message(report: ConversionReport) -> str:
@@ -116,48 +153,89 @@ def _strict_message(report: ConversionReport) -> str:
     )
 
 
+def _validate_lce_options(
+    inference_input_type, inference_output_type, target, experimental_default_int8_range
+) -> None:
+    for name, dtype in (
+        ("inference_input_type", inference_input_type),
+        ("inference_output_type", inference_output_type),
+    ):
+        if dtype not in (tf.float32, tf.int8):
+            raise ValueError(f"convert: `{name}` must be tf.float32 or tf.int8, got {dtype!r}")
+    if target not in ("arm", "xcore"):
+        raise ValueError(f'convert: `target` must be "arm" or "xcore", got {target!r}')
+    if experimental_default_int8_range is not None:
+        values = tuple(experimental_default_int8_range)
+        if (
+            len(values) != 2
+            or not all(isinstance(v, (int, float, np.number)) for v in values)
+            or not all(math.isfinite(v) for v in values)
+            or values[0] >= values[1]
+        ):
+            raise ValueError(
+                "convert: `experimental_default_int8_range` must be (min, max) with finite "
+                f"min < max, got {experimental_default_int8_range!r}"
+            )
+
+
 def convert(
     model: tf.keras.Model,
     *,
     strict: bool = False,
     int8: bool = False,
     representative_data: np.ndarray | None = None,
+    int8_sign_inputs: bool = False,
     saved_model: bool = False,
-    **lce_options: Any,
+    inference_input_type: tf.DType = tf.float32,
+    inference_output_type: tf.DType = tf.float32,
+    target: str = "arm",
+    experimental_default_int8_range: tuple[float, float] | None = None,
 ) -> ConversionResult:
     """Convert `model` with LCE and report what each binarized layer became.
 
     The report lists every Keras layer with a binary quantizer and the flatbuffer
     operator it became (`LceBconv2d`, or a float operator with the likely reason:
     non-sign quantizer, reshape between quantizer and conv, dense or depthwise layer,
-    ...), the binary and float MACs, the operator histogram and the size.
+    ...), the binary and float MACs, the operator histogram and the size. Nested models
+    (a backbone inside a model) are walked layer by layer.
 
-    With `int8=True`, the conv and dense layers LCE keeps in float (stem, downsampling
-    shortcuts, classifier) run in int8 with int8 weights: LCE 0.16 has no
-    representative-dataset option, so the ranges are calibrated here on
-    `representative_data` and handed to LCE as fake-quantization ops (see
-    `larq_irnet.converters.int8`). The residual stream and the binary convolutions'
-    inputs stay float32, and so do the model's inputs and outputs.
+    With `int8=True`, the conv and dense layers LCE keeps in float (shortcuts,
+    classifier) run in int8 with int8 weights: LCE 0.16 has no representative-dataset
+    option, so the ranges are calibrated here on `representative_data` and handed to LCE
+    as fake-quantization ops (see `larq_irnet.converters.int8`). The layers whose output
+    reaches a binary sign without passing a binary convolution (the stem) stay float:
+    int8 rounding there flips signs (docs/deploy.md has the measured cost). The
+    residual stream and the binary convolutions' inputs stay float32, and so do the
+    model's inputs and outputs.
 
     # Arguments
         model: a built Keras model (Larq layers included).
         strict: raise `ConversionError`, naming the layers and reasons, if any layer
             whose weights and inputs are both binary did not become `LceBconv2d`.
         int8: quantize the float layers to int8 (needs `representative_data`).
-        representative_data: model inputs to calibrate the int8 ranges on, e.g. a few
-            hundred training images as the model takes them (raw pixels for the zoo).
-        saved_model: let LCE export a SavedModel first, as `convert_keras_model` does
-            by default; otherwise LCE's graphdef route is used directly (the one it
-            falls back to; same operators, several times faster for deep models).
-        **lce_options: passed to `larq_compute_engine.convert_keras_model`:
-            `inference_input_type`, `inference_output_type`, `target`,
-            `experimental_default_int8_range` (LCE's "dummy quantization", for latency
-            tests only: one fixed range for every tensor without one).
+        representative_data: model inputs to calibrate the int8 ranges on, shape
+            (N, *input_shape), e.g. a few hundred training images as the model takes
+            them (raw pixels for the zoo).
+        int8_sign_inputs: with `int8`, also quantize the float layers whose output
+            reaches a sign (the stem; ResNet-18/34's downsampling convolutions):
+            smaller, but rounding flips signs (measured in docs/deploy.md).
+        saved_model: take LCE's default route (`convert_keras_model`, which exports a
+            SavedModel first); otherwise LCE's GraphDef route is called directly (the
+            one it falls back to; same operators, several times faster for deep models).
+        inference_input_type: as in `larq_compute_engine.convert_keras_model`:
+            `tf.float32` or `tf.int8` (applies to quantized models).
+        inference_output_type: likewise, for the outputs.
+        target: `"arm"` or `"xcore"`, as in LCE.
+        experimental_default_int8_range: LCE's "dummy quantization" `(min, max)`: one
+            fixed range for every tensor without one, for latency tests only.
 
     # Returns
         A `ConversionResult` with `.flatbuffer` (bytes) and `.report`.
 
     # Raises
+        TypeError: `model` is not a Keras model.
+        ValueError: the model is not built, an option is invalid, or `int8` and
+            `representative_data` do not go together.
         ConversionError: `strict=True` and a binarized layer stayed float.
     """
     if not isinstance(model, tf.keras.Model):
@@ -167,11 +245,13 @@ def convert(
             f"convert: model {model.name!r} is not built; call it on an input or give it "
             "an input shape first"
         )
-    unknown = sorted(set(lce_options) - set(LCE_OPTIONS))
-    if unknown:
-        raise TypeError(
-            f"convert: unknown LCE option(s) {unknown}; LCE 0.16 accepts {list(LCE_OPTIONS)}"
-        )
+    options = dict(
+        inference_input_type=inference_input_type,
+        inference_output_type=inference_output_type,
+        target=target,
+        experimental_default_int8_range=experimental_default_int8_range,
+    )
+    _validate_lce_options(**options)
     if int8 and representative_data is None:
         raise ValueError(
             "convert: int8=True needs `representative_data` (e.g. a few hundred training "
@@ -180,22 +260,29 @@ def convert(
             "tensor and is meant for latency tests only; pass it explicitly if that is "
             "what you want."
         )
-    if representative_data is not None and not int8:
-        raise ValueError("convert: `representative_data` is only used with int8=True")
+    if not int8 and (representative_data is not None or int8_sign_inputs):
+        raise ValueError(
+            "convert: `representative_data` and `int8_sign_inputs` are only used with int8=True"
+        )
 
     layers = binarized_layers(model)
     to_convert = model
     if int8:
         # Layers with sign weights and sign inputs become LceBconv2d: leave them alone.
-        binary = {b.path[-1] for b in layers if b.weights == b.activations == "sign"}
-        ranges = _int8.calibrate_ranges(model, representative_data, binary=binary)
+        binary = {b.name for b in layers if b.fully_binary_in_keras}
+        ranges = _int8.calibrate_ranges(
+            model,
+            representative_data,
+            binary=binary,
+            keep_float_before_sign=not int8_sign_inputs,
+        )
         to_convert = _int8.fake_quantized_copy(model, ranges)
-    flatbuffer = _lce_convert(to_convert, saved_model, lce_options)
+    if saved_model:
+        flatbuffer = lce.convert_keras_model(to_convert, **options)
+    else:
+        flatbuffer = _graphdef_route(to_convert, **options)
     graph = read_graph(flatbuffer)
-    histogram: dict[str, int] = {}
-    for op in graph.operators:
-        histogram[op.name] = histogram.get(op.name, 0) + 1
-    report = build_report(graph, layers, histogram, len(flatbuffer), int8=int8)
+    report = build_report(graph, layers, histogram(graph), len(flatbuffer), int8=int8)
     if strict and report.float_layers:
         raise ConversionError(_strict_message(report), report)
     return ConversionResult(flatbuffer, report)

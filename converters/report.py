@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
-from larq_irnet.converters.flatbuffer import BINARY_OPS, COMPUTE_OPS, Graph, Operator
+from larq_irnet.converters.flatbuffer import BINARY_OPS, COMPUTE_OPS, Graph, Operator, conv_macs
 
 import larq as lq
 import numpy as np
@@ -38,7 +39,9 @@ __all__ = [
     "LayerConversion",
     "binarized_layers",
     "build_report",
+    "layer_macs",
     "quantizer_kind",
+    "walk_layers",
 ]
 
 # What a quantizer's output looks like (see `quantizer_kind`).
@@ -49,6 +52,7 @@ TWO_LEVEL = "1-bit, not a sign"  # two values, not symmetric: {0, 1}, ...
 MULTI_LEVEL = "multi-bit"
 FLOAT = "float"
 _BINARY_KINDS = (SIGN, SCALED_SIGN, SIGN_OTHER_SCALE, TWO_LEVEL)
+UPSTREAM_SIGN = "sign (upstream)"  # no input quantizer, but the input is a sign's output
 
 # Operators that move or pad a tensor without computing on it: seen between an input
 # quantizer and its convolution when LCE could not fuse them.
@@ -222,13 +226,25 @@ _KERNELS = (
 )
 
 
-def _kernel_quantizer(layer):
-    """The layer's (first) weight quantizer and the kernel it quantizes."""
+def _layer_quantizers(layer) -> tuple:
+    """(weight quantizer, the kernel it quantizes, input quantizer) of a Larq layer.
+
+    The report's only knowledge of where Larq keeps quantizers and kernels; the core's
+    shared discovery of binarized layers replaces this function (one line to swap).
+    Missing parts are None.
+    """
+    weight_quantizer, kernel = None, None
     for quantizer_name, kernel_name in _KERNELS:
         quantizer = getattr(layer, quantizer_name, None)
         if quantizer is not None:
-            return quantizer, getattr(layer, kernel_name, None)
-    return None, None
+            weight_quantizer, kernel = quantizer, getattr(layer, kernel_name, None)
+            break
+    return weight_quantizer, kernel, getattr(layer, "input_quantizer", None)
+
+
+def _kernel_quantizer(layer):
+    """The layer's (first) weight quantizer and the kernel it quantizes."""
+    return _layer_quantizers(layer)[:2]
 
 
 def _declared_multi_bit(quantizer, kind: str) -> str:
@@ -256,25 +272,79 @@ def _probe_shape(layer) -> tuple[int, ...]:
         shape = tuple(layer.input_shape)
     except (AttributeError, RuntimeError):
         shape = (None, 8, 8, 8)
+    if shape and isinstance(shape[0], tuple):  # several inputs
+        shape = shape[0]
     return (2,) + tuple(8 if d is None else int(d) for d in shape[1:])
 
 
+def _probe(layer) -> tf.Tensor:
+    rng = np.random.default_rng(0)
+    return tf.constant(2.0 * rng.standard_normal(_probe_shape(layer)), tf.float32)
+
+
 def _activations_kind(layer) -> str:
-    quantizer = getattr(layer, "input_quantizer", None)
+    quantizer = _layer_quantizers(layer)[2]
     if quantizer is None:
         return FLOAT
-    rng = np.random.default_rng(0)
-    probe = tf.constant(2.0 * rng.standard_normal(_probe_shape(layer)), tf.float32)
-    return _declared_multi_bit(quantizer, quantizer_kind(np.asarray(quantizer(probe))))
+    return _declared_multi_bit(quantizer, quantizer_kind(np.asarray(quantizer(_probe(layer)))))
 
 
-def _walk(model: tf.keras.Model, prefix: tuple[str, ...]):
+def _producers(layer) -> list:
+    """The layers whose outputs `layer` reads, in the model that holds it."""
+    if len(layer.inbound_nodes) != 1:  # a shared layer: no single producer
+        return []
+    inbound = layer.inbound_nodes[0].inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+def _outputs_sign(layer) -> bool:
+    """Whether `layer` outputs exactly +-1 (a quantizer used as a layer or activation).
+
+    Judged by what it computes on a probe: a layer without trainable weights
+    (`EDESign()`, whose t and k are state, `Activation(SteSign())`, ...) as a whole, a
+    layer with trainable weights by its `activation`.
+    """
+    if isinstance(layer, (tf.keras.Model, tf.keras.layers.InputLayer)):
+        return False
+    function = layer if not layer.trainable_weights else getattr(layer, "activation", None)
+    if function is None:
+        return False
+    try:
+        values = np.asarray(function(_probe(layer)))
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError):
+        return False  # not an elementwise single-input function
+    return quantizer_kind(values) == SIGN
+
+
+def _upstream_activations(layer) -> str:
+    """`"sign (upstream)"` when the layer's input is the output of a sign layer."""
+    producers = _producers(layer)
+    if len(producers) == 1 and _outputs_sign(producers[0]):
+        return UPSTREAM_SIGN
+    return FLOAT
+
+
+def walk_layers(model: tf.keras.Model, prefix: tuple[str, ...] = ()):
+    """Every layer of `model`, nested models opened, in model order.
+
+    The conversion report and the int8 path both walk models with this, so a backbone
+    inside a model (transfer learning), a Sequential inside a functional model, etc.
+    are seen the same way by both.
+
+    # Arguments
+        model: a Keras model.
+        prefix: names to put before the layer names (the path of `model` itself).
+
+    # Yields
+        (path, layer, parent): `path` is the tuple of names from `prefix` down to the
+        layer (nested model names included), `parent` the model that holds the layer.
+    """
     for layer in model.layers:
         path = prefix + (layer.name,)
         if isinstance(layer, tf.keras.Model):
-            yield from _walk(layer, path)
+            yield from walk_layers(layer, path)
         else:
-            yield path, layer
+            yield path, layer, model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,26 +358,55 @@ class _Binarized:
     def name(self) -> str:
         return "/".join(self.path[1:])
 
+    @property
+    def fully_binary_in_keras(self) -> bool:
+        """Sign weights and sign inputs (own quantizer or an upstream sign layer)."""
+        return self.weights == SIGN and self.activations in (SIGN, UPSTREAM_SIGN)
+
 
 def binarized_layers(model: tf.keras.Model) -> list:
     """The layers of `model` (nested models included) that have a binary quantizer.
 
     A Larq layer counts when its weight or input quantizer outputs two levels (see
-    `quantizer_kind`) or declares `precision = 1`. The model must be built.
+    `quantizer_kind`) or declares `precision = 1`. A layer without an input quantizer
+    whose input comes straight out of a sign layer (a quantizer used as a layer or an
+    activation) has `activations == "sign (upstream)"`. The model must be built.
     """
     found = []
-    for path, layer in _walk(model, (model.name,)):
+    for path, layer, _ in walk_layers(model, (model.name,)):
         if not isinstance(layer, lq.layers_base.BaseLayer):
             continue
+        weight_quantizer, _, input_quantizer = _layer_quantizers(layer)
         weights, activations = _weights_kind(layer), _activations_kind(layer)
-        quantizers = [getattr(layer, "input_quantizer", None), _kernel_quantizer(layer)[0]]
         if (
             weights in _BINARY_KINDS
             or activations in _BINARY_KINDS
-            or any(_is_declared_binary(q) for q in quantizers)
+            or any(_is_declared_binary(q) for q in (weight_quantizer, input_quantizer))
         ):
+            if input_quantizer is None:
+                activations = _upstream_activations(layer)
             found.append(_Binarized(path, layer, weights, activations))
     return found
+
+
+def layer_macs(layer) -> int:
+    """Multiply-accumulates per example of a built conv or dense layer (0 for others).
+
+    From the Keras shapes, with the same formula as the flatbuffer's operators
+    (`flatbuffer.conv_macs`): a report can be checked against its Keras model.
+    """
+    try:
+        outputs = math.prod(int(d) for d in layer.output_shape[1:])
+        c_in = int(layer.input_shape[-1])
+    except (AttributeError, RuntimeError, TypeError):
+        return 0
+    if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
+        return conv_macs(outputs, math.prod(layer.kernel_size), 1)
+    if isinstance(layer, tf.keras.layers.Conv2D):
+        return conv_macs(outputs, math.prod(layer.kernel_size), c_in // layer.groups)
+    if isinstance(layer, tf.keras.layers.Dense):
+        return conv_macs(outputs, 1, c_in)
+    return 0
 
 
 def _scopes(graph: Graph, tensor) -> list[list[str]]:
@@ -394,7 +493,7 @@ def _map_layers(graph: Graph, layers: list) -> dict:
                 if not fits(b, op):
                     continue
                 score = 2 * any(_match(b.path, s) == strength for s in output_scopes)
-                if getattr(b.layer, "input_quantizer", None) is not None:
+                if _layer_quantizers(b.layer)[2] is not None:
                     score += any(_match(b.path, s) == strength for s in input_scopes)
                 if score:
                     scored.append((score, len(b.path), b))
@@ -407,6 +506,19 @@ def _map_layers(graph: Graph, layers: list) -> dict:
             best = scored[0][2]
             matched[best.path].append(op)
             taken.add(op.index)
+    # Names prove nothing for some tensors (a model output is named `Identity`, and the
+    # name of the sign that feeds a conv is a quantizer layer's, not the conv's). A layer
+    # left without an operator takes the first free one that computes the same thing:
+    # same MACs and output channels, in execution order (the Keras order is topological).
+    for b in layers:
+        if matched[b.path]:
+            continue
+        macs = layer_macs(b.layer)
+        for op in compute:
+            if op.index not in taken and macs and op.macs == macs and fits(b, op):
+                matched[b.path].append(op)
+                taken.add(op.index)
+                break
     return matched
 
 
@@ -428,7 +540,7 @@ def _input_chain(graph: Graph, op: Operator) -> list[Operator]:
 def _binary_input_upstream(graph: Graph, ops: list[Operator]) -> bool:
     for op in ops:
         chain = _input_chain(graph, op)
-        if chain and chain[-1].name in ("LceDequantize", "SIGN"):
+        if chain and chain[-1].name in _SIGN_OPS:
             return True
     return False
 
@@ -497,14 +609,14 @@ def build_report(
         ops = matched[binarized.path]
         activations = binarized.activations
         if activations not in _BINARY_KINDS and _binary_input_upstream(graph, ops):
-            activations = f"{SIGN} (upstream)"
+            activations = UPSTREAM_SIGN
         weights_binary = binarized.weights in _BINARY_KINDS or _is_declared_binary(
             _kernel_quantizer(binarized.layer)[0]
         )
         inputs_binary = (
             activations in _BINARY_KINDS
-            or activations.endswith("(upstream)")
-            or _is_declared_binary(getattr(binarized.layer, "input_quantizer", None))
+            or activations == UPSTREAM_SIGN
+            or _is_declared_binary(_layer_quantizers(binarized.layer)[2])
         )
         fully_binary = weights_binary and inputs_binary
         binary = bool(ops) and all(op.name in BINARY_OPS for op in ops)

@@ -1,7 +1,9 @@
 """The `larq-irnet` command line.
 
 Each subcommand lives beside the code it drives: a module listed in `_COMMAND_MODULES`
-defines `add_parser(subparsers)`, which adds its subparser and sets `func(args) -> int`.
+defines `add_parser(subparsers, **options)`, which adds its subparser and sets
+`func(args) -> int`. The converters sit below the data layer, so this top layer hands
+them the dataset loader they evaluate and calibrate on.
 """
 
 from __future__ import annotations
@@ -11,11 +13,25 @@ import importlib
 import os
 import sys
 
-_COMMAND_MODULES: tuple[str, ...] = (
-    "larq_irnet.report",
-    "larq_irnet.training",
-    "larq_irnet.converters.cli",
-    "larq_irnet.demo",
+
+def load_split(name: str, data_dir: str | None, split: str) -> tuple:
+    """(images, labels) of `split` ("train" or "test") of an in-memory dataset.
+
+    The `LoadSplit` that `larq-irnet convert --int8` and `evaluate` use
+    (`larq_irnet.data.load_arrays`).
+    """
+    from larq_irnet.data import load_arrays
+
+    train, test = load_arrays(name, data_dir)
+    return train if split == "train" else test
+
+
+#: Subcommand modules and the options their `add_parser` takes.
+_COMMAND_MODULES: tuple[tuple[str, dict], ...] = (
+    ("larq_irnet.report", {}),
+    ("larq_irnet.training", {}),
+    ("larq_irnet.converters.cli", {"load_split": load_split}),
+    ("larq_irnet.demo", {}),
 )
 
 
@@ -29,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        importlib.import_module(name).add_parser(subparsers)
+    for name, options in _COMMAND_MODULES:
+        importlib.import_module(name).add_parser(subparsers, **options)
     return parser
 
 

@@ -57,13 +57,9 @@ ALLOWED = {
     "top": {"core", "zoo", "training", "converters", "top"},
 }
 
-#: Wrong-way imports that other branches are removing (issue #15). Delete each entry once
-#: its branch is merged; the test fails on any import not listed here.
-KNOWN_WRONG_WAY = {
-    # branch conv (issue #15): `larq-irnet evaluate` reads the test set through
-    # larq_irnet.data; converters may use core and zoo only.
-    ("larq_irnet.converters.cli", "larq_irnet.data"),
-}
+#: Wrong-way imports tolerated while they are being removed: none are left (issue #15).
+#: The test fails on any import not listed here.
+KNOWN_WRONG_WAY: set[tuple[str, str]] = set()
 
 
 def layer_of(module):

@@ -8,11 +8,11 @@ import ast
 import inspect
 import logging
 import re
-import tempfile
 from pathlib import Path
 
 import larq_irnet  # noqa: F401  (first: selects Keras 2)
-from larq_irnet.converters.flatbuffer import op_histogram
+from larq_irnet.converters import convert
+from larq_irnet.converters.report import layer_macs
 from larq_irnet.zoo import (
     BINARIZATIONS,
     PRESETS,
@@ -28,7 +28,6 @@ from larq_irnet.zoo.blocks import Hardtanh, SubsampleChannelPad, binary_conv
 from larq_irnet.zoo.presets import conv_settings
 
 import larq as lq
-import larq_compute_engine as lce
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -67,24 +66,6 @@ MODELS = {
 CLASSES = {"resnet18_imagenet": 1000, "resnet34": 1000}  # others: 10
 
 
-def lce_flatbuffer(model):
-    """Convert `model` with LCE through its inference function only.
-
-    `lce.convert_keras_model` first saves the whole Keras model as a SavedModel, tracing
-    every layer's call (most of its time); exporting only the serving function and
-    handing it to `lce.convert_saved_model` runs the same MLIR conversion about three
-    times faster. `benchmarks/model_table.py` converts every zoo model with
-    `lce.convert_keras_model` itself.
-    """
-    spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)
-    serve = tf.function(lambda images: model(images, training=False), input_signature=[spec])
-    module = tf.Module()
-    module.variables_ = list(model.variables)
-    with tempfile.TemporaryDirectory() as directory:
-        tf.saved_model.save(module, directory, signatures=serve.get_concrete_function())
-        return lce.convert_saved_model(directory)
-
-
 def trainable_count(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
@@ -118,10 +99,18 @@ def test_parameter_count_equals_authors(built, name):
     assert len(ede) == 4 * MODELS[name][2]
 
 
+@pytest.fixture(scope="module")
+def converted(built):
+    """Each 1w1a zoo model converted once for the whole suite, strictly."""
+    return {name: convert(model, strict=True) for name, model in built.items()}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
-def test_converts_to_one_lce_bconv_per_binary_conv(built, name):
+def test_converts_to_one_lce_bconv_per_binary_conv(built, converted, name):
     _, _, n_binary, n_float_conv = MODELS[name]
-    ops = op_histogram(lce_flatbuffer(built[name]))
+    model, report = built[name], converted[name].report
+    ops = report.op_histogram
     assert ops.get("LceBconv2d") == n_binary, ops
     # Every binarized activation feeds a binary conv; none is turned back into floats.
     assert ops.get("LceQuantize") == n_binary, ops
@@ -131,6 +120,13 @@ def test_converts_to_one_lce_bconv_per_binary_conv(built, name):
     assert ops.get("CONV_2D") == n_float_conv, ops
     assert "DEPTHWISE_CONV_2D" not in ops, ops
     assert ops.get("FULLY_CONNECTED") == 1, ops
+    # The report matches every binary conv to its operator, and counts the MACs.
+    quant_convs = [layer for layer in model.layers if isinstance(layer, lq.layers.QuantConv2D)]
+    assert len(report.layers) == len(quant_convs) == n_binary
+    assert all(layer.binary and layer.ops == ("LceBconv2d",) for layer in report.layers)
+    assert report.binary_macs == sum(layer_macs(layer) for layer in quant_convs)
+    float_layers = [lyr for lyr in model.layers if layer_macs(lyr) and lyr not in quant_convs]
+    assert report.float_macs == sum(layer_macs(layer) for layer in float_layers)
 
 
 def test_keras_config_round_trip(built):
