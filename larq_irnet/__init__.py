@@ -17,7 +17,7 @@ from larq_irnet._keras import select_legacy_keras
 
 select_legacy_keras()
 
-from larq_irnet import callbacks, quantizers  # noqa: E402
+from larq_irnet import callbacks, distillation, quantizers  # noqa: E402
 from larq_irnet.callbacks import EDECallback, InformationDiagnostics, set_ede  # noqa: E402
 from larq_irnet.quantizers import EDESign, LibraPB  # noqa: E402
 
@@ -29,6 +29,7 @@ __all__ = [
     "InformationDiagnostics",
     "LibraPB",
     "callbacks",
+    "distillation",
     "quantizers",
     "set_ede",
 ]

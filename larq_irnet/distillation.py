@@ -465,7 +465,7 @@ class Distiller(tf.keras.Model):
             [teacher.output, *(teacher.get_layer(t).output for _, t in pairs)],
             name=f"{teacher.name}_points",
         )
-        self._task_loss = None
+        self._student_loss = None
         self.loss_tracker = _mean("loss")
         self.task_loss_tracker = _mean("task_loss")
         self.alignment_tracker = _mean("alignment_loss")
@@ -486,7 +486,7 @@ class Distiller(tf.keras.Model):
         if isinstance(task_loss, tf.keras.losses.Loss):
             config = {**task_loss.get_config(), "reduction": tf.keras.losses.Reduction.NONE}
             task_loss = type(task_loss).from_config(config)
-        self._task_loss = task_loss
+        self._student_loss = task_loss
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
     @property
@@ -503,11 +503,11 @@ class Distiller(tf.keras.Model):
         outputs = self._teacher_view(x, training=False)
         return [tf.stop_gradient(o) for o in outputs]
 
-    def _losses(self, x, y, sample_weight, teacher_outputs, training: bool):
+    def _objective(self, x, y, sample_weight, teacher_outputs, training: bool):
         """(prediction, {name: replica-scaled loss}, {name: batch-mean value to log})."""
         y_pred, *student_points = self._student_view(x, training=training)
         teacher_pred, *teacher_points = teacher_outputs
-        per_sample_task = self._task_loss(y, y_pred, sample_weight)
+        per_sample_task = self._student_loss(y, y_pred, sample_weight)
         if per_sample_task.shape.rank and per_sample_task.shape.rank > 1:
             per_sample_task = tf.reduce_mean(
                 per_sample_task, axis=list(range(1, per_sample_task.shape.rank))
@@ -532,7 +532,7 @@ class Distiller(tf.keras.Model):
         if self.logits_weight > 0:
             total += self.logits_weight * scaled["kl_loss"]
             logged_total += self.logits_weight * logged["kl_loss"]
-        if training and self.student.losses:
+        if self.student.losses:
             regularization = tf.add_n(self.student.losses)
             total += tf.nn.scale_regularization_loss(regularization)
             logged_total += regularization
@@ -545,7 +545,7 @@ class Distiller(tf.keras.Model):
         `training`). Under `tf.distribute`, call inside `strategy.run`: the values are
         then each replica's share (summing them over replicas gives the global mean).
         """
-        _, scaled, _ = self._losses(
+        _, scaled, _ = self._objective(
             x, y, sample_weight, self._teacher_forward(x), training=training
         )
         return scaled
@@ -563,7 +563,7 @@ class Distiller(tf.keras.Model):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
         teacher_outputs = self._teacher_forward(x)  # outside the tape: no gradient
         with tf.GradientTape() as tape:
-            y_pred, scaled, logged = self._losses(
+            y_pred, scaled, logged = self._objective(
                 x, y, sample_weight, teacher_outputs, training=True
             )
         variables = self.student.trainable_variables
@@ -573,7 +573,7 @@ class Distiller(tf.keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
-        y_pred, _, logged = self._losses(
+        y_pred, _, logged = self._objective(
             x, y, sample_weight, self._teacher_forward(x), training=False
         )
         return self._update_trackers(y, y_pred, sample_weight, logged)
@@ -593,9 +593,7 @@ class Distiller(tf.keras.Model):
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> Distiller:
         config = dict(config)
         for role in ("student", "teacher"):
-            config[role] = tf.keras.layers.deserialize(
-                config[role], custom_objects=custom_objects
-            )
+            config[role] = tf.keras.layers.deserialize(config[role], custom_objects=custom_objects)
         config["feature_layers"] = [tuple(pair) for pair in config["feature_layers"]]
         return cls(config.pop("student"), config.pop("teacher"), **config)
 
