@@ -374,8 +374,10 @@ class Distiller(tf.keras.Model):
       the student's variables.
     - `fit` logs `loss` (L), `task_loss` (\\(L_{task}\\)), `alignment_loss` (the
       unweighted \\(\frac{1}{N}\sum_n d_n\\)), `kl_loss` (unweighted, when
-      \\(\mu > 0\\)) and the compiled metrics of the student. `evaluate` scores the
-      student alone (task loss and metrics) plus the alignment loss to the teacher.
+      \\(\mu > 0\\)) and the compiled metrics of the student. `evaluate` runs the
+      student alone in inference mode: `task_loss` and the metrics score it, and
+      `alignment_loss` (and `kl_loss`) measure it against the teacher; its `loss` is
+      L, as in `fit` (read `task_loss` for the student's own loss).
     - Under `tf.distribute` every per-sample loss is averaged over the global batch
       (`tf.nn.compute_average_loss`) and the student's regularization losses are
       divided by the number of replicas (`tf.nn.scale_regularization_loss`), so that
@@ -540,10 +542,19 @@ class Distiller(tf.keras.Model):
         return y_pred, scaled, logged
 
     def distillation_losses(self, x, y, sample_weight=None, *, training: bool = False) -> dict:
-        """The losses of one batch, averaged over it: `loss`, `task_loss`, `alignment_loss`
-        (and `kl_loss`); `loss` is the objective L (with the regularization when
-        `training`). Under `tf.distribute`, call inside `strategy.run`: the values are
-        then each replica's share (summing them over replicas gives the global mean).
+        """The loss terms of one batch, each averaged over the (global) batch.
+
+        # Arguments
+            x, y, sample_weight: one batch, as `fit` receives it.
+            training: run the student in training mode (BatchNorm batch statistics);
+                the teacher always runs in inference mode.
+
+        # Returns
+            `{"loss": L, "task_loss": ..., "alignment_loss": ..., "kl_loss": ...}`
+            (`kl_loss` only when `logits_weight > 0`; `alignment_loss` and `kl_loss`
+            unweighted; `loss` includes the student's regularization losses). Under
+            `tf.distribute`, call it inside `strategy.run`: each value is then the
+            replica's share, and their sum over replicas is the global-batch value.
         """
         _, scaled, _ = self._objective(
             x, y, sample_weight, self._teacher_forward(x), training=training
