@@ -17,7 +17,7 @@ from larq_irnet._keras import select_legacy_keras
 
 select_legacy_keras()
 
-from larq_irnet import callbacks, estimators, layers, quantizers, schedules  # noqa: E402
+from larq_irnet import callbacks, distillation, estimators, layers, quantizers, schedules  # noqa: E402
 from larq_irnet.callbacks import (  # noqa: E402
     EDECallback,
     EstimatorScheduler,
@@ -35,6 +35,7 @@ __all__ = [
     "InformationDiagnostics",
     "LibraPB",
     "callbacks",
+    "distillation",
     "estimators",
     "layers",
     "quantizers",

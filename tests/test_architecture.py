@@ -36,6 +36,7 @@ LAYERS = {
     "larq_irnet.recipes": "training",
     "larq_irnet.training": "training",
     "larq_irnet.run_directory": "training",
+    "larq_irnet.distillation": "training",
     "larq_irnet.converters": "converters",
     "larq_irnet.report": "top",
     "larq_irnet.demo": "top",

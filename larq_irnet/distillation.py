@@ -1,0 +1,665 @@
+r"""RBD, representation distillation from a full-precision teacher (DIR-Net; our design).
+
+DIR-Net (Qin et al., IJCV 2023) adds to IR-Net a "Representation-align Binarization-aware
+Distillation" that, in its abstract's words, retains "the representation information by
+distilling the representations between full-precision and binarized networks". No
+formula or code of it is public. **What this module builds is our own design** following
+that sentence and the same first author's later public work, which aligns L2-normalised
+squared feature maps block by block:
+
+- at matching points of the binary student and its full-precision teacher (by default
+  the output of each resolution stage, `matching_points`), an attention map
+  \\(a(F) = \mathrm{vec}(\frac{1}{C}\sum_c F_{\cdot,\cdot,c}^2) / \lVert \cdot \rVert_2\\)
+  per sample (Zagoruyko & Komodakis 2017), compared by L2 distance
+  (`attention_alignment`), weighted by \\(\lambda\\) and added to the task loss;
+- optionally Hinton's temperature-scaled KL divergence on the logits
+  (`distillation_kl`).
+
+```python
+import larq_irnet
+from larq_irnet.distillation import Distiller, load_teacher
+from larq_irnet.zoo import IRNetResNet20
+
+student = IRNetResNet20(input_shape=(28, 28, 1), num_classes=10, weights=None)
+teacher = load_teacher("runs/fmnist-fp")  # a run directory's model.h5, or an .h5 file
+distiller = Distiller(student, teacher, alignment_weight=1.0)
+distiller.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(), ["accuracy"])
+distiller.fit(x, y, epochs=10, callbacks=[larq_irnet.EDECallback()])
+distiller.student.save("student.h5")  # the binary network alone, converts with LCE
+```
+
+# References
+- [Distribution-Sensitive Information Retention for Accurate Binary Neural Network
+  (Qin et al., IJCV 2023)](https://arxiv.org/abs/2109.12338)
+- [Paying More Attention to Attention (Zagoruyko & Komodakis, ICLR
+  2017)](https://arxiv.org/abs/1612.03928)
+- [Distilling the Knowledge in a Neural Network (Hinton et al.,
+  2015)](https://arxiv.org/abs/1503.02531)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import tensorflow as tf
+
+__all__ = [
+    "Distiller",
+    "attention_alignment",
+    "attention_map",
+    "distillation_kl",
+    "load_teacher",
+    "matching_points",
+]
+
+# tf.math.l2_normalize's and the norm's floor: an all-zero map or an exact match keeps
+# finite gradients (the derivative of a norm at 0 is undefined).
+_EPSILON = 1e-12
+# Floor of probabilities before the log when a model ends in a softmax.
+_MIN_PROBABILITY = 1e-30
+_RUN_DIR_MODEL = "model.h5"
+
+
+def attention_map(features: tf.Tensor) -> tf.Tensor:
+    r"""The L2-normalised attention map of a feature map, per sample (our RBD design).
+
+    \\[
+    a(F) = \frac{\mathrm{vec}(A)}{\lVert \mathrm{vec}(A) \rVert_2}, \qquad
+    A_{hw} = \frac{1}{C} \sum_{c=1}^{C} F_{hwc}^2
+    \\]
+
+    The channel mean and the channel sum give the same map after normalisation (the
+    normalisation removes the 1/C); the mean is computed in float32 whatever the input
+    dtype. The norm is floored at \\(10^{-12}\\) (`tf.math.l2_normalize`), so an all-zero
+    map stays zero.
+
+    # Arguments
+        features: a feature map of shape (N, H, W, C) (channels last).
+
+    # Returns
+        The maps, float32, shape (N, H * W), each row of unit L2 norm (or zero).
+
+    # Raises
+        ValueError: `features` is not 4-D.
+
+    # References
+        - [Paying More Attention to Attention (Zagoruyko & Komodakis, ICLR 2017),
+          Sec. 3.1](https://arxiv.org/abs/1612.03928)
+    """
+    if features.shape.rank != 4:
+        raise ValueError(
+            f"attention_map: `features` must be 4-D (N, H, W, C), got shape {features.shape}."
+        )
+    squared = tf.reduce_mean(tf.square(tf.cast(features, tf.float32)), axis=-1)
+    flat = tf.reshape(squared, [tf.shape(squared)[0], -1])
+    return tf.math.l2_normalize(flat, axis=-1, epsilon=_EPSILON)
+
+
+def attention_alignment(
+    student_features: Sequence[tf.Tensor], teacher_features: Sequence[tf.Tensor]
+) -> tf.Tensor:
+    r"""RBD's representation-alignment distance, per sample (our design, the one formula).
+
+    With \\(P\\) matching points, \\(F^p_s\\), \\(F^p_t\\) the student's and teacher's
+    feature maps of sample n at point p and \\(a\\) the `attention_map`:
+
+    \\[
+    d_n = \sum_{p=1}^{P} \left\lVert a(F^p_{s,n}) - a(F^p_{t,n}) \right\rVert_2
+    \\]
+
+    The norm is the plain (not squared) Euclidean norm of the difference of two unit
+    vectors, so each point contributes a value in [0, 2]. The `Distiller` averages
+    \\(d_n\\) over the global batch and multiplies by \\(\lambda\\):
+    \\(L_{align} = \lambda \frac{1}{N} \sum_n d_n\\). The norm is computed as
+    \\(\sqrt{\max(\lVert \cdot \rVert_2^2, 10^{-12})}\\), so that an exact match has a
+    zero (not NaN) gradient.
+
+    This is our design: DIR-Net's RBD distils "the representations between
+    full-precision and binarized networks" without a published formula; the same first
+    author's later public work aligns L2-normalised squared feature maps per block.
+
+    # Arguments
+        student_features: P tensors (N, H_p, W_p, C_p) of the binary student.
+        teacher_features: P tensors (N, H_p, W_p, C'_p) of the teacher at the same
+            points; channels may differ, spatial sizes must match.
+
+    # Returns
+        \\(d_n\\), float32, shape (N,).
+
+    # Raises
+        ValueError: the two lists differ in length or are empty, or a pair differs in
+            spatial size.
+
+    # References
+        - [Distribution-Sensitive Information Retention for Accurate Binary Neural
+          Network (Qin et al., IJCV 2023)](https://arxiv.org/abs/2109.12338), RBD.
+        - [Paying More Attention to Attention (Zagoruyko & Komodakis, ICLR 2017),
+          Eq. 2](https://arxiv.org/abs/1612.03928)
+    """
+    student_features, teacher_features = list(student_features), list(teacher_features)
+    if not student_features or len(student_features) != len(teacher_features):
+        raise ValueError(
+            "attention_alignment: expected the same number (>= 1) of student and teacher "
+            f"feature maps, got {len(student_features)} and {len(teacher_features)}."
+        )
+    distances = []
+    for index, (s, t) in enumerate(zip(student_features, teacher_features, strict=True)):
+        if s.shape[1:3] != t.shape[1:3]:
+            raise ValueError(
+                f"attention_alignment: point {index} has student shape {s.shape} and "
+                f"teacher shape {t.shape}; their spatial sizes (H, W) must match."
+            )
+        difference = attention_map(s) - attention_map(t)
+        squared = tf.reduce_sum(tf.square(difference), axis=-1)
+        distances.append(tf.sqrt(tf.maximum(squared, _EPSILON)))
+    return tf.add_n(distances)
+
+
+def _log_probabilities(outputs: tf.Tensor, from_logits: bool, temperature: float) -> tf.Tensor:
+    """log softmax(z / T), with z the logits or, after a softmax, log p (= z + const)."""
+    outputs = tf.cast(outputs, tf.float32)
+    logits = outputs if from_logits else tf.math.log(tf.maximum(outputs, _MIN_PROBABILITY))
+    return tf.nn.log_softmax(logits / temperature, axis=-1)
+
+
+def distillation_kl(
+    student_outputs: tf.Tensor,
+    teacher_outputs: tf.Tensor,
+    *,
+    temperature: float,
+    from_logits: bool,
+) -> tf.Tensor:
+    r"""Hinton's temperature-scaled KL divergence of the student from the teacher, per sample.
+
+    With \\(z\\) the logits and \\(q^T = \mathrm{softmax}(z / T)\\):
+
+    \\[
+    L_{KL,n} = T^2 \sum_{k} q^T_{t,nk} \left(\log q^T_{t,nk} - \log q^T_{s,nk}\right)
+    \\]
+
+    The \\(T^2\\) keeps the gradient's scale independent of T (Hinton et al., Sec. 2).
+    For a model that ends in a softmax (`from_logits=False`), \\(\log p\\) stands for the
+    logits: it differs from them by a per-sample constant, which the softmax cancels;
+    probabilities are floored at \\(10^{-30}\\) before the log.
+
+    # Arguments
+        student_outputs: (N, K) logits or probabilities of the student.
+        teacher_outputs: (N, K) of the teacher, the same kind.
+        temperature: T > 0.
+        from_logits: whether the outputs are logits (else probabilities).
+
+    # Returns
+        \\(L_{KL,n}\\), float32, shape (N,).
+
+    # Raises
+        ValueError: `temperature` is not a number > 0.
+
+    # References
+        - [Distilling the Knowledge in a Neural Network (Hinton et al.,
+          2015)](https://arxiv.org/abs/1503.02531)
+    """
+    _check_positive(temperature, "temperature")
+    log_s = _log_probabilities(student_outputs, from_logits, temperature)
+    log_t = _log_probabilities(teacher_outputs, from_logits, temperature)
+    kl = tf.reduce_sum(tf.exp(log_t) * (log_t - log_s), axis=-1)
+    return float(temperature) ** 2 * kl
+
+
+def _check_positive(value: Any, name: str, *, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"`{name}` must be a finite number {bound}, got {name}={value!r}.")
+
+
+def _check_functional(model: Any, name: str) -> None:
+    if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
+        raise ValueError(
+            f"`{name}` must be a functional or Sequential tf.keras.Model (its layer outputs "
+            f"are the matching points), got {name}={model!r}."
+        )
+
+
+def _single_output(layer: tf.keras.layers.Layer) -> tf.Tensor | None:
+    """The layer's output tensor, or None when it has several outputs or call sites."""
+    if len(layer.inbound_nodes) != 1:
+        return None
+    output = layer.output
+    return output if isinstance(output, tf.Tensor) or hasattr(output, "shape") else None
+
+
+def _depends_on_weights(model: tf.keras.Model) -> dict[int, bool]:
+    """id(layer) -> whether its output depends on a weight (of it or of a layer before it)."""
+    depends: dict[int, bool] = {}
+    for layer in model.layers:  # topological order in a functional model
+        parents = []
+        for node in layer.inbound_nodes:
+            inbound = node.inbound_layers
+            parents += inbound if isinstance(inbound, list) else [inbound]
+        depends[id(layer)] = bool(layer.weights) or any(depends.get(id(p), False) for p in parents)
+    return depends
+
+
+def matching_points(model: tf.keras.Model) -> list[str]:
+    r"""The default RBD points of a model: the last layer of each feature-map resolution.
+
+    Our rule, which needs no layer naming: walk the layers in topological order, keep
+    those with one 4-D output (N, H, W, C) larger than 1x1 that depends on some weight
+    (so the input and its rescaling are never a point, nor a pooled 1x1 map, whose
+    normalised attention map is constant), and for each distinct (H, W) take the last
+    such layer. In the zoo's ResNets that is the output of each residual stage (ResNet-20 on
+    28x28: 28x28x16, 14x14x32, 7x7x64); in networks whose resolution drops inside a
+    stage (VGG's max-pooling) it is the last layer before each drop.
+
+    # Arguments
+        model: a functional or Sequential Keras model.
+
+    # Returns
+        The layer names, in topological order.
+
+    # Raises
+        ValueError: `model` is not functional, or has no such layer.
+    """
+    _check_functional(model, "model")
+    depends = _depends_on_weights(model)
+    last: dict[tuple[int, int], str] = {}
+    for layer in model.layers:
+        output = _single_output(layer)
+        if output is None or output.shape.rank != 4 or not depends[id(layer)]:
+            continue
+        resolution = tuple(output.shape[1:3])
+        if resolution == (1, 1):  # a one-pixel attention map is constant: nothing to align
+            continue
+        last.pop(resolution, None)  # re-insert: dicts keep the order of the last layer
+        last[resolution] = layer.name
+    if not last:
+        raise ValueError(
+            f"matching_points: model {model.name!r} has no layer with a 4-D (N, H, W, C) "
+            "output that depends on a weight; pass `feature_layers=` explicitly."
+        )
+    return list(last.values())
+
+
+def _resolve_points(
+    student: tf.keras.Model,
+    teacher: tf.keras.Model,
+    feature_layers: Sequence[str | tuple[str, str]] | None,
+) -> list[tuple[str, str]]:
+    """(student layer, teacher layer) name pairs, checked for existence and shapes."""
+    if feature_layers is None:
+        s_points, t_points = matching_points(student), matching_points(teacher)
+        if len(s_points) != len(t_points):
+            raise ValueError(
+                f"the default matching points differ in number: student {s_points} and "
+                f"teacher {t_points}; pass `feature_layers=[(student_layer, teacher_layer), "
+                "...]`."
+            )
+        pairs = list(zip(s_points, t_points, strict=True))
+    else:
+        if isinstance(feature_layers, str) or not list(feature_layers):
+            raise ValueError(
+                "`feature_layers` must be a non-empty list of layer names or (student, "
+                f"teacher) name pairs, got feature_layers={feature_layers!r}."
+            )
+        pairs = []
+        for item in feature_layers:
+            if isinstance(item, str):
+                pairs.append((item, item))
+            elif isinstance(item, (tuple, list)) and len(item) == 2:
+                pairs.append((str(item[0]), str(item[1])))
+            else:
+                raise ValueError(
+                    "`feature_layers` items must be a layer name or a (student, teacher) "
+                    f"pair, got {item!r} in feature_layers={feature_layers!r}."
+                )
+    for s_name, t_name in pairs:
+        shapes = []
+        for model, name, role in ((student, s_name, "student"), (teacher, t_name, "teacher")):
+            try:
+                layer = model.get_layer(name)
+            except ValueError:
+                raise ValueError(
+                    f"`feature_layers`: the {role} {model.name!r} has no layer {name!r}."
+                ) from None
+            output = _single_output(layer)
+            if output is None or output.shape.rank != 4:
+                raise ValueError(
+                    f"`feature_layers`: the {role} layer {name!r} must have one 4-D "
+                    f"(N, H, W, C) output, got {getattr(output, 'shape', 'several outputs')}."
+                )
+            shapes.append(tuple(output.shape))
+        if shapes[0][1:3] != shapes[1][1:3]:
+            raise ValueError(
+                f"matching points of different spatial size: student layer {s_name!r} "
+                f"{shapes[0]} vs teacher layer {t_name!r} {shapes[1]}."
+            )
+    return pairs
+
+
+def _ends_in_softmax(model: tf.keras.Model) -> bool:
+    return getattr(model.layers[-1], "activation", None) is tf.keras.activations.softmax
+
+
+def _mean(name: str) -> tf.keras.metrics.Mean:
+    return tf.keras.metrics.Mean(name=name)
+
+
+class Distiller(tf.keras.Model):
+    r"""Trains a binary student with RBD, representation alignment to a float teacher.
+
+    Our design of DIR-Net's RBD (the paper publishes no formula): each training step
+    minimises
+
+    \\[
+    L = L_{task}(y, f_s(x)) + L_{reg}
+      + \lambda \frac{1}{N} \sum_{n=1}^{N} \sum_{p=1}^{P}
+        \left\lVert a(F^p_{s,n}) - a(F^p_{t,n}) \right\rVert_2
+      + \mu \frac{1}{N} \sum_{n=1}^{N} L_{KL,n}
+    \\]
+
+    with \\(a\\) the L2-normalised channel mean of squared features (`attention_map`,
+    `attention_alignment`), P matching points (`matching_points` by default),
+    \\(L_{KL}\\) Hinton's T^2-scaled KL on the logits (`distillation_kl`),
+    \\(L_{reg}\\) the student's own `losses` (e.g. weight decay), N the global batch.
+
+    - The teacher is frozen: `teacher.trainable = False`, called with `training=False`
+      (BatchNorm uses its moving statistics) outside the gradient tape and behind
+      `tf.stop_gradient`; no gradient is computed for it and the optimizer only sees
+      the student's variables.
+    - `fit` logs `loss` (L), `task_loss` (\\(L_{task}\\)), `alignment_loss` (the
+      unweighted \\(\frac{1}{N}\sum_n d_n\\)), `kl_loss` (unweighted, when
+      \\(\mu > 0\\)) and the compiled metrics of the student. `evaluate` runs the
+      student alone in inference mode: `task_loss` and the metrics score it, and
+      `alignment_loss` (and `kl_loss`) measure it against the teacher; its `loss` is
+      L, as in `fit` (read `task_loss` for the student's own loss).
+    - Under `tf.distribute` every per-sample loss is averaged over the global batch
+      (`tf.nn.compute_average_loss`) and the student's regularization losses are
+      divided by the number of replicas (`tf.nn.scale_regularization_loss`), so that
+      the summed replica gradients are those of one device with the global batch.
+    - Callbacks see the student's layers: `larq_irnet.callbacks.ede_quantizers`,
+      `EDECallback` and `InformationDiagnostics` find the student's quantizers and
+      binarized kernels (the full-precision teacher has none).
+    - Save `distiller.student` (`student.save("model.h5")`): it loads and converts
+      with LCE without the Distiller. `tf.train.Checkpoint(model=distiller,
+      optimizer=...)` holds student, teacher and the optimizer; restoring it continues
+      training exactly.
+
+    ```python
+    distiller = Distiller(student, teacher, alignment_weight=1.0)
+    distiller.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(), ["accuracy"])
+    distiller.fit(train_data, epochs=10, callbacks=[EDECallback(), CSVLogger("h.csv")])
+    ```
+
+    # Arguments
+        student: the binary network, a functional Keras model.
+        teacher: its full-precision twin (e.g. the zoo model with `binarization="fp"`,
+            trained), a functional Keras model with the same number of classes.
+        feature_layers: the matching points: None (`matching_points` of each model,
+            paired in order; the spatial sizes must match), a list of layer names
+            present in both, or a list of `(student_layer, teacher_layer)` pairs.
+        alignment_weight: \\(\lambda \geq 0\\).
+        logits_weight: \\(\mu \geq 0\\); 0 (default) leaves the KL term out.
+        temperature: T > 0 of the KL term.
+        from_logits: whether student and teacher output logits; default: not when the
+            student's last layer has a softmax activation (the zoo's models).
+
+    # Raises
+        ValueError: a model is not functional, an argument is out of range (naming
+            it), the outputs differ in shape, or matching points are missing or differ
+            in spatial size (naming both layers and their shapes).
+
+    # References
+        - [Distribution-Sensitive Information Retention for Accurate Binary Neural
+          Network (Qin et al., IJCV 2023)](https://arxiv.org/abs/2109.12338), RBD.
+        - [Paying More Attention to Attention (Zagoruyko & Komodakis, ICLR
+          2017)](https://arxiv.org/abs/1612.03928)
+        - [Distilling the Knowledge in a Neural Network (Hinton et al.,
+          2015)](https://arxiv.org/abs/1503.02531)
+    """
+
+    def __init__(
+        self,
+        student: tf.keras.Model,
+        teacher: tf.keras.Model,
+        *,
+        feature_layers: Sequence[str | tuple[str, str]] | None = None,
+        alignment_weight: float = 1.0,
+        logits_weight: float = 0.0,
+        temperature: float = 4.0,
+        from_logits: bool | None = None,
+        **kwargs: Any,
+    ):
+        _check_functional(student, "student")
+        _check_functional(teacher, "teacher")
+        _check_positive(alignment_weight, "alignment_weight", allow_zero=True)
+        _check_positive(logits_weight, "logits_weight", allow_zero=True)
+        _check_positive(temperature, "temperature")
+        if tuple(student.output_shape) != tuple(teacher.output_shape):
+            raise ValueError(
+                f"`student` and `teacher` must have the same output shape, got "
+                f"{student.output_shape} and {teacher.output_shape}."
+            )
+        pairs = _resolve_points(student, teacher, feature_layers)
+        super().__init__(**kwargs)
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self.feature_layers = pairs
+        self.alignment_weight = float(alignment_weight)
+        self.logits_weight = float(logits_weight)
+        self.temperature = float(temperature)
+        self.from_logits = (not _ends_in_softmax(student)) if from_logits is None else from_logits
+        # Multi-output views sharing the models' layers: one forward pass gives the
+        # prediction and every matching point.
+        self._student_view = tf.keras.Model(
+            student.inputs,
+            [student.output, *(student.get_layer(s).output for s, _ in pairs)],
+            name=f"{student.name}_points",
+        )
+        self._teacher_view = tf.keras.Model(
+            teacher.inputs,
+            [teacher.output, *(teacher.get_layer(t).output for _, t in pairs)],
+            name=f"{teacher.name}_points",
+        )
+        self._student_loss = None
+        self.loss_tracker = _mean("loss")
+        self.task_loss_tracker = _mean("task_loss")
+        self.alignment_tracker = _mean("alignment_loss")
+        self.kl_tracker = _mean("kl_loss")
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """Keras' `compile`; `loss` is the student's task loss (one output, per sample).
+
+        The loss is applied per sample (reduction `NONE`) and averaged over the global
+        batch by the Distiller itself.
+        """
+        if loss is None:
+            raise ValueError(
+                "Distiller.compile: pass the student's task loss as `loss=` (e.g. "
+                "tf.keras.losses.SparseCategoricalCrossentropy()), got loss=None."
+            )
+        task_loss = tf.keras.losses.get(loss)
+        if isinstance(task_loss, tf.keras.losses.Loss):
+            config = {**task_loss.get_config(), "reduction": tf.keras.losses.Reduction.NONE}
+            task_loss = type(task_loss).from_config(config)
+        self._student_loss = task_loss
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+
+    @property
+    def metrics(self):
+        trackers = [self.loss_tracker, self.task_loss_tracker, self.alignment_tracker]
+        if self.logits_weight > 0:
+            trackers.append(self.kl_tracker)
+        return trackers + self.compiled_metrics.metrics if self._is_compiled else trackers
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def _teacher_forward(self, x) -> list[tf.Tensor]:
+        outputs = self._teacher_view(x, training=False)
+        return [tf.stop_gradient(o) for o in outputs]
+
+    def _objective(self, x, y, sample_weight, teacher_outputs, training: bool):
+        """(prediction, {name: replica-scaled loss}, {name: batch-mean value to log})."""
+        y_pred, *student_points = self._student_view(x, training=training)
+        teacher_pred, *teacher_points = teacher_outputs
+        per_sample_task = self._student_loss(y, y_pred, sample_weight)
+        if per_sample_task.shape.rank and per_sample_task.shape.rank > 1:
+            per_sample_task = tf.reduce_mean(
+                per_sample_task, axis=list(range(1, per_sample_task.shape.rank))
+            )
+        distance = attention_alignment(student_points, teacher_points)
+        scaled = {
+            "task_loss": tf.nn.compute_average_loss(per_sample_task),
+            "alignment_loss": tf.nn.compute_average_loss(distance),
+        }
+        logged = {
+            "task_loss": tf.reduce_mean(per_sample_task),
+            "alignment_loss": tf.reduce_mean(distance),
+        }
+        if self.logits_weight > 0:
+            kl = distillation_kl(
+                y_pred, teacher_pred, temperature=self.temperature, from_logits=self.from_logits
+            )
+            scaled["kl_loss"] = tf.nn.compute_average_loss(kl)
+            logged["kl_loss"] = tf.reduce_mean(kl)
+        total = scaled["task_loss"] + self.alignment_weight * scaled["alignment_loss"]
+        logged_total = logged["task_loss"] + self.alignment_weight * logged["alignment_loss"]
+        if self.logits_weight > 0:
+            total += self.logits_weight * scaled["kl_loss"]
+            logged_total += self.logits_weight * logged["kl_loss"]
+        if self.student.losses:
+            regularization = tf.add_n(self.student.losses)
+            total += tf.nn.scale_regularization_loss(regularization)
+            logged_total += regularization
+        scaled["loss"], logged["loss"] = total, logged_total
+        return y_pred, scaled, logged
+
+    def distillation_losses(self, x, y, sample_weight=None, *, training: bool = False) -> dict:
+        """The loss terms of one batch, each averaged over the (global) batch.
+
+        # Arguments
+            x, y, sample_weight: one batch, as `fit` receives it.
+            training: run the student in training mode (BatchNorm batch statistics);
+                the teacher always runs in inference mode.
+
+        # Returns
+            `{"loss": L, "task_loss": ..., "alignment_loss": ..., "kl_loss": ...}`
+            (`kl_loss` only when `logits_weight > 0`; `alignment_loss` and `kl_loss`
+            unweighted; `loss` includes the student's regularization losses). Under
+            `tf.distribute`, call it inside `strategy.run`: each value is then the
+            replica's share, and their sum over replicas is the global-batch value.
+        """
+        _, scaled, _ = self._objective(
+            x, y, sample_weight, self._teacher_forward(x), training=training
+        )
+        return scaled
+
+    def _update_trackers(self, y, y_pred, sample_weight, logged) -> dict:
+        self.loss_tracker.update_state(logged["loss"])
+        self.task_loss_tracker.update_state(logged["task_loss"])
+        self.alignment_tracker.update_state(logged["alignment_loss"])
+        if self.logits_weight > 0:
+            self.kl_tracker.update_state(logged["kl_loss"])
+        self.compiled_metrics.update_state(y, y_pred, sample_weight)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        teacher_outputs = self._teacher_forward(x)  # outside the tape: no gradient
+        with tf.GradientTape() as tape:
+            y_pred, scaled, logged = self._objective(
+                x, y, sample_weight, teacher_outputs, training=True
+            )
+        variables = self.student.trainable_variables
+        gradients = tape.gradient(scaled["loss"], variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return self._update_trackers(y, y_pred, sample_weight, logged)
+
+    def test_step(self, data):
+        x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        y_pred, _, logged = self._objective(
+            x, y, sample_weight, self._teacher_forward(x), training=False
+        )
+        return self._update_trackers(y, y_pred, sample_weight, logged)
+
+    def get_config(self) -> dict:
+        return {
+            "student": tf.keras.layers.serialize(self.student),
+            "teacher": tf.keras.layers.serialize(self.teacher),
+            "feature_layers": [list(pair) for pair in self.feature_layers],
+            "alignment_weight": self.alignment_weight,
+            "logits_weight": self.logits_weight,
+            "temperature": self.temperature,
+            "from_logits": self.from_logits,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Distiller:
+        config = dict(config)
+        for role in ("student", "teacher"):
+            config[role] = tf.keras.layers.deserialize(config[role], custom_objects=custom_objects)
+        config["feature_layers"] = [tuple(pair) for pair in config["feature_layers"]]
+        return cls(config.pop("student"), config.pop("teacher"), **config)
+
+
+def _is_weights_only(path: Path) -> bool:
+    with h5py.File(path, "r") as f:
+        return "model_config" not in f.attrs
+
+
+def load_teacher(
+    path_or_run_dir: str | os.PathLike, *, model: tf.keras.Model | None = None
+) -> tf.keras.Model:
+    """Load a full-precision teacher for `Distiller`, frozen.
+
+    # Arguments
+        path_or_run_dir: a run directory of `larq-irnet train` (its `model.h5` is
+            loaded), a whole-model file (`.h5`, `.keras`, SavedModel directory), or a
+            weights-only `.h5` (`model.save_weights`), which needs `model=`.
+        model: the architecture to load a weights-only file into, e.g.
+            `IRNetResNet20(input_shape=..., num_classes=..., binarization="fp",
+            weights=None)`; ignored for whole-model files.
+
+    # Returns
+        The model, with `trainable = False`.
+
+    # Raises
+        FileNotFoundError: nothing is at the path, or the run directory has no
+            `model.h5` (one line naming the path).
+        ValueError: a weights-only file without `model=`, or a file Keras cannot load
+            (naming the path).
+    """
+    path = Path(path_or_run_dir).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"load_teacher: no such file or run directory: {path}")
+    if path.is_dir() and not (path / "saved_model.pb").exists():
+        if not (path / _RUN_DIR_MODEL).exists():
+            raise FileNotFoundError(
+                f"load_teacher: {path} is a directory without {_RUN_DIR_MODEL} (not a "
+                "finished run directory, nor a SavedModel)"
+            )
+        path = path / _RUN_DIR_MODEL
+    try:
+        if path.suffix in (".h5", ".hdf5") and _is_weights_only(path):
+            if model is None:
+                raise ValueError(
+                    f"load_teacher: {path} holds weights only; pass `model=` (the teacher's "
+                    "architecture, e.g. the zoo model with binarization='fp')"
+                )
+            model.load_weights(path)
+            teacher = model
+        else:
+            teacher = tf.keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as error:
+        if str(error).startswith("load_teacher:"):
+            raise
+        raise ValueError(f"load_teacher: cannot load {path}: {error}") from None
+    teacher.trainable = False
+    return teacher
