@@ -491,15 +491,7 @@ def run_tuned(args: argparse.Namespace) -> dict:
             "overrides": {**overrides, **spec.overrides},
         }
         if spec.teacher is not None:
-            teacher = args.output_dir / run_name(spec.teacher, 0)
-            if not (teacher / MODEL).is_file():
-                print(
-                    f"== {run_name(row, seed)}: skipped, its teacher {teacher} has no {MODEL} "
-                    f"yet (train {run_name(spec.teacher, 0)} first)",
-                    flush=True,
-                )
-                continue
-            kwargs["distill_from"] = teacher
+            kwargs["distill_from"] = args.output_dir / run_name(spec.teacher, 0)
         rows.append((run_name(row, seed), kwargs))
 
     def entry(summary: dict, run_dir: Path, kwargs: dict) -> dict:
@@ -525,7 +517,9 @@ def train_rows(
     Rows run in `args.output_dir / name`; `entry(summary, run_dir, kwargs)` makes a row's
     results entry, written to `args.results` under its lock as soon as the row finishes,
     with the keys of `header` (e.g. the protocol and its budget) set at the top. A
-    keyword `row` names the row in the entry and is not passed to `train`.
+    keyword `row` names the row in the entry and is not passed to `train`. A row with a
+    teacher (`distill_from`, a run directory) that has no `model.h5` yet is skipped: an
+    earlier row of this or another process trains it.
     """
     for name, kwargs in rows:
         run_dir = args.output_dir / name
@@ -536,6 +530,10 @@ def train_rows(
                 "(delete its entry there to run it again)",
                 flush=True,
             )
+            continue
+        teacher = kwargs.get("distill_from")
+        if teacher is not None and not (teacher / MODEL).is_file():
+            print(f"== {name}: skipped, its teacher {teacher} has no {MODEL} yet", flush=True)
             continue
         print(f"== {name} -> {run_dir}", flush=True)
         try:
