@@ -22,6 +22,19 @@ cosine decay, each at two learning rates, times weight decay on or off for the l
 binary weights) at a short budget (`SEARCH_EPOCHS`), scored on a validation split of the
 last `VALIDATION_SIZE` training images, which those runs do not train on. The test set
 plays no part in the choice: the search's results file holds validation scores only.
+
+    python benchmarks/ablation.py --protocol tuned --epochs 30   # issue 12's tuned table
+    python benchmarks/ablation.py --latent-scale                 # c of bnn_lr_scaled
+
+Two protocols (`PROTOCOLS`), the same table and comparisons: `paper` (the rows above, one
+recipe, `benchmarks/results/ablation.json`) and `tuned` (`TUNED_ROWS`: each row trains
+the best recipe of its search row, `TUNED_RECIPE_OF`, read from the search's results
+file; the RBD rows distil from the fp row's `model.h5`; 2 seeds where a comparison needs
+the spread; `benchmarks/results/ablation_tuned.json`, which states its epoch budget). A
+tuned row whose search rows have no result yet is refused. The paper protocol's
+`bnn_lr_scaled` row tests whether Libra-PB's gain is a step size: plain binary with the
+latent weights' learning rate times `LATENT_LR_SCALE`, the median 1/std of Libra-PB's
+channels (`Recipe.latent_lr_scale`, SGD only).
 """
 
 from __future__ import annotations

@@ -547,9 +547,10 @@ def test_distillation_resumes_exactly_and_saves_the_student_alone(
     assert 0 < resumed["final_test_alignment_loss"] <= 2  # one point: a distance in [0, 2]
     # final_test_loss is the student's task loss: the saved student's cross-entropy.
     _, (x_test, y_test) = fashion_mnist
-    b.compile(loss="sparse_categorical_crossentropy")
-    loss = b.evaluate(x_test.astype(np.float32), y_test, batch_size=1000, verbose=0)
+    b.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    loss, accuracy = b.evaluate(x_test.astype(np.float32), y_test, batch_size=1000, verbose=0)
     assert resumed["final_test_loss"] == pytest.approx(loss, rel=1e-4)
+    assert resumed["final_test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
     rows_a, rows_b = read_history(tmp_path / "straight"), read_history(run_dir)
     assert [r["epoch"] for r in rows_b] == ["0", "1"]
