@@ -22,21 +22,41 @@ cosine decay, each at two learning rates, times weight decay on or off for the l
 binary weights) at a short budget (`SEARCH_EPOCHS`), scored on a validation split of the
 last `VALIDATION_SIZE` training images, which those runs do not train on. The test set
 plays no part in the choice: the search's results file holds validation scores only.
+
+    python benchmarks/ablation.py --protocol tuned --epochs 30   # issue 12's tuned table
+    python benchmarks/ablation.py --latent-scale                 # c of bnn_lr_scaled
+
+Two protocols (`PROTOCOLS`), the same table and comparisons: `paper` (the rows above, one
+recipe, `benchmarks/results/ablation.json`) and `tuned` (`TUNED_ROWS`: each row trains
+the best recipe of its search row, `TUNED_RECIPE_OF`, read from the search's results
+file; the RBD rows distil from the fp row's `model.h5`; 2 seeds where a comparison needs
+the spread; `benchmarks/results/ablation_tuned.json`, which states its epoch budget). A
+tuned row whose search rows have no result yet is refused. The paper protocol's
+`bnn_lr_scaled` row tests whether Libra-PB's gain is a step size: plain binary with the
+latent weights' learning rate times `LATENT_LR_SCALE`, the median 1/std of Libra-PB's
+channels (`Recipe.latent_lr_scale`, SGD only).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.io import atomic_path, atomic_write, file_lock
+from larq_irnet.layers import binarized_weights
 from larq_irnet.quantizers import ede_default_k
-from larq_irnet.run_directory import HISTORY, RunDirectoryInUse, read_history
+from larq_irnet.recipes import get_recipe
+from larq_irnet.run_directory import HISTORY, MODEL, RunDirectoryInUse, read_history
 from larq_irnet.training import train
+
+import numpy as np
 
 RECIPE = "fashion_mnist-resnet20-1w1a"
 
@@ -50,15 +70,58 @@ SEARCH_OPTIMIZERS = (("sgd", 0.1), ("sgd", 0.03), ("adam", 1e-3), ("adam", 4e-3)
 #: The recipe's coupled L2 (1e-4) always decays the float weights; on or off for latent ones.
 SEARCH_LATENT_DECAY = (True, False)
 
-#: The paper's Table 2 rows: binarization, label, CIFAR-10 ResNet-20 1/1 top-1 (%).
-ROWS = {
-    "fp": ("Full precision", 90.8),
-    "bnn": ("Plain binary (sign + STE)", 83.8),
-    "libra_pb_no_std": ("Libra-PB w/o standardization", 84.3),
-    "libra_pb_no_scale": ("Libra-PB w/o bit-shift scale", 84.6),
-    "libra_pb": ("Libra-PB", 84.9),
-    "ede": ("EDE", 85.2),
-    "irnet": ("IR-Net (Libra-PB + EDE)", 86.5),
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One row of an ablation table.
+
+    # Arguments
+        label: the row's name in the table.
+        binarization: the zoo's `binarization=` it trains.
+        short: its name in the comparisons (default: `label`).
+        paper: IR-Net's Table 2 top-1 (%) for the row on CIFAR-10 ResNet-20 1/1, or None
+            for rows of our own (listed in the table once they have a result).
+        overrides: recipe fields the row changes (`train(overrides=...)`).
+        teacher: the row whose seed-0 `model.h5` is its RBD teacher (`--distill-from`).
+    """
+
+    label: str
+    binarization: str
+    short: str = ""
+    paper: float | None = None
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    teacher: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.short or self.label
+
+
+#: c of the `bnn_lr_scaled` row: the median over all binarized channels of 1/std (the
+#: unbiased std of a channel's latent weights, Libra-PB's) of the shipped IR-Net
+#: ResNet-20 Fashion-MNIST weights (`zoo/weights`), measured with `median_inverse_std`
+#: (`python benchmarks/ablation.py --latent-scale`): 12.3682; a freshly initialised
+#: ResNet-20 (seed 0) has 12.7436. The trained one is used, as the std Libra-PB divides
+#: by at the end of training; the two differ by 3%, so the choice hardly matters.
+LATENT_LR_SCALE = 12.37
+
+#: The paper's Table 2 rows (and ours after them), by row name.
+ROWS: dict[str, Row] = {
+    "fp": Row("Full precision", "fp", paper=90.8),
+    "bnn": Row("Plain binary (sign + STE)", "bnn", short="plain binary", paper=83.8),
+    "libra_pb_no_std": Row("Libra-PB w/o standardization", "libra_pb_no_std", paper=84.3),
+    "libra_pb_no_scale": Row("Libra-PB w/o bit-shift scale", "libra_pb_no_scale", paper=84.6),
+    "libra_pb": Row("Libra-PB", "libra_pb", paper=84.9),
+    "ede": Row("EDE", "ede", paper=85.2),
+    "irnet": Row("IR-Net (Libra-PB + EDE)", "irnet", short="IR-Net", paper=86.5),
+    # Ours: is Libra-PB's gain a step size? Plain binary with the latent weights' learning
+    # rate multiplied by the 1/std that Libra-PB's standardization multiplies gradients by.
+    "bnn_lr_scaled": Row(
+        f"Plain binary, latent-weight lr x {LATENT_LR_SCALE:.1f} (median 1/std)",
+        "bnn",
+        short="Plain binary with latent lr x median 1/std",
+        overrides={"latent_lr_scale": LATENT_LR_SCALE},
+    ),
 }
 
 #: Run order: the comparisons that matter most finish first (IR-Net vs plain binary, with
@@ -73,7 +136,110 @@ RUNS = [
     ("fp", 0),
     ("libra_pb_no_std", 0),
     ("libra_pb_no_scale", 0),
+    ("bnn_lr_scaled", 0),
 ]
+
+#: (row a, row b, kind) of the lines `comparisons` prints, when both rows ran: `"spread"`
+#: a - b against their seed spread; `"noise"` a - b, a loss no larger than the largest
+#: seed spread called noise-sized; `"gap"` a - b; `"closes"` the share of the gap from b
+#: to full precision that a closes.
+PAPER_COMPARISONS = (
+    ("irnet", "bnn", "spread"),
+    ("libra_pb", "bnn", "noise"),
+    ("ede", "bnn", "noise"),
+    ("fp", "irnet", "gap"),
+    ("bnn_lr_scaled", "bnn", "noise"),
+    ("bnn_lr_scaled", "libra_pb", "noise"),
+)
+
+#: The tuned protocol's rows (issue 12): DIR-Net's parts, and RBD on its own (IR-Net + RBD).
+TUNED_ROWS: dict[str, Row] = {
+    **{name: ROWS[name] for name in ("fp", "bnn", "libra_pb", "ede", "irnet")},
+    "imb": Row("IMB", "imb"),
+    "dte": Row("DTE", "dte"),
+    "dirnet": Row("DIR-Net (IMB + DTE)", "dirnet", short="DIR-Net"),
+    "dirnet+rbd": Row("DIR-Net + RBD", "dirnet", teacher="fp"),
+    "irnet+rbd": Row("IR-Net + RBD", "irnet", teacher="fp"),
+}
+#: Per tuned row, the search rows whose best recipe it trains with, first found first:
+#: rows without a search of their own take their family's.
+TUNED_RECIPE_OF: dict[str, tuple[str, ...]] = {
+    "fp": ("fp",),
+    "bnn": ("bnn",),
+    "libra_pb": ("irnet",),
+    "ede": ("irnet",),
+    "irnet": ("irnet",),
+    "imb": ("dirnet", "irnet"),
+    "dte": ("dirnet", "irnet"),
+    "dirnet": ("dirnet", "irnet"),
+    "dirnet+rbd": ("dirnet", "irnet"),
+    "irnet+rbd": ("irnet",),
+}
+#: Two seeds where a comparison needs the seed spread; the teacher (fp) first.
+TUNED_RUNS = [
+    ("fp", 0),
+    ("irnet", 0),
+    ("bnn", 0),
+    ("dirnet", 0),
+    ("dirnet+rbd", 0),
+    ("irnet", 1),
+    ("bnn", 1),
+    ("dirnet", 1),
+    ("dirnet+rbd", 1),
+    ("irnet+rbd", 0),
+    ("libra_pb", 0),
+    ("ede", 0),
+    ("imb", 0),
+    ("dte", 0),
+]
+TUNED_COMPARISONS = (
+    ("irnet", "bnn", "spread"),
+    ("dirnet", "irnet", "spread"),
+    ("dirnet+rbd", "dirnet", "spread"),
+    ("irnet+rbd", "irnet", "noise"),
+    ("libra_pb", "bnn", "noise"),
+    ("ede", "bnn", "noise"),
+    ("imb", "libra_pb", "noise"),
+    ("dte", "ede", "noise"),
+    ("fp", "irnet", "gap"),
+    ("fp", "dirnet+rbd", "gap"),
+    ("irnet", "bnn", "closes"),
+    ("dirnet+rbd", "bnn", "closes"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """An ablation protocol: its rows, run order, comparisons and results file."""
+
+    name: str
+    rows: Mapping[str, Row]
+    runs: Sequence[tuple[str, int]]
+    comparisons: Sequence[tuple[str, str, str]]
+    results: str
+    description: str
+
+
+PROTOCOLS = {
+    "paper": Protocol(
+        "paper",
+        ROWS,
+        RUNS,
+        PAPER_COMPARISONS,
+        "benchmarks/results/ablation.json",
+        f"every row trains {RECIPE} (SGD, lr 0.1), written for IR-Net",
+    ),
+    "tuned": Protocol(
+        "tuned",
+        TUNED_ROWS,
+        TUNED_RUNS,
+        TUNED_COMPARISONS,
+        "benchmarks/results/ablation_tuned.json",
+        "every row trains the best recipe of its search row (`TUNED_RECIPE_OF`, "
+        "benchmarks/results/search.json, scored on the validation split)",
+    ),
+}
+PAPER = PROTOCOLS["paper"]
 
 _SUMMARY_KEYS = (
     "binarization",
@@ -96,9 +262,40 @@ _ENTROPY_ROWS = ("bnn-seed0", "libra_pb-seed0", "irnet-seed0")
 _HISTORY_KEYS = ("accuracy", "val_accuracy", "loss", "val_loss", "ede_t", "entropy_mean")
 
 
-def run_name(binarization: str, seed: int) -> str:
+def run_name(row: str, seed: int) -> str:
     """The name of a row's run directory and results entry."""
-    return f"{binarization}-seed{seed}"
+    return f"{row}-seed{seed}"
+
+
+def median_inverse_std(model) -> float:
+    """The median over all binarized output channels of 1/std of their latent weights.
+
+    The std is Libra-PB's: unbiased, over each output channel's filter
+    (`larq_irnet.layers.binarized_weights`' channel axes). Libra-PB divides the
+    balanced weights by it, so its backward multiplies a channel's gradient by about
+    1/std: the step-size factor the `bnn_lr_scaled` row gives plain binary networks.
+    """
+    inverse = []
+    for weight in binarized_weights(model):
+        w = np.asarray(weight.variable.latent_variable.numpy(), dtype=np.float64)
+        channels = {a % w.ndim for a in weight.channel_axes}
+        reduced = tuple(a for a in range(w.ndim) if a not in channels)
+        inverse.append(1.0 / w.std(axis=reduced, ddof=1).ravel())
+    return float(np.median(np.concatenate(inverse)))
+
+
+def measure_latent_scale() -> dict[str, float]:
+    """`median_inverse_std` of the shipped IR-Net Fashion-MNIST ResNet-20 and a fresh one."""
+    from larq_irnet.zoo import IRNetResNet20
+
+    import tensorflow as tf
+
+    out = {}
+    for name, weights in (("trained", "fashion_mnist"), ("initial", None)):
+        tf.keras.utils.set_random_seed(0)
+        model = IRNetResNet20(input_shape=(28, 28, 1), num_classes=10, weights=weights)
+        out[name] = median_inverse_std(model)
+    return out
 
 
 def history_columns(path: Path) -> dict[str, list[float]]:
@@ -172,7 +369,7 @@ def search_table(search: dict) -> str:
                 continue
             cell = f"{100 * run['final_validation_accuracy']:.2f}"
             cells.append(f"**{cell}**" if best.get(binarization) == overrides else cell)
-        lines.append(f"| {ROWS[binarization][0]} | {' | '.join(cells)} |")
+        lines.append(f"| {ROWS[binarization].label} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -212,32 +409,130 @@ def run_search(args: argparse.Namespace) -> dict:
     return train_rows(rows, args, entry, score="final_validation_accuracy")
 
 
-def run_rows(args: argparse.Namespace) -> dict:
-    """Train every selected row that is not finished yet, saving results after each."""
-    selected = [r for r in RUNS if not args.only or run_name(*r) in args.only]
-    unknown = set(args.only or ()) - {run_name(*r) for r in RUNS}
+def _selected(protocol: Protocol, only: Sequence[str] | None) -> list[tuple[str, int]]:
+    """The protocol's runs that `--only` names (all without it)."""
+    names = [run_name(*r) for r in protocol.runs]
+    unknown = set(only or ()) - set(names)
     if unknown:
+        raise SystemExit(f"--only: unknown rows {sorted(unknown)}; known: {names}")
+    return [r for r in protocol.runs if not only or run_name(*r) in only]
+
+
+def _row_entry(summary: dict, run_dir: Path, kwargs: dict) -> dict:
+    out = {k: summary.get(k) for k in _SUMMARY_KEYS}
+    out["row"] = kwargs["row"]
+    out["history"] = history_columns(run_dir / HISTORY)
+    return out
+
+
+def run_rows(args: argparse.Namespace) -> dict:
+    """Train every selected row of the paper protocol not finished yet, saving after each."""
+    rows = []
+    for row, seed in _selected(PAPER, args.only):
+        kwargs: dict[str, Any] = {"row": row, "binarization": ROWS[row].binarization, "seed": seed}
+        if ROWS[row].overrides:
+            kwargs["overrides"] = dict(ROWS[row].overrides)
+        rows.append((run_name(row, seed), kwargs))
+    return train_rows(rows, args, _row_entry, score="final_test_accuracy")
+
+
+def tuned_recipes(search: dict) -> tuple[dict[str, tuple[str, dict]], dict[str, tuple[str, ...]]]:
+    """The tuned protocol's recipes: ({row: (search row, overrides)}, {row: missing}).
+
+    Each row takes the best recipe (`best_recipes`) of the first of its
+    `TUNED_RECIPE_OF` search rows that has results; rows none of whose search rows has
+    any are returned apart, with the search rows they need.
+    """
+    best = best_recipes(search)
+    found, missing = {}, {}
+    for row, candidates in TUNED_RECIPE_OF.items():
+        source = next((c for c in candidates if c in best), None)
+        if source is None:
+            missing[row] = candidates
+        else:
+            found[row] = (source, best[source])
+    return found, missing
+
+
+def recipe_table(recipes: Mapping[str, tuple[str, dict]]) -> str:
+    """The tuned protocol's mapping: row, the search row it takes its recipe from, recipe."""
+    lines = ["| row | recipe of search row | optimizer, lr, latent weight decay |", "|---|---|---|"]
+    for row, candidates in TUNED_RECIPE_OF.items():
+        if row in recipes:
+            source, o = recipes[row]
+            latent = "on" if o["decay_latent_weights"] else "off"
+            recipe = f"{o['optimizer']} {o['learning_rate']:g}, {latent}"
+        else:
+            source, recipe = " or ".join(candidates), "no search result yet"
+        lines.append(f"| {TUNED_ROWS[row].label} | {source} | {recipe} |")
+    return "\n".join(lines)
+
+
+def run_tuned(args: argparse.Namespace) -> dict:
+    """Train the tuned protocol's selected rows with their searched recipes (issue 12)."""
+    selected = _selected(PROTOCOLS["tuned"], args.only)
+    recipes, missing = tuned_recipes(load_results(args.search_results))
+    needed = sorted({c for row, _ in selected if row in missing for c in missing[row]})
+    if needed:
         raise SystemExit(
-            f"--only: unknown rows {sorted(unknown)}; known: {[run_name(*r) for r in RUNS]}"
+            f"--protocol tuned: {args.search_results} has no search result for "
+            f"{', '.join(needed)} (needed by {sorted({r for r, _ in selected if r in missing})}); "
+            "run `python benchmarks/ablation.py --search` first"
         )
-    rows = [
-        (run_name(binarization, seed), {"binarization": binarization, "seed": seed})
-        for binarization, seed in selected
-    ]
+    epochs = args.epochs or get_recipe(RECIPE).epochs
+    header = {
+        "protocol": "tuned",
+        "recipe": RECIPE,
+        "epochs": epochs,
+        "search": str(args.search_results),
+        "recipes": {row: {"search_row": s, "overrides": o} for row, (s, o) in recipes.items()},
+    }
+    previous = load_results(args.results).get("epochs")
+    if previous is not None and previous != epochs:
+        raise SystemExit(
+            f"--epochs {epochs}: {args.results} holds a budget of {previous} epochs; pass "
+            f"--epochs {previous} or another --results"
+        )
+    rows = []
+    for row, seed in selected:
+        spec, (_, overrides) = TUNED_ROWS[row], recipes[row]
+        kwargs: dict[str, Any] = {
+            "row": row,
+            "binarization": spec.binarization,
+            "seed": seed,
+            "epochs": epochs,
+            "overrides": {**overrides, **spec.overrides},
+        }
+        if spec.teacher is not None:
+            kwargs["distill_from"] = args.output_dir / run_name(spec.teacher, 0)
+        rows.append((run_name(row, seed), kwargs))
 
     def entry(summary: dict, run_dir: Path, kwargs: dict) -> dict:
-        out = {k: summary.get(k) for k in _SUMMARY_KEYS}
-        out["history"] = history_columns(run_dir / HISTORY)
+        out = _row_entry(summary, run_dir, kwargs)
+        out["recipe_from"] = recipes[kwargs["row"]][0]
+        out["overrides"] = kwargs["overrides"]
+        out["distill_from"] = summary.get("distill_from")
+        out["final_test_alignment_loss"] = summary.get("final_test_alignment_loss")
         return out
 
-    return train_rows(rows, args, entry, score="final_test_accuracy")
+    return train_rows(rows, args, entry, score="final_test_accuracy", header=header)
 
 
-def train_rows(rows: list[tuple[str, dict]], args: argparse.Namespace, entry, score: str) -> dict:
+def train_rows(
+    rows: list[tuple[str, dict]],
+    args: argparse.Namespace,
+    entry,
+    score: str,
+    header: Mapping[str, Any] | None = None,
+) -> dict:
     """Train each (name, `train` keywords) row not in the results file yet; save after each.
 
     Rows run in `args.output_dir / name`; `entry(summary, run_dir, kwargs)` makes a row's
-    results entry, written to `args.results` under its lock as soon as the row finishes.
+    results entry, written to `args.results` under its lock as soon as the row finishes,
+    with the keys of `header` (e.g. the protocol and its budget) set at the top. A
+    keyword `row` names the row in the entry and is not passed to `train`. A row with a
+    teacher (`distill_from`, a run directory) that has no `model.h5` yet is skipped: an
+    earlier row of this or another process trains it.
     """
     for name, kwargs in rows:
         run_dir = args.output_dir / name
@@ -249,12 +544,16 @@ def train_rows(rows: list[tuple[str, dict]], args: argparse.Namespace, entry, sc
                 flush=True,
             )
             continue
+        teacher = kwargs.get("distill_from")
+        if teacher is not None and not (teacher / MODEL).is_file():
+            print(f"== {name}: skipped, its teacher {teacher} has no {MODEL} yet", flush=True)
+            continue
         print(f"== {name} -> {run_dir}", flush=True)
         try:
             summary = train(
                 RECIPE,
                 output_dir=run_dir,
-                **{"epochs": args.epochs, **kwargs},
+                **{"epochs": args.epochs, **{k: v for k, v in kwargs.items() if k != "row"}},
                 steps_per_epoch=args.steps_per_epoch,
                 train_limit=args.train_limit,
                 data_dir=args.data_dir,
@@ -269,84 +568,96 @@ def train_rows(rows: list[tuple[str, dict]], args: argparse.Namespace, entry, sc
         args.results.parent.mkdir(parents=True, exist_ok=True)
         # Another ablation process may write its row meanwhile: re-read under its lock.
         with file_lock(args.results.parent / f".{args.results.name}.lock"):
-            results = load_results(args.results)
+            results = {**load_results(args.results), **(header or {})}
             results["runs"][name] = row
             atomic_write(args.results, json.dumps(results, indent=1) + "\n")
         print(f"== {name}: {score} {summary[score]:.4f}", flush=True)
     return load_results(args.results)
 
 
-def _runs(results: dict, binarization: str) -> list[dict]:
-    """A row's finished runs, by seed."""
-    runs = [r for r in results["runs"].values() if r["binarization"] == binarization]
+def _runs(results: dict, row: str) -> list[dict]:
+    """A row's finished runs, by seed (entries written before rows had names: by binarization)."""
+    runs = [r for r in results["runs"].values() if r.get("row", r["binarization"]) == row]
     return sorted(runs, key=lambda r: r["seed"])
 
 
-def table(results: dict) -> str:
-    """The ablation as a markdown table: Fashion-MNIST beside the paper's CIFAR-10."""
+def table(results: dict, protocol: Protocol = PAPER) -> str:
+    """The ablation as a markdown table: Fashion-MNIST beside the paper's CIFAR-10.
+
+    Rows of our own (no paper value) are listed once they have a result.
+    """
     lines = [
         "| row | Fashion-MNIST top-1 % (final epoch, per seed) | mean | paper CIFAR-10 % |",
         "|---|---|---|---|",
     ]
-    for binarization, (label, paper) in ROWS.items():
-        runs = _runs(results, binarization)
+    for name, row in protocol.rows.items():
+        runs = _runs(results, name)
+        paper = "" if row.paper is None else row.paper
         if runs:
             per_seed = ", ".join(
                 f"{100 * r['final_test_accuracy']:.2f} (s{r['seed']})" for r in runs
             )
             mean = sum(r["final_test_accuracy"] for r in runs) / len(runs)
-            lines.append(f"| {label} | {per_seed} | {100 * mean:.2f} | {paper} |")
-        else:
-            lines.append(f"| {label} | not run yet | | {paper} |")
+            lines.append(f"| {row.label} | {per_seed} | {100 * mean:.2f} | {paper} |")
+        elif row.paper is not None:
+            lines.append(f"| {row.label} | not run yet | | {paper} |")
     return "\n".join(lines)
 
 
-def comparisons(results: dict) -> list[str]:
-    """The issue's targets, in points of final-epoch test accuracy, for the rows that ran.
+def comparisons(results: dict, protocol: Protocol = PAPER) -> list[str]:
+    """The protocol's comparisons (`PAPER_COMPARISONS`), in points of final-epoch test
+    accuracy, for the rows that ran.
 
-    IR-Net against plain binary is compared with the seed-to-seed spread (max - min over
-    seeds) once both rows have two seeds or more; Libra-PB and EDE against plain binary,
-    and full precision against IR-Net, on their means. A row below plain binary by no
-    more than the largest seed spread of any row is said to be so: that is noise-sized.
+    `"spread"`: a - b with the seed-to-seed spread (max - min over seeds) once both rows
+    have two seeds or more. `"noise"`: a - b on the means; a row below b by no more than
+    the largest seed spread of any row is said to be so: that is noise-sized. `"gap"`:
+    a - b on the means. `"closes"`: (a - b) / (full precision - b), the share of the gap
+    from b to full precision that a closes.
     """
     stats = {}
-    for binarization in ROWS:
-        accuracies = [100 * r["final_test_accuracy"] for r in _runs(results, binarization)]
+    for name in protocol.rows:
+        accuracies = [100 * r["final_test_accuracy"] for r in _runs(results, name)]
         if accuracies:
             mean = sum(accuracies) / len(accuracies)
-            stats[binarization] = (mean, max(accuracies) - min(accuracies), len(accuracies))
+            stats[name] = (mean, max(accuracies) - min(accuracies), len(accuracies))
     spreads = [spread for _, spread, n in stats.values() if n >= 2]
     noise = max(spreads) if spreads else None
     lines = []
-    if "irnet" in stats and "bnn" in stats:
-        (irnet, irnet_spread, n_irnet), (bnn, bnn_spread, n_bnn) = stats["irnet"], stats["bnn"]
-        line = (
-            f"IR-Net - plain binary: {irnet - bnn:+.2f} points "
-            f"(means of {n_irnet} and {n_bnn} seeds)"
-        )
-        if min(n_irnet, n_bnn) >= 2:
-            spread = max(irnet_spread, bnn_spread)
-            verdict = "more" if irnet - bnn > spread else "not more"
-            line += f"; seed spread {spread:.2f} points: {verdict} than the spread"
-        else:
-            line += "; seed spread unknown until both rows have two seeds"
-        lines.append(line)
-    for row in ("libra_pb", "ede"):
-        if row in stats and "bnn" in stats:
-            difference = stats[row][0] - stats["bnn"][0]
+    for a, b, kind in protocol.comparisons:
+        if a not in stats or b not in stats or (kind == "closes" and "fp" not in stats):
+            continue
+        (mean_a, spread_a, n_a), (mean_b, spread_b, n_b) = stats[a], stats[b]
+        name_a, name_b = protocol.rows[a].name, protocol.rows[b].name
+        difference = mean_a - mean_b
+        line = f"{name_a} - {name_b}: {difference:+.2f} points"
+        if kind == "spread":
+            line += f" (means of {n_a} and {n_b} seeds)"
+            if min(n_a, n_b) >= 2:
+                spread = max(spread_a, spread_b)
+                verdict = "more" if difference > spread else "not more"
+                line += f"; seed spread {spread:.2f} points: {verdict} than the spread"
+            else:
+                line += "; seed spread unknown until both rows have two seeds"
+        elif kind == "noise":
             if difference >= 0:
                 verdict = "not worse"
             elif noise is not None and -difference <= noise:
                 verdict = f"worse, by no more than the largest seed spread, {noise:.2f} points"
             else:
                 verdict = "worse"
-            lines.append(f"{ROWS[row][0]} - plain binary: {difference:+.2f} points ({verdict})")
-    if "fp" in stats and "irnet" in stats:
-        lines.append(f"Full precision - IR-Net: {stats['fp'][0] - stats['irnet'][0]:+.2f} points")
+            line += f" ({verdict})"
+        elif kind == "closes":
+            gap = stats["fp"][0] - mean_b
+            share = f"{100 * difference / gap:.0f}%" if gap > 0 else "undefined (no gap)"
+            line = (
+                f"{name_a} closes {share} of the gap from {name_b} to full precision "
+                f"({difference:+.2f} of {gap:.2f} points)"
+            )
+        lines.append(line)
     return lines
 
 
-def plot(results: dict, out_dir: Path) -> list[Path]:
+def plot(results: dict, out_dir: Path, protocol: Protocol = PAPER) -> list[Path]:
     """Accuracy curves of all rows, Libra-PB vs plain-binary weight entropy, EDE's t."""
     import matplotlib
 
@@ -364,11 +675,12 @@ def plot(results: dict, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(out_dir / name)
 
-    colors = {b: f"C{i}" for i, b in enumerate(ROWS)}
+    colors = {name: f"C{i % 10}" for i, name in enumerate(protocol.rows)}
 
     def style(run):
         """One colour per row, solid for seed 0 and dashed for the other seeds."""
-        return {"color": colors[run["binarization"]], "ls": "--" if run["seed"] else "-"}
+        row = run.get("row", run["binarization"])
+        return {"color": colors.get(row, "k"), "ls": "--" if run["seed"] else "-"}
 
     # All epochs, and the second half zoomed in, where the rows' final values are told apart.
     fig, (full, late) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -384,7 +696,11 @@ def plot(results: dict, out_dir: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     late.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.suptitle("Fashion-MNIST, ResNet-20 1w1a: final-epoch test accuracy per row")
+    fig.suptitle(
+        f"Fashion-MNIST, ResNet-20 1w1a, {protocol.name} protocol: test accuracy per row"
+        if protocol is not PAPER
+        else "Fashion-MNIST, ResNet-20 1w1a: final-epoch test accuracy per row"
+    )
     save(fig, "accuracy.png")
 
     pairs = [(n, r) for n, r in sorted(runs.items()) if "entropy_mean" in r["history"]]
@@ -422,17 +738,35 @@ def plot(results: dict, out_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        default="paper",
+        help="paper: every row on the paper's recipe; tuned: each row on its searched recipe",
+    )
     parser.add_argument("--output-dir", type=Path, default=None, help="default runs/<mode>")
     parser.add_argument(
         "--results",
         type=Path,
         default=None,
-        help="default benchmarks/results/ablation.json (search.json with --search)",
+        help="default benchmarks/results/ablation.json (ablation_tuned.json with --protocol "
+        "tuned, search.json with --search)",
+    )
+    parser.add_argument(
+        "--search-results",
+        type=Path,
+        default=Path("benchmarks/results/search.json"),
+        help="the search's results, which --protocol tuned takes its recipes from",
     )
     parser.add_argument(
         "--search",
         action="store_true",
         help="run the recipe search on the validation split instead of the ablation rows",
+    )
+    parser.add_argument(
+        "--latent-scale",
+        action="store_true",
+        help="only measure c of the bnn_lr_scaled row (median 1/std, trained and initial)",
     )
     parser.add_argument("--only", nargs="+", metavar="ROW", help="e.g. irnet-seed0 bnn-seed1")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
@@ -447,9 +781,16 @@ def main(argv: list[str] | None = None) -> int:
         help="only draw the figures from the results file into DIR",
     )
     args = parser.parse_args(argv)
-    mode = "search" if args.search else "ablation"
+    if args.latent_scale:
+        for name, value in measure_latent_scale().items():
+            print(f"median 1/std of the latent weights, {name} ResNet-20: {value:.4f}")
+        return 0
+    protocol = PROTOCOLS[args.protocol]
+    mode = "search" if args.search else ("ablation" if protocol is PAPER else "ablation_tuned")
     args.output_dir = args.output_dir or Path("runs") / mode
-    args.results = args.results or Path(f"benchmarks/results/{mode}.json")
+    args.results = args.results or Path(
+        "benchmarks/results/search.json" if args.search else protocol.results
+    )
     if args.search:
         search = run_search(args)
         print(search_table(search))
@@ -460,12 +801,17 @@ def main(argv: list[str] | None = None) -> int:
         results = load_results(args.results)
         if not results["runs"]:
             raise SystemExit(f"{args.results}: no finished rows to plot")
-        for path in plot(results, args.plots):
+        for path in plot(results, args.plots, protocol):
             print(path)
-    else:
+    elif protocol is PAPER:
         results = run_rows(args)
-    print(table(results))
-    for line in comparisons(results):
+    else:
+        results = run_tuned(args)
+    if protocol is not PAPER:
+        print(f"Protocol {protocol.name}: {protocol.description}; {results.get('epochs')} epochs")
+        print(recipe_table(tuned_recipes(load_results(args.search_results))[0]))
+    print(table(results, protocol))
+    for line in comparisons(results, protocol):
         print(f"- {line}")
     return 0
 

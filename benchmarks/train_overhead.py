@@ -1,8 +1,11 @@
-"""Training step time of IR-Net ResNet-20 against plain ste_sign and full precision.
+"""Training step time of IR-Net ResNet-20 against plain ste_sign, full precision and DIR-Net.
 
-Builds `IRNetResNet20(binarization=b)` for each b (default `irnet`, `bnn`, `fp`), warms
-each up, then times single training steps (Keras' own `train_function`, as `fit` runs
-it). The models are interleaved step by step (a cycle = one step of each, in an order
+Builds `IRNetResNet20(binarization=b)` for each configuration (`--set irnet`, the
+default: `irnet`, `bnn`, `fp`; `--set dirnet`: `irnet`, `dirnet`, `dirnet+rbd`; or any
+list of zoo binarizations, each optionally with `+rbd`: the model trained as the student
+of `larq_irnet.distillation.Distiller` with its `binarization="fp"` twin as teacher),
+warms each up, then times single training steps (Keras' own `train_function`, as `fit`
+runs it). The models are interleaved step by step (a cycle = one step of each, in an order
 that rotates every round), so that load from other processes hits all of them alike.
 Prints the median step time of each model, their ratios, and the median of the
 per-cycle ratios (robust to slowly drifting load), and writes them as JSON.
@@ -10,7 +13,12 @@ per-cycle ratios (robust to slowly drifting load), and writes them as JSON.
     python benchmarks/train_overhead.py --batch-size 128 --steps 20 --rounds 6 \
         --output benchmarks/results/train_overhead.json
 
-Target (issue 4): IR-Net within 10% of plain ste_sign (`irnet / bnn <= 1.10`).
+    python benchmarks/train_overhead.py --set dirnet --batch-size 128 --steps 20 \
+        --rounds 6 --output benchmarks/results/train_overhead_dirnet.json
+
+Targets (`TARGETS`): IR-Net within 10% of plain ste_sign (issue 4, `irnet / bnn <= 1.10`);
+DTE within 5% of IR-Net's step (`dirnet / irnet <= 1.05`) and RBD, one extra forward of
+the teacher, at most 1.6x the step it distils (`dirnet+rbd / dirnet <= 1.6`) (issue 11).
 """
 
 from __future__ import annotations
@@ -27,13 +35,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import larq_irnet  # noqa: E402  (first: selects Keras 2)
 from larq_irnet.converters.benchmark import interleaved_cycles  # noqa: E402
+from larq_irnet.distillation import Distiller  # noqa: E402
 from larq_irnet.io import atomic_write  # noqa: E402
 from larq_irnet.zoo import BINARIZATIONS, IRNetResNet20  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-TARGET = 1.10
+#: The configurations `--set` names.
+SETS = {"irnet": ["irnet", "bnn", "fp"], "dirnet": ["irnet", "dirnet", "dirnet+rbd"]}
+#: A configuration name's suffix for training with RBD from the fp twin.
+RBD = "+rbd"
+#: (a, b): the most a's step may take relative to b's.
+TARGETS = {("irnet", "bnn"): 1.10, ("dirnet", "irnet"): 1.05, ("dirnet+rbd", "dirnet"): 1.6}
+#: Ratios reported when both configurations ran (besides the targets, and the others vs bnn).
+RATIOS = (("irnet", "fp"), ("bnn", "fp"), ("dirnet+rbd", "irnet"))
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -50,10 +66,11 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 def parse_binarizations(text: str) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [n for n in names if n not in BINARIZATIONS]
+    unknown = [n for n in names if n.removesuffix(RBD) not in BINARIZATIONS]
     if not names or unknown:
         raise argparse.ArgumentTypeError(
-            f"--binarizations must be a comma-separated subset of {BINARIZATIONS}, got {text!r}"
+            f"--binarizations must be comma-separated names of {BINARIZATIONS}, each "
+            f"optionally with {RBD!r}, got {text!r}"
         )
     return names
 
@@ -65,13 +82,18 @@ def positive_int(text: str) -> int:
     return value
 
 
-def build_step(binarization: str, input_shape, batch_size: int, seed: int):
-    """A compiled IRNetResNet20 and a function running one training step on a fixed batch."""
+def build_step(name: str, input_shape, batch_size: int, seed: int):
+    """A compiled IRNetResNet20 (the `Distiller` around it for `b+rbd`) and a function
+    running one training step on a fixed batch."""
     tf.keras.utils.set_random_seed(seed)
-    model = IRNetResNet20(input_shape=input_shape, binarization=binarization)
+    model = IRNetResNet20(input_shape=input_shape, binarization=name.removesuffix(RBD))
+    if name.endswith(RBD):
+        # The teacher's weights do not change the cost of its forward pass.
+        teacher = IRNetResNet20(input_shape=input_shape, binarization="fp")
+        model = Distiller(model, teacher)
     model.compile(
         optimizer=tf.keras.optimizers.SGD(0.1, momentum=0.9),
-        loss="sparse_categorical_crossentropy",
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
     rng = np.random.default_rng(seed)
@@ -92,7 +114,7 @@ def run(args: argparse.Namespace) -> dict:
     params = {}
     for i, name in enumerate(args.binarizations):
         model, step = build_step(name, args.input_shape, args.batch_size, args.seed + i)
-        params[name] = int(model.count_params())
+        params[name] = int(getattr(model, "student", model).count_params())
         for _ in range(args.warmup):
             step()
         steps[name] = step
@@ -116,8 +138,10 @@ def run(args: argparse.Namespace) -> dict:
         print(f"round {r + 1}/{args.rounds}: {summary}", flush=True)
 
     medians = {name: statistics.median(c[name] for c in cycles) for name in names}
-    pairs = [("irnet", "bnn"), ("irnet", "fp"), ("bnn", "fp")]
-    pairs += [(name, "bnn") for name in names if name not in ("irnet", "bnn", "fp")]
+    pairs = [*TARGETS, *RATIOS]
+    # Each distilled configuration against the same network trained alone: RBD's cost.
+    pairs += [(n, n.removesuffix(RBD)) for n in names if n.endswith(RBD)]
+    pairs += [(name, "bnn") for name in names if not any(name in pair for pair in pairs)]
     pairs = [(a, b) for a, b in pairs if a in medians and b in medians]
     ratios = {f"{a}/{b}": medians[a] / medians[b] for a, b in pairs}
     # The median over cycles of the per-cycle ratio: robust to load that drifts slowly.
@@ -149,8 +173,11 @@ def run(args: argparse.Namespace) -> dict:
         "ratios": ratios,
         "paired_ratios": paired,
     }
-    if "irnet/bnn" in ratios:
-        result["target"] = {"irnet/bnn <=": TARGET, "met": ratios["irnet/bnn"] <= TARGET}
+    result["targets"] = {
+        f"{a}/{b}": {"max": limit, "met": ratios[f"{a}/{b}"] <= limit}
+        for (a, b), limit in TARGETS.items()
+        if f"{a}/{b}" in ratios
+    }
     return result
 
 
@@ -163,15 +190,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=positive_int, default=6)
     parser.add_argument("--warmup", type=positive_int, default=3, help="untimed first steps")
     parser.add_argument("--input-shape", type=parse_shape, default=(32, 32, 3), help="H,W,C")
-    parser.add_argument(
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument(
         "--binarizations",
         type=parse_binarizations,
-        default=["irnet", "bnn", "fp"],
-        help="comma-separated zoo binarizations to time (default: irnet,bnn,fp)",
+        default=None,
+        help=f"comma-separated zoo binarizations to time, each optionally with {RBD!r} "
+        "(distilled from its fp twin); default: --set irnet",
+    )
+    choice.add_argument(
+        "--set",
+        choices=tuple(SETS),
+        default="irnet",
+        help=", ".join(f"{name}: {','.join(names)}" for name, names in SETS.items()),
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
+    args.binarizations = args.binarizations or SETS[args.set]
 
     result = run(args)
     print()
@@ -180,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, ratio in result["ratios"].items():
         paired = result["paired_ratios"][name]
         print(f"{name:>18}: {ratio:.3f}x (median of per-cycle ratios {paired:.3f}x)")
-    if "target" in result:
-        verdict = "met" if result["target"]["met"] else "NOT met"
-        print(f"target irnet/bnn <= {TARGET:.2f}: {verdict}")
+    for name, target in result["targets"].items():
+        verdict = "met" if target["met"] else "NOT met"
+        print(f"target {name} <= {target['max']:.2f}: {verdict}")
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.output, json.dumps(result, indent=2) + "\n")

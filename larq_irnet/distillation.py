@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -562,11 +562,14 @@ class Distiller(tf.keras.Model):
         return scaled
 
     def _update_trackers(self, y, y_pred, sample_weight, logged) -> dict:
-        self.loss_tracker.update_state(logged["loss"])
-        self.task_loss_tracker.update_state(logged["task_loss"])
-        self.alignment_tracker.update_state(logged["alignment_loss"])
+        # Batch means weighted by the batch's size, as Keras' own loss tracker does: a
+        # short last batch must not count as much as a full one in the epoch's mean.
+        size = tf.cast(tf.shape(y_pred)[0], tf.float32)
+        self.loss_tracker.update_state(logged["loss"], sample_weight=size)
+        self.task_loss_tracker.update_state(logged["task_loss"], sample_weight=size)
+        self.alignment_tracker.update_state(logged["alignment_loss"], sample_weight=size)
         if self.logits_weight > 0:
-            self.kl_tracker.update_state(logged["kl_loss"])
+            self.kl_tracker.update_state(logged["kl_loss"], sample_weight=size)
         self.compiled_metrics.update_state(y, y_pred, sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
@@ -615,7 +618,9 @@ def _is_weights_only(path: Path) -> bool:
 
 
 def load_teacher(
-    path_or_run_dir: str | os.PathLike, *, model: tf.keras.Model | None = None
+    path_or_run_dir: str | os.PathLike,
+    *,
+    model: tf.keras.Model | Callable[[], tf.keras.Model] | None = None,
 ) -> tf.keras.Model:
     """Load a full-precision teacher for `Distiller`, frozen.
 
@@ -625,7 +630,9 @@ def load_teacher(
             weights-only `.h5` (`model.save_weights`), which needs `model=`.
         model: the architecture to load a weights-only file into, e.g.
             `IRNetResNet20(input_shape=..., num_classes=..., binarization="fp",
-            weights=None)`; ignored for whole-model files.
+            weights=None)`, or a function without arguments that builds it (called only
+            for a weights-only file, so a whole-model file costs no extra build);
+            ignored for whole-model files.
 
     # Returns
         The model, with `trainable = False`.
@@ -653,8 +660,8 @@ def load_teacher(
                     f"load_teacher: {path} holds weights only; pass `model=` (the teacher's "
                     "architecture, e.g. the zoo model with binarization='fp')"
                 )
-            model.load_weights(path)
-            teacher = model
+            teacher = model if isinstance(model, tf.keras.Model) else model()
+            teacher.load_weights(path)
         else:
             teacher = tf.keras.models.load_model(path, compile=False)
     except (OSError, ValueError) as error:

@@ -24,6 +24,11 @@ the values come from is in each recipe's `source`; in short:
   schedule used there is unknown: these recipes use the paper's T_min = 0.1,
   T_max = 10, per epoch as in their CIFAR trainers.
 - `fashion_mnist-resnet20-1w1a` is ours, sized for a 2-core CPU (see its `source`).
+- `dirnet-<name>` (ours): DIR-Net (Qin et al., IJCV 2023) publishes no training
+  settings, so each IR-Net recipe above has a DIR-Net twin that keeps its optimizer,
+  schedule, weight decay and T range (`ede_t_min`/`ede_t_max` are the T range of DTE,
+  the DIR-Net estimator) and changes only the model's `binarization` to `"dirnet"`
+  (IMB + DTE).
 
 Learning-rate schedules are per optimizer step (the authors step the cosine once per
 epoch; per step it reaches exactly 0 at the end, which matters for short runs). Weight
@@ -45,7 +50,15 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["OPTIMIZERS", "RECIPES", "SCHEDULES", "Recipe", "get_recipe", "model_function"]
+__all__ = [
+    "DIRNET_PREFIX",
+    "OPTIMIZERS",
+    "RECIPES",
+    "SCHEDULES",
+    "Recipe",
+    "get_recipe",
+    "model_function",
+]
 
 #: Optimizers a recipe may name (built by `larq_irnet.training.make_optimizer`).
 OPTIMIZERS = ("sgd", "adam")
@@ -84,6 +97,11 @@ class Recipe:
             means nothing to the sign, and decay pulls them towards flipping).
         ede_t_min: EDE's t in the first epoch (`EDECallback`).
         ede_t_max: the t EDE approaches at the end.
+        latent_lr_scale: c, the latent weights of binarized kernels train with c times
+            the learning rate of the other weights (ours, for the
+            standardization-as-step-size ablation row; `larq_irnet.training.
+            LatentScaledSGD`). SGD only: Adam's step does not depend on the gradient's
+            scale, so there is no way to express it there (an error).
         source: where the values come from.
     """
 
@@ -106,6 +124,7 @@ class Recipe:
     decay_latent_weights: bool = True
     ede_t_min: float = 0.1
     ede_t_max: float = 10.0
+    latent_lr_scale: float = 1.0
     source: str = ""
 
     def __post_init__(self):
@@ -142,6 +161,18 @@ class Recipe:
             raise ValueError(
                 f"Recipe {self.name!r}: need 0 < ede_t_min < ede_t_max, got "
                 f"ede_t_min={self.ede_t_min!r}, ede_t_max={self.ede_t_max!r}."
+            )
+
+        if not (isinstance(self.latent_lr_scale, (int, float)) and self.latent_lr_scale > 0):
+            raise ValueError(
+                f"Recipe {self.name!r}: `latent_lr_scale` must be a number > 0, got "
+                f"latent_lr_scale={self.latent_lr_scale!r}."
+            )
+        if self.latent_lr_scale != 1.0 and self.optimizer != "sgd":
+            raise ValueError(
+                f"Recipe {self.name!r}: `latent_lr_scale` needs optimizer='sgd' (Adam's step "
+                f"ignores the gradient's scale), got optimizer={self.optimizer!r} with "
+                f"latent_lr_scale={self.latent_lr_scale!r}."
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -287,7 +318,26 @@ def _recipes() -> dict[str, Recipe]:
             ),
         )
     )
+    recipes += [_dirnet_twin(recipe) for recipe in recipes]
     return {recipe.name: recipe for recipe in recipes}
+
+
+#: The prefix of the DIR-Net twin of an IR-Net recipe.
+DIRNET_PREFIX = "dirnet-"
+
+
+def _dirnet_twin(recipe: Recipe) -> Recipe:
+    """The DIR-Net recipe of an IR-Net one: the same training, `binarization="dirnet"`."""
+    return dataclasses.replace(
+        recipe,
+        name=f"{DIRNET_PREFIX}{recipe.name}",
+        model_kwargs={**recipe.model_kwargs, "binarization": "dirnet"},
+        source=(
+            f"ours: DIR-Net publishes no training settings, so this is {recipe.name}'s "
+            "optimizer, schedule, weight decay and T range (ede_t_min/ede_t_max as DTE's "
+            "T_min/T_max) with binarization='dirnet' (IMB + DTE)"
+        ),
+    )
 
 
 #: The recipes by name.

@@ -5,7 +5,9 @@ This docstring is the authoritative description of the layout; the README and
 
 - `config.json`: the resolved recipe and every option that changes what the run
   computes or writes (`steps_per_epoch`, `seed`, `train_limit`, `validation_size`,
-  `strategy`, `extra_callbacks`); a re-run must match it.
+  `strategy`, `extra_callbacks`, `distillation`: null or the teacher's resolved path or
+  zoo name, its file's sha256, `alignment_weight`, `logits_weight`, `temperature`); a
+  re-run must match it.
 - `history.csv`: one row per finished epoch, as `tf.keras.callbacks.CSVLogger` writes
   it (`\r\n` line ends): `epoch`, `loss`, `accuracy`, `val_loss`, `val_accuracy` (the
   full test set, or the validation split), `lr` (at the epoch's first step), `ede_t`,

@@ -43,17 +43,20 @@ from typing import Any
 
 from larq_irnet import data, run_directory
 from larq_irnet.callbacks import EDECallback, InformationDiagnostics, ede_quantizers
+from larq_irnet.distillation import Distiller, load_teacher
 from larq_irnet.io import atomic_path
 from larq_irnet.layers import binarized_weights
 from larq_irnet.recipes import OPTIMIZERS, RECIPES, Recipe, get_recipe, model_function
 from larq_irnet.run_directory import RunDirectoryInUse, UnusableDirectory
 from larq_irnet.zoo import BINARIZATIONS, BITS
+from larq_irnet.zoo.registry import WEIGHTS, sha256sum
 
 import tensorflow as tf
 
 __all__ = [
     "INTERRUPTED",
     "STRATEGIES",
+    "LatentScaledSGD",
     "RunDirectoryInUse",
     "WarmupStepDecay",
     "UnusableDirectory",
@@ -169,10 +172,108 @@ def make_schedule(
     return recipe.learning_rate
 
 
+class LatentScaledSGD(tf.keras.optimizers.SGD):
+    r"""SGD whose learning rate for the latent weights of binarized kernels is c times larger.
+
+    With g the gradient of a latent weight (weight decay included, as `l2_weight_decay`
+    adds it to the loss), \\(\\eta\\) the learning rate and \\(\\beta\\) the momentum,
+    Keras' SGD updates \\(m \\leftarrow \\beta m - \\eta g\\), \\(w \\leftarrow w + m\\)
+    (Nesterov likewise). Scaling g by c scales m by c at every step, so it is exactly SGD
+    with learning rate \\(c \\eta\\) on those weights; this optimizer scales the
+    gradients of `latent_variables` by c before Keras' update and leaves the others
+    alone. (Adam's step is invariant to the gradient's scale, so no Adam twin exists.)
+
+    Ours, for the standardization-as-step-size ablation: plain binary networks with the
+    latent learning rate that Libra-PB's division by the per-channel std implies.
+
+    # Arguments
+        learning_rate: \\(\\eta\\), a float or a schedule.
+        latent_variables: the variables to scale, e.g. `[w.variable for w in
+            larq_irnet.layers.binarized_weights(model)]`.
+        latent_lr_scale: c > 0.
+        momentum, nesterov: as `tf.keras.optimizers.SGD`.
+
+    # Raises
+        ValueError: `latent_lr_scale` is not a number > 0, or `latent_variables` is empty.
+    """
+
+    def __init__(
+        self,
+        learning_rate: tf.keras.optimizers.schedules.LearningRateSchedule | float = 0.01,
+        *,
+        latent_variables: Sequence[tf.Variable],
+        latent_lr_scale: float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        name: str = "LatentScaledSGD",
+        **kwargs: Any,
+    ):
+        if not (
+            isinstance(latent_lr_scale, (int, float))
+            and math.isfinite(latent_lr_scale)
+            and latent_lr_scale > 0
+        ):
+            raise ValueError(
+                f"`latent_lr_scale` must be a finite number > 0, got "
+                f"latent_lr_scale={latent_lr_scale!r}."
+            )
+        latent_variables = list(latent_variables)
+        if not latent_variables:
+            raise ValueError(
+                "`latent_variables` is empty: the model has no binarized kernel whose "
+                "learning rate `latent_lr_scale` could scale."
+            )
+        super().__init__(learning_rate, momentum=momentum, nesterov=nesterov, name=name, **kwargs)
+        self.latent_lr_scale = float(latent_lr_scale)
+        self._latent_ids = set()
+        for variable in latent_variables:
+            self._latent_ids.add(id(variable))
+            # Larq's QuantizedVariable wraps the trained variable.
+            self._latent_ids.add(id(getattr(variable, "latent_variable", variable)))
+
+    def apply_gradients(self, grads_and_vars, *args, **kwargs):
+        scale = self.latent_lr_scale
+        scaled = [
+            (g * tf.cast(scale, g.dtype) if g is not None and id(v) in self._latent_ids else g, v)
+            for g, v in grads_and_vars
+        ]
+        return super().apply_gradients(scaled, *args, **kwargs)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "latent_lr_scale": self.latent_lr_scale}
+
+
 def make_optimizer(
-    recipe: Recipe, learning_rate: tf.keras.optimizers.schedules.LearningRateSchedule | float
+    recipe: Recipe,
+    learning_rate: tf.keras.optimizers.schedules.LearningRateSchedule | float,
+    model: tf.keras.Model | None = None,
 ) -> tf.keras.optimizers.Optimizer:
-    """The optimizer of `recipe` (weight decay is not here: see `l2_weight_decay`)."""
+    """The optimizer of `recipe` (weight decay is not here: see `l2_weight_decay`).
+
+    # Arguments
+        recipe: the recipe (`optimizer`, `momentum`, `nesterov`, `latent_lr_scale`).
+        learning_rate: a float or a schedule (`make_schedule`).
+        model: the built model; needed when `recipe.latent_lr_scale != 1`, whose latent
+            binarized weights (`larq_irnet.layers.binarized_weights`) `LatentScaledSGD`
+            then scales.
+
+    # Raises
+        ValueError: `latent_lr_scale != 1` without `model`, or with a model that has no
+            binarized kernel.
+    """
+    if recipe.latent_lr_scale != 1.0:
+        if model is None:
+            raise ValueError(
+                f"Recipe {recipe.name!r}: latent_lr_scale={recipe.latent_lr_scale!r} needs "
+                "the model (`make_optimizer(recipe, learning_rate, model)`)."
+            )
+        return LatentScaledSGD(
+            learning_rate,
+            latent_variables=[w.variable for w in binarized_weights(model)],
+            latent_lr_scale=recipe.latent_lr_scale,
+            momentum=recipe.momentum,
+            nesterov=recipe.nesterov,
+        )
     if recipe.optimizer == "sgd":
         return tf.keras.optimizers.SGD(
             learning_rate, momentum=recipe.momentum, nesterov=recipe.nesterov
@@ -368,6 +469,7 @@ _ADDED_LATER: dict[str, Any] = {
     "validation_size": 0,
     "strategy": "default",
     "extra_callbacks": [],
+    "distillation": None,
     **{
         f"recipe.{field.name}": field.default
         for field in dataclasses.fields(Recipe)
@@ -393,6 +495,86 @@ def _previous_defaults(run_dir: Path) -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
+class _Teacher:
+    """`--distill-from`, resolved: where the teacher is and how the student learns from it.
+
+    `source` is the resolved path (a run directory, a whole-model file or a weights-only
+    `.h5`) or the name of shipped zoo weights; `sha256` is that of the file loaded (a run
+    directory's `model.h5`, a SavedModel's `saved_model.pb`, the registered weights), so
+    a resume against a retrained teacher is refused.
+    """
+
+    source: str
+    sha256: str
+    zoo_weights: bool
+    alignment_weight: float
+    logits_weight: float
+    temperature: float
+
+    def config(self) -> dict[str, Any]:
+        """What `config.json` records under `"distillation"`."""
+        return {
+            "teacher": self.source,
+            "teacher_sha256": self.sha256,
+            "alignment_weight": self.alignment_weight,
+            "logits_weight": self.logits_weight,
+            "temperature": self.temperature,
+        }
+
+
+def _resolve_teacher(
+    distill_from: str | os.PathLike,
+    alignment_weight: float,
+    logits_weight: float,
+    temperature: float,
+) -> _Teacher:
+    """`--distill-from` and its weights, checked without TensorFlow (nothing is loaded)."""
+    for value, name, floor in (
+        (alignment_weight, "alignment_weight", 0.0),
+        (logits_weight, "logits_weight", 0.0),
+        (temperature, "distill_temperature", None),
+    ):
+        number = isinstance(value, (int, float)) and math.isfinite(value)
+        if not (number and (value > 0 if floor is None else value >= floor)):
+            bound = "> 0" if floor is None else ">= 0"
+            raise ValueError(f"`{name}` must be a finite number {bound}, got {name}={value!r}.")
+    if not isinstance(distill_from, (str, os.PathLike)) or not os.fspath(distill_from):
+        raise ValueError(
+            "`distill_from` must be a run directory, a model or weights file, or a name of "
+            f"zoo weights, got distill_from={distill_from!r}."
+        )
+    path = Path(distill_from).expanduser()
+    zoo = isinstance(distill_from, str) and distill_from in WEIGHTS and not path.exists()
+    if zoo:
+        source, sha256 = distill_from, WEIGHTS[distill_from].sha256
+    else:
+        path = path.resolve()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"`distill_from`: no such run directory, model file or zoo weights: {path}"
+            )
+        loaded = path
+        if path.is_dir():
+            loaded = path / "saved_model.pb"
+            if not loaded.exists():
+                loaded = path / run_directory.MODEL
+            if not loaded.is_file():
+                raise FileNotFoundError(
+                    f"`distill_from`: {path} is a directory without {run_directory.MODEL} "
+                    "(not a finished run directory, nor a SavedModel)"
+                )
+        source, sha256 = os.fspath(path), sha256sum(loaded)
+    return _Teacher(
+        source=source,
+        sha256=sha256,
+        zoo_weights=zoo,
+        alignment_weight=float(alignment_weight),
+        logits_weight=float(logits_weight),
+        temperature=float(temperature),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class _Plan:
     """A checked call of `train`: all that is decided before the run directory is touched."""
 
@@ -406,6 +588,7 @@ class _Plan:
     validation_size: int
     extra_callbacks: tuple[tf.keras.callbacks.Callback, ...]
     verbose: int | str
+    teacher: _Teacher | None = None
 
     @property
     def build_model(self) -> Callable[..., tf.keras.Model]:
@@ -516,6 +699,7 @@ def _configuration(plan: _Plan, steps: int) -> dict[str, Any]:
         "validation_size": plan.validation_size,
         "strategy": plan.strategy,
         "extra_callbacks": [callback_identity(c) for c in plan.extra_callbacks],
+        "distillation": plan.teacher.config() if plan.teacher else None,
     }
     return json.loads(json.dumps(config))
 
@@ -549,37 +733,75 @@ def _open_run_directory(plan: _Plan, config: dict[str, Any], chief: bool) -> dic
 
 @dataclasses.dataclass
 class _Session:
-    """The model being trained and what restores and saves it."""
+    """The model being trained (the network, or the `Distiller` around it), the network
+    itself (what is saved) and what restores and saves them."""
 
     model: tf.keras.Model
+    network: tf.keras.Model
     learning_rate: tf.keras.optimizers.schedules.LearningRateSchedule | float
     checkpoint: tf.train.Checkpoint
     epochs_done: tf.Variable
     initial_epoch: int = 0
 
 
+def _load_teacher(plan: _Plan, distribution: tf.distribute.Strategy) -> tf.keras.Model | None:
+    """The frozen teacher of `plan` (None without one), loaded inside the strategy's scope.
+
+    Every worker loads it from the same path. A weights-only file and zoo weights are
+    loaded into the full-precision twin of the student (`binarization="fp"`). The global
+    seed is set again afterwards, so the student starts from the weights an undistilled
+    run of the same seed starts from.
+    """
+    teacher = plan.teacher
+    if teacher is None:
+        return None
+    twin_kwargs = {**plan.model_kwargs(), "binarization": "fp"}
+    with distribution.scope():
+        if teacher.zoo_weights:
+            model = plan.build_model(**twin_kwargs, weights=teacher.source)
+            model.trainable = False
+        else:
+            model = load_teacher(teacher.source, model=lambda: plan.build_model(**twin_kwargs))
+    tf.keras.utils.set_random_seed(plan.seed)
+    return model
+
+
 def _build_model(
-    plan: _Plan, steps: int, distribution: tf.distribute.Strategy, write_dir: Path
+    plan: _Plan,
+    steps: int,
+    distribution: tf.distribute.Strategy,
+    write_dir: Path,
+    teacher: tf.keras.Model | None = None,
 ) -> _Session:
-    """The compiled model and optimizer, restored from the last checkpoint if any."""
+    """The compiled model (the `Distiller` with a teacher) and optimizer, restored from the
+    last checkpoint if any."""
     recipe = plan.recipe
     learning_rate = make_schedule(recipe, steps)
     with distribution.scope():
-        model = plan.build_model(**plan.model_kwargs())
-        l2_weight_decay(model, recipe.weight_decay, latent_weights=recipe.decay_latent_weights)
-        optimizer = make_optimizer(recipe, learning_rate)
+        network = plan.build_model(**plan.model_kwargs())
+        l2_weight_decay(network, recipe.weight_decay, latent_weights=recipe.decay_latent_weights)
+        optimizer = make_optimizer(recipe, learning_rate, network)
         # Slots exist before a checkpoint is restored into them.
-        optimizer.build(model.trainable_variables)
+        optimizer.build(network.trainable_variables)
         metrics: list[Any] = ["accuracy"]
         if plan.info.num_classes > 10:
             metrics.append(tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
         loss = tf.keras.losses.SparseCategoricalCrossentropy(
-            from_logits=not _ends_in_softmax(model)
+            from_logits=not _ends_in_softmax(network)
         )
+        model = network
+        if teacher is not None:
+            model = Distiller(
+                network,
+                teacher,
+                alignment_weight=plan.teacher.alignment_weight,
+                logits_weight=plan.teacher.logits_weight,
+                temperature=plan.teacher.temperature,
+            )
         model.compile(optimizer, loss, metrics)
     epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epochs_done=epochs_done)
-    session = _Session(model, learning_rate, checkpoint, epochs_done)
+    session = _Session(model, network, learning_rate, checkpoint, epochs_done)
     latest = tf.train.latest_checkpoint(write_dir / run_directory.CHECKPOINTS)
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
@@ -732,7 +954,12 @@ def _summarize(
         "train_examples": examples.train,
         "test_examples": examples.test,
         "final_test_accuracy": float(final["accuracy"]),
-        "final_test_loss": float(final["loss"]),
+        # With a teacher, `loss` adds the alignment term: the task loss is the student's.
+        "final_test_loss": float(final.get("task_loss", final["loss"])),
+        "final_test_alignment_loss": (
+            float(final["alignment_loss"]) if "alignment_loss" in final else None
+        ),
+        "distill_from": plan.teacher.source if plan.teacher else None,
         **top5,
         "best_epoch_test_accuracy": (
             accuracies[best] if accuracies and not plan.validation_size else None
@@ -742,7 +969,11 @@ def _summarize(
         "final_validation_accuracy": (
             float(validation["accuracy"]) if validation is not None else None
         ),
-        "final_validation_loss": float(validation["loss"]) if validation is not None else None,
+        "final_validation_loss": (
+            float(validation.get("task_loss", validation["loss"]))
+            if validation is not None
+            else None
+        ),
         "ede_t": float(ede[0].ede_t.numpy()) if ede else None,
         "ede_k": float(ede[0].ede_k.numpy()) if ede else None,
         "ede_t_min": recipe.ede_t_min,
@@ -773,6 +1004,10 @@ def train(
     overrides: Mapping[str, Any] | None = None,
     extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
     verbose: int | str = 1,
+    distill_from: str | os.PathLike | None = None,
+    alignment_weight: float = 1.0,
+    logits_weight: float = 0.0,
+    distill_temperature: float = 4.0,
 ) -> dict[str, Any]:
     """Train `recipe` into the run directory `output_dir`, resuming it if it was cut short.
 
@@ -822,6 +1057,18 @@ def train(
             class and `get_config()`: a resume must pass the same ones.
         verbose: 1: a progress bar, 2: a line per epoch (the headline values; per-layer
             values go to `history.csv` and TensorBoard only), 0: silent.
+        distill_from: train with RBD (`larq_irnet.distillation.Distiller`, our design)
+            from this full-precision teacher: a run directory of `train` (its
+            `model.h5`), a whole-model file (`.h5`, `.keras`, SavedModel), a
+            weights-only `.h5` or the name of zoo weights (both loaded into the
+            student's `binarization="fp"` twin). The teacher is loaded and frozen inside
+            the strategy's scope (every worker reads the same path); the Distiller is
+            what is fitted, evaluated and checkpointed, `model.h5` holds the student
+            alone. Recorded in `config.json` as `distillation` (the resolved path or
+            name and the file's sha256): a resume with another teacher is refused.
+        alignment_weight: λ >= 0, the weight of the alignment term.
+        logits_weight: μ >= 0, the weight of the logits' KL term (0: none).
+        distill_temperature: T > 0 of the KL term.
 
     # Returns
         The summary, also written to `output_dir/summary.json`: `recipe`, `dataset`,
@@ -836,7 +1083,16 @@ def train(
         (None without a validation split), `ede_t` and `ede_k` (the model's final
         values, None without EDE), `ede_t_min`, `ede_t_max`, `resumed_from_epoch`,
         `train_seconds` (sum of `epoch_seconds` over all sessions),
-        `wall_time_seconds` (this call), `model_file`, `versions`.
+        `wall_time_seconds` (this call), `model_file`, `versions`; and
+        `final_test_alignment_loss` (the student's unweighted alignment loss on the test
+        set; None without a teacher) and `distill_from` (the teacher's resolved path or
+        zoo name, or None). With a teacher `final_test_loss` is the task loss alone.
+
+    # Raises
+        ValueError: an argument out of range or a configuration that differs from the
+            run directory's (naming it), a teacher that cannot be loaded.
+        FileNotFoundError: the dataset or the `distill_from` path is missing (naming it).
+        RunDirectoryInUse: another process trains into `output_dir`.
     """
     started = time.perf_counter()
     plan = _plan(
@@ -854,6 +1110,11 @@ def train(
         overrides=overrides,
         extra_callbacks=extra_callbacks,
         verbose=verbose,
+        teacher=(
+            _resolve_teacher(distill_from, alignment_weight, logits_weight, distill_temperature)
+            if distill_from is not None
+            else None
+        ),
     )
     # MultiWorkerMirroredStrategy must exist before anything else touches the runtime.
     distribution = make_strategy(strategy)
@@ -863,23 +1124,26 @@ def train(
     write_dir = plan.run_dir if chief else plan.run_dir / f"workertemp_{task_id}"
     examples = _count_examples(plan, steps_per_epoch)
     config = _configuration(plan, examples.steps)
+    teacher = None
     with contextlib.ExitStack() as stack:
         finished = _compare_configuration(plan.run_dir, config)
         if finished is None:
+            # A teacher that does not load is an error before anything is written.
+            teacher = _load_teacher(plan, distribution)
             stack.enter_context(run_directory.lock(write_dir))
             finished = _open_run_directory(plan, config, chief)
         if finished is not None:
             if verbose:
                 print(f"{plan.run_dir} holds a finished run of this configuration; not training.")
             return finished
-        session = _build_model(plan, examples.steps, distribution, write_dir)
+        session = _build_model(plan, examples.steps, distribution, write_dir, teacher)
         if chief:
             run_directory.truncate_history(
                 plan.run_dir / run_directory.HISTORY, session.initial_epoch
             )
         datasets = _build_data(plan, examples.steps, session.initial_epoch)
         scores = _fit_and_evaluate(plan, session, datasets, examples.steps, write_dir)
-        _save_model(session.model, write_dir / run_directory.MODEL)
+        _save_model(session.network, write_dir / run_directory.MODEL)
         summary = _summarize(plan, examples, session, scores, distribution, write_dir, started)
         if chief:
             run_directory.write_summary(plan.run_dir, summary)
@@ -904,6 +1168,7 @@ def _plan(
     overrides: Mapping[str, Any] | None,
     extra_callbacks: Sequence[tf.keras.callbacks.Callback],
     verbose: int | str,
+    teacher: _Teacher | None = None,
 ) -> _Plan:
     """`train`'s arguments, checked (nothing is read or written yet but the recipe)."""
     for value, name in (
@@ -933,6 +1198,7 @@ def _plan(
         validation_size=validation_size,
         extra_callbacks=tuple(extra_callbacks),
         verbose=verbose,
+        teacher=teacher,
     )
 
 
@@ -1005,6 +1271,10 @@ def _run(args: argparse.Namespace) -> int:
             validation_size=args.validation_size,
             overrides=_recipe_overrides(args),
             extra_callbacks=extra,
+            distill_from=args.distill_from,
+            alignment_weight=args.alignment_weight,
+            logits_weight=args.logits_weight,
+            distill_temperature=args.distill_temperature,
             # Progress bars on a terminal, one line per epoch in a log file.
             verbose=1 if sys.stdout.isatty() else 2,
         )
@@ -1144,5 +1414,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="log per-layer entropy, quantization error and flip ratio "
         "(larq_irnet.callbacks.InformationDiagnostics)",
+    )
+    parser.add_argument(
+        "--distill-from",
+        metavar="RUN_DIR_OR_WEIGHTS",
+        help="train with RBD representation distillation (our design of DIR-Net's) from "
+        "this full-precision teacher: a run directory, a .h5/.keras model, a weights-only "
+        ".h5 of the recipe's model with binarization=fp, or a zoo weights name",
+    )
+    parser.add_argument(
+        "--alignment-weight",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="LAMBDA",
+        help="weight of the attention-map alignment term (default 1.0; with --distill-from)",
+    )
+    parser.add_argument(
+        "--logits-weight",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="MU",
+        help="weight of the temperature-scaled KL on the logits (default 0: none)",
+    )
+    parser.add_argument(
+        "--distill-temperature",
+        type=_positive_float,
+        default=4.0,
+        metavar="T",
+        help="temperature of the KL term (default 4.0)",
     )
     parser.set_defaults(func=_run)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,6 +37,8 @@ def load_benchmark():
     def load(name):
         spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        # Registered first, as importlib's recipe does: dataclasses look their module up.
+        sys.modules[name] = module
         spec.loader.exec_module(module)
         return module
 

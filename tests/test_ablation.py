@@ -8,6 +8,7 @@ from pathlib import Path
 from larq_irnet import recipes
 from larq_irnet.io import file_lock
 
+import numpy as np
 import pytest
 from tiny import tiny_model
 
@@ -224,3 +225,143 @@ def test_search_scores_on_the_validation_split_only(
     assert ablation.best_recipes({"runs": runs}) == {"bnn": best["overrides"]}
     out = capsys.readouterr().out
     assert f"**{100 * best['final_validation_accuracy']:.2f}**" in out
+
+
+def _search(*rows):
+    """A search results file with one run per (row, learning rate, score)."""
+    runs = {}
+    for row, lr, score in rows:
+        overrides = {"optimizer": "sgd", "learning_rate": lr, "decay_latent_weights": False}
+        runs[f"{row}-{lr}"] = {
+            "binarization": row,
+            "overrides": overrides,
+            "final_validation_accuracy": score,
+        }
+    return {"runs": runs}
+
+
+def test_tuned_rows_take_their_family_recipe_and_missing_searches_are_named(
+    ablation, tmp_path, capsys
+):
+    search = _search(("fp", 0.1, 0.9), ("bnn", 0.03, 0.8), ("irnet", 0.1, 0.85))
+    recipes, missing = ablation.tuned_recipes(search)
+    assert missing == {} and set(recipes) == set(ablation.TUNED_ROWS)
+    assert recipes["bnn"] == ("bnn", search["runs"]["bnn-0.03"]["overrides"])
+    for row in ("libra_pb", "ede", "irnet+rbd", "imb", "dte", "dirnet", "dirnet+rbd"):
+        assert recipes[row][0] == "irnet", row  # dirnet not searched yet: irnet's
+    search["runs"] |= _search(("dirnet", 0.03, 0.86))["runs"]
+    recipes, _ = ablation.tuned_recipes(search)
+    assert {row for row, (source, _) in recipes.items() if source == "dirnet"} == {
+        "imb",
+        "dte",
+        "dirnet",
+        "dirnet+rbd",
+    }
+    table = ablation.recipe_table(recipes)
+    assert "| DIR-Net + RBD | dirnet | sgd 0.03, off |" in table
+    assert "| Libra-PB | irnet | sgd 0.1, off |" in table
+
+    # A row whose search rows have no result is refused before anything trains.
+    path = tmp_path / "search.json"
+    path.write_text(json.dumps(_search(("bnn", 0.1, 0.8))))
+    argv = ["--protocol", "tuned", "--search-results", str(path)]
+    argv += ["--output-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "t.json")]
+    with pytest.raises(SystemExit, match=r"no search result for dirnet, irnet \(needed by"):
+        ablation.main([*argv, "--only", "bnn-seed0", "dirnet-seed0"])
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "t.json").exists()
+    _, missing = ablation.tuned_recipes(json.loads(path.read_text()))
+    assert missing["irnet"] == ("irnet",) and missing["dirnet+rbd"] == ("dirnet", "irnet")
+
+
+def test_tuned_comparisons_state_spreads_and_the_gap_closed(ablation):
+    runs = {
+        "fp-seed0": {**_row("fp", 0, 0.92), "row": "fp"},
+        "bnn-seed0": {**_row("bnn", 0, 0.86), "row": "bnn"},
+        "bnn-seed1": {**_row("bnn", 1, 0.87), "row": "bnn"},
+        "irnet-seed0": {**_row("irnet", 0, 0.875), "row": "irnet"},
+        "irnet-seed1": {**_row("irnet", 1, 0.885), "row": "irnet"},
+        "irnet+rbd-seed0": {**_row("irnet", 0, 0.89), "row": "irnet+rbd"},
+    }
+    tuned = ablation.PROTOCOLS["tuned"]
+    lines = ablation.comparisons({"runs": runs}, tuned)
+    assert lines == [
+        "IR-Net - plain binary: +1.50 points (means of 2 and 2 seeds); seed spread 1.00 "
+        "points: more than the spread",
+        "IR-Net + RBD - IR-Net: +1.00 points (not worse)",
+        "Full precision - IR-Net: +4.00 points",
+        "IR-Net closes 27% of the gap from plain binary to full precision (+1.50 of 5.50 points)",
+    ]
+    table = ablation.table({"runs": runs}, tuned)
+    # Rows of the tuned protocol are told apart by name, not by binarization.
+    assert "| IR-Net + RBD | 89.00 (s0) | 89.00 |  |" in table
+    assert "| IR-Net (Libra-PB + EDE) | 87.50 (s0), 88.50 (s1) | 88.00 | 86.5 |" in table
+    assert "DIR-Net" not in table.replace("IR-Net + RBD", "")  # not run, no paper value
+
+
+def test_the_latent_lr_row_comes_after_the_finished_paper_rows(ablation):
+    assert ablation.RUNS[-1] == ("bnn_lr_scaled", 0)
+    assert [r for r, _ in ablation.RUNS[:-1]] == [
+        "irnet", "bnn", "irnet", "bnn", "libra_pb", "ede", "fp", "libra_pb_no_std",
+        "libra_pb_no_scale",
+    ]  # fmt: skip
+    row = ablation.ROWS["bnn_lr_scaled"]
+    assert row.binarization == "bnn" and row.paper is None
+    assert row.overrides == {"latent_lr_scale": ablation.LATENT_LR_SCALE}
+    # The paper protocol's recipe is SGD, where a latent learning-rate scale exists.
+    assert recipes.get_recipe(ablation.RECIPE).optimizer == "sgd"
+
+
+def test_median_inverse_std_is_per_output_channel_unbiased(ablation):
+    model = tiny_model(input_shape=(28, 28, 1), binarization="bnn")
+    kernel = model.layers[4].kernel  # the QuantConv2D's latent kernel (3, 3, 8, 8)
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=kernel.shape) * np.arange(1, 9) / 10
+    kernel.latent_variable.assign(values.astype(np.float32))
+    expected = [1 / np.std(values[..., o].astype(np.float32), ddof=1) for o in range(8)]
+    assert ablation.median_inverse_std(model) == pytest.approx(np.median(expected), rel=1e-5)
+
+
+@pytest.mark.slow  # builds two ResNet-20s
+def test_latent_lr_scale_is_the_median_inverse_std_of_the_shipped_weights(ablation):
+    measured = ablation.measure_latent_scale()
+    assert ablation.LATENT_LR_SCALE == pytest.approx(measured["trained"], abs=0.005)
+    assert measured["initial"] == pytest.approx(12.7436, abs=1e-3)
+
+
+@pytest.mark.slow  # trains two rows, one distilled from the other
+def test_tuned_protocol_trains_searched_recipes_and_distils_from_the_fp_row(
+    ablation, tiny_recipe, tmp_path, capsys, fashion_mnist
+):
+    search = tmp_path / "search.json"
+    search.write_text(
+        json.dumps(_search(("fp", 0.03, 0.9), ("bnn", 0.1, 0.8), ("irnet", 0.03, 0.85)))
+    )
+    results_path = tmp_path / "tuned.json"
+    argv = ["--protocol", "tuned", "--search-results", str(search)]
+    argv += ["--output-dir", str(tmp_path / "runs"), "--results", str(results_path)]
+    argv += ["--epochs", "1", "--steps-per-epoch", "2", "--train-limit", "256"]
+    # Its teacher is not trained yet: the distilled row waits for it.
+    assert ablation.main([*argv, "--only", "irnet+rbd-seed0"]) == 0
+    assert "irnet+rbd-seed0: skipped, its teacher" in capsys.readouterr().out
+    assert ablation.main([*argv, "--only", "fp-seed0", "irnet+rbd-seed0"]) == 0
+    out = capsys.readouterr().out
+    results = json.loads(results_path.read_text())
+    assert results["protocol"] == "tuned" and results["epochs"] == 1
+    assert results["recipes"]["irnet+rbd"]["search_row"] == "irnet"
+    distilled = results["runs"]["irnet+rbd-seed0"]
+    teacher = tmp_path / "runs" / "fp-seed0"
+    assert distilled["row"] == "irnet+rbd" and distilled["binarization"] == "irnet"
+    assert distilled["distill_from"] == str(teacher.resolve())
+    assert distilled["overrides"]["learning_rate"] == 0.03
+    assert 0 < distilled["final_test_alignment_loss"] <= 2
+    config = json.loads((tmp_path / "runs" / "irnet+rbd-seed0" / "config.json").read_text())
+    assert config["recipe"]["learning_rate"] == 0.03
+    assert config["recipe"]["decay_latent_weights"] is False
+    assert config["distillation"]["teacher"] == str(teacher.resolve())
+    assert "| IR-Net + RBD | recipe of search row" not in out
+    assert "| IR-Net + RBD | irnet | sgd 0.03, off |" in out  # the mapping, printed
+    assert ablation.table(results, ablation.PROTOCOLS["tuned"]) in out
+    # Another budget into the same results file is refused.
+    argv[argv.index("--epochs") + 1] = "2"
+    with pytest.raises(SystemExit, match=r"--epochs 2: .* holds a budget of 1 epochs"):
+        ablation.main([*argv, "--only", "fp-seed0"])

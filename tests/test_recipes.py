@@ -3,14 +3,16 @@
 import dataclasses
 import inspect
 
+from larq_irnet import training
 from larq_irnet.data import dataset_info
-from larq_irnet.recipes import RECIPES, get_recipe, model_function
+from larq_irnet.layers import binarized_weights
+from larq_irnet.recipes import DIRNET_PREFIX, RECIPES, get_recipe, model_function
 
 import pytest
 
 
 def test_every_recipe_is_complete_and_sourced():
-    expected = {
+    irnet = {
         "cifar10-resnet20-1w1a",
         "cifar10-resnet20-1w32a",
         "cifar10-vggsmall-1w1a",
@@ -21,7 +23,7 @@ def test_every_recipe_is_complete_and_sourced():
         "imagenet-resnet34-1w32a",
         "fashion_mnist-resnet20-1w1a",
     }
-    assert set(RECIPES) == expected
+    assert set(RECIPES) == irnet | {f"dirnet-{name}" for name in irnet}
     for recipe in RECIPES.values():
         assert recipe.source
         assert recipe.model_kwargs["bits"] in recipe.name
@@ -53,3 +55,40 @@ def test_a_recipe_is_validated_as_it_is_made():
     with pytest.raises(ValueError, match=r"need 0 < ede_t_min < ede_t_max"):
         dataclasses.replace(recipe, ede_t_min=20.0)
     assert recipe.to_dict()["model"] == recipe.model
+
+
+def test_dirnet_recipes_train_as_their_irnet_row_with_the_dirnet_binarization():
+    dirnet = {name: r for name, r in RECIPES.items() if name.startswith(DIRNET_PREFIX)}
+    assert len(dirnet) == len(RECIPES) / 2
+    for name, recipe in dirnet.items():
+        irnet = RECIPES[name.removeprefix(DIRNET_PREFIX)]
+        assert recipe.model_kwargs == {**irnet.model_kwargs, "binarization": "dirnet"}
+        same = {"name", "model_kwargs", "source"}
+        for field in dataclasses.fields(recipe):
+            if field.name not in same:
+                assert getattr(recipe, field.name) == getattr(irnet, field.name), field.name
+        assert recipe.source.startswith("ours") and irnet.name in recipe.source
+
+
+@pytest.mark.slow  # builds every DIR-Net model of the zoo, ImageNet ResNet-34 included
+def test_every_dirnet_recipe_resolves_and_builds_its_model():
+    """Needs the `dirnet` binarization (issue 11): passes once that branch is merged."""
+    for name in sorted(RECIPES):
+        if not name.startswith(DIRNET_PREFIX):
+            continue
+        recipe = training._resolve_recipe(name, None, None, None, None)
+        info = dataset_info(recipe.dataset)
+        model = model_function(recipe)(
+            input_shape=info.input_shape, num_classes=info.num_classes, **recipe.model_kwargs
+        )
+        assert model.output_shape == (None, info.num_classes), name
+        assert binarized_weights(model), name
+
+
+def test_latent_lr_scale_is_validated_as_the_recipe_is_made():
+    recipe = get_recipe("fashion_mnist-resnet20-1w1a")
+    assert dataclasses.replace(recipe, latent_lr_scale=12.5).latent_lr_scale == 12.5
+    with pytest.raises(ValueError, match=r"`latent_lr_scale` must be a number > 0, got"):
+        dataclasses.replace(recipe, latent_lr_scale=-1.0)
+    with pytest.raises(ValueError, match=r"needs optimizer='sgd'.*got optimizer='adam'"):
+        dataclasses.replace(recipe, optimizer="adam", latent_lr_scale=2.0)

@@ -16,14 +16,17 @@ import larq_irnet  # noqa: F401
 from larq_irnet import training
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.cli import main
+from larq_irnet.layers import binarized_weights
 from larq_irnet.recipes import RECIPES, get_recipe
 from larq_irnet.training import (
+    LatentScaledSGD,
     RunDirectoryInUse,
     WarmupStepDecay,
     l2_weight_decay,
     make_schedule,
     train,
 )
+from larq_irnet.zoo.registry import sha256sum as registry_sha256
 
 import numpy as np
 import pytest
@@ -354,9 +357,10 @@ def test_a_run_written_before_an_option_existed_stays_the_same_run(tmp_path, fas
     diagnostics = [InformationDiagnostics()]
     summary = train(TINY, output_dir=run_dir, extra_callbacks=diagnostics, **SHORT_RUN)
     config = json.loads((run_dir / "config.json").read_text())
-    for key in ("validation_size", "strategy", "extra_callbacks"):
+    for key in ("validation_size", "strategy", "extra_callbacks", "distillation"):
         del config[key]
     del config["recipe"]["decay_latent_weights"]
+    del config["recipe"]["latent_lr_scale"]
     (run_dir / "config.json").write_text(json.dumps(config))
     # Its history shows that InformationDiagnostics ran, as it did with --diagnostics.
     assert train(TINY, output_dir=run_dir, extra_callbacks=diagnostics, **SHORT_RUN) == summary
@@ -484,3 +488,153 @@ def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path, monkeypatch, 
     assert main(argv) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["resumed_from_epoch"] == 1 and summary["epochs"] == 2
+
+
+@pytest.fixture(scope="module")
+def fp_teacher_run(tmp_path_factory, fashion_mnist):
+    """The tiny model's full-precision twin, trained briefly by `train` into a run directory."""
+    run_dir = tmp_path_factory.mktemp("teacher") / "fp"
+    fp = dict(SHORT_RUN, epochs=1, steps_per_epoch=6, train_limit=1024, seed=3)
+    train(TINY, output_dir=run_dir, binarization="fp", **fp)
+    return run_dir
+
+
+def test_distillation_resumes_exactly_and_saves_the_student_alone(
+    tmp_path, fp_teacher_run, fashion_mnist
+):
+    distill = dict(distill_from=fp_teacher_run, alignment_weight=2.0, logits_weight=0.5)
+    straight = train(
+        TINY,
+        output_dir=tmp_path / "straight",
+        extra_callbacks=[InformationDiagnostics()],
+        **distill,
+        **SHORT_RUN,
+    )
+    run_dir = tmp_path / "killed"
+    kill = [_KillAtEpochEnd(1), InformationDiagnostics()]
+    with pytest.raises(_Killed):
+        train(TINY, output_dir=run_dir, extra_callbacks=kill, **distill, **SHORT_RUN)
+    # Another teacher, or none, is another run.
+    other = {**distill, "alignment_weight": 1.0}
+    with pytest.raises(ValueError, match=r"differs in: distillation.alignment_weight \(2.0 th"):
+        train(TINY, output_dir=run_dir, extra_callbacks=kill, **other, **SHORT_RUN)
+    with pytest.raises(
+        ValueError, match=r"differs in: distillation \(\{'teacher'.*\} there, None now\)"
+    ):
+        train(TINY, output_dir=run_dir, extra_callbacks=kill, **SHORT_RUN)
+    resumed = train(TINY, output_dir=run_dir, extra_callbacks=kill, **distill, **SHORT_RUN)
+    assert resumed["resumed_from_epoch"] == 1
+
+    config = json.loads((run_dir / "config.json").read_text())
+    teacher_file = fp_teacher_run / "model.h5"
+    assert config["distillation"] == {
+        "teacher": str(fp_teacher_run.resolve()),
+        "teacher_sha256": registry_sha256(teacher_file),
+        "alignment_weight": 2.0,
+        "logits_weight": 0.5,
+        "temperature": 4.0,
+    }
+    # model.h5 is the student alone: it loads without the Distiller, has no teacher layer.
+    a = tf.keras.models.load_model(tmp_path / "straight" / "model.h5")
+    b = tf.keras.models.load_model(run_dir / "model.h5")
+    assert len(b.layers) == len(tiny_model(input_shape=(28, 28, 1)).layers)
+    assert len(binarized_weights(b)) == 1
+    for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    for key in ("final_test_accuracy", "final_test_loss", "final_test_alignment_loss"):
+        assert resumed[key] == pytest.approx(straight[key], rel=1e-5), key
+    assert resumed["distill_from"] == str(fp_teacher_run.resolve())
+    assert 0 < resumed["final_test_alignment_loss"] <= 2  # one point: a distance in [0, 2]
+    # final_test_loss is the student's task loss: the saved student's cross-entropy.
+    _, (x_test, y_test) = fashion_mnist
+    b.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    loss, accuracy = b.evaluate(x_test.astype(np.float32), y_test, batch_size=1000, verbose=0)
+    assert resumed["final_test_loss"] == pytest.approx(loss, rel=1e-4)
+    assert resumed["final_test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+
+    rows_a, rows_b = read_history(tmp_path / "straight"), read_history(run_dir)
+    assert [r["epoch"] for r in rows_b] == ["0", "1"]
+    for row_a, row_b in zip(rows_a, rows_b, strict=True):
+        for key in ("loss", "task_loss", "alignment_loss", "kl_loss", "val_alignment_loss"):
+            assert float(row_b[key]) == pytest.approx(float(row_a[key]), rel=1e-5), key
+        assert float(row_b["ede_t"]) == float(row_a["ede_t"])
+        assert 0.0 <= float(row_b["entropy_mean"]) <= 1.0
+    tags = set()
+    for event_file in (run_dir / "tensorboard" / "train").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"epoch_alignment_loss", "epoch_task_loss", "epoch_ede_t"} <= tags
+
+
+def test_a_missing_teacher_is_a_one_line_error_writing_nothing(tmp_path, capsys):
+    run_dir, missing = tmp_path / "run", tmp_path / "no-teacher"
+    argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", "--output-dir", str(run_dir)]
+    assert main([*argv, "--distill-from", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1
+        and f"no such run directory, model file or zoo weights: {missing}" in err
+    )
+    (tmp_path / "empty").mkdir()
+    assert main([*argv, "--distill-from", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "without model.h5" in err
+    with pytest.raises(SystemExit):
+        main([*argv, "--distill-from", str(missing), "--distill-temperature", "0"])
+    assert "expected a number > 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"`alignment_weight` must be a finite number >= 0"):
+        train(TINY, output_dir=run_dir, distill_from=missing, alignment_weight=-1.0)
+    assert not run_dir.exists()
+
+
+def test_latent_lr_scale_is_sgd_with_a_scaled_learning_rate_on_the_latent_weights():
+    scale, lr = 7.5, 0.05
+    x = np.random.default_rng(0).uniform(0, 255, (16, 28, 28, 1)).astype(np.float32)
+    y = np.arange(16) % 10
+
+    def model():
+        tf.keras.utils.set_random_seed(0)
+        m = tiny_model(input_shape=(28, 28, 1), binarization="bnn")
+        l2_weight_decay(m, 1e-3)
+        return m
+
+    scaled, reference = model(), model()
+    latent = [w.variable for w in binarized_weights(scaled)]
+    optimizer = LatentScaledSGD(
+        lr, latent_variables=latent, latent_lr_scale=scale, momentum=0.9, nesterov=True
+    )
+    # The reference: plain Keras SGD, lr * c on the latent kernel, lr on everything else.
+    reference_latent = {id(w.variable) for w in binarized_weights(reference)}
+    fast = tf.keras.optimizers.SGD(lr * scale, momentum=0.9, nesterov=True)
+    slow = tf.keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy()
+    for _ in range(4):
+        for net, step in ((scaled, None), (reference, True)):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, net(x, training=True)) + tf.add_n(net.losses)
+            grads = tape.gradient(loss, net.trainable_variables)
+            pairs = list(zip(grads, net.trainable_variables, strict=True))
+            if step is None:
+                optimizer.apply_gradients(pairs)
+            else:
+                fast.apply_gradients([p for p in pairs if id(p[1]) in reference_latent])
+                slow.apply_gradients([p for p in pairs if id(p[1]) not in reference_latent])
+    moved = False
+    for a, b in zip(scaled.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    initial = model()
+    for w_scaled, w_initial in zip(
+        binarized_weights(scaled), binarized_weights(initial), strict=True
+    ):
+        moved = moved or not np.allclose(w_scaled.variable.numpy(), w_initial.variable.numpy())
+    assert moved and optimizer.get_config()["latent_lr_scale"] == scale
+
+
+def test_latent_lr_scale_is_refused_for_adam_and_writes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = {"optimizer": "adam", "learning_rate": 1e-3, "latent_lr_scale": 4.0}
+    with pytest.raises(ValueError, match=r"`latent_lr_scale` needs optimizer='sgd'.*'adam'"):
+        train(TINY, output_dir=run_dir, overrides=overrides, **SHORT_RUN)
+    with pytest.raises(ValueError, match=r"`latent_lr_scale` must be a number > 0"):
+        train(TINY, output_dir=run_dir, overrides={"latent_lr_scale": 0.0}, **SHORT_RUN)
+    assert not run_dir.exists()
