@@ -42,7 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from larq_irnet import data, run_directory
-from larq_irnet.callbacks import EDECallback, InformationDiagnostics, ede_quantizers
+from larq_irnet.callbacks import (
+    DTECallback,
+    EDECallback,
+    InformationDiagnostics,
+    dte_quantizers,
+    ede_quantizers,
+)
 from larq_irnet.io import atomic_path
 from larq_irnet.layers import binarized_weights
 from larq_irnet.recipes import OPTIMIZERS, RECIPES, Recipe, get_recipe, model_function
@@ -628,10 +634,12 @@ def _build_data(plan: _Plan, steps: int, initial_epoch: int) -> _Data:
 
 
 def _callbacks(plan: _Plan, session: _Session, write_dir: Path) -> list:
-    """EDE's schedule, the logger, the extra callbacks, progress, TensorBoard, CSV, checkpoint."""
+    """EDE/DTE schedules, logger, extra callbacks, progress, TensorBoard, CSV, checkpoint."""
     callbacks: list[tf.keras.callbacks.Callback] = []
     if ede_quantizers(session.model):
         callbacks.append(EDECallback(t_min=plan.recipe.ede_t_min, t_max=plan.recipe.ede_t_max))
+    if dte_quantizers(session.model):  # DIR-Net's DTE: the recipe's t range, DTE's defaults
+        callbacks.append(DTECallback(t_min=plan.recipe.ede_t_min, t_max=plan.recipe.ede_t_max))
     callbacks += [_EpochLog(session.learning_rate), *plan.extra_callbacks]
     if plan.verbose == 2:
         callbacks.append(_EpochLine(plan.recipe.epochs))
@@ -777,6 +785,7 @@ def train(
     """Train `recipe` into the run directory `output_dir`, resuming it if it was cut short.
 
     Runs `model.fit` with, in order, `EDECallback` (when the model has EDE quantizers),
+    `DTECallback` (when it has DTE quantizers, with the recipe's `ede_t_min`/`ede_t_max`),
     a logger of `lr` and `epoch_seconds`, `extra_callbacks`, `TensorBoard`, `CSVLogger`
     and a checkpoint per epoch, validating on the full test set every epoch (the last
     epoch's validation is the final model's test score) or, with `validation_size`, on
