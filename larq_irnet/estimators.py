@@ -159,7 +159,7 @@ def dte_sigma(x: tf.Tensor) -> tf.Tensor:
     axes (batch and space for NHWC activations, the filter for HWIO kernels):
 
     \\[ \sigma_c = \sqrt{\mathrm{Var}_c(x) + 10^{-5}}, \qquad
-        \sigma_c = 1 \text{ where } \mathrm{Var}_c(x) = 0 \\]
+        \sigma_c = 1 \text{ where all } x_c \text{ are equal} \\]
 
     the population variance, as BatchNormalization's in training. A channel without
     spread has no distribution to follow and gets sigma = 1 (the scale of standardized
@@ -172,7 +172,9 @@ def dte_sigma(x: tf.Tensor) -> tf.Tensor:
     if not axes:
         return tf.ones_like(x)
     _, variance = tf.nn.moments(x, axes=axes, keepdims=True)
-    sigma = tf.where(variance > 0, tf.sqrt(variance + _SIGMA_EPSILON), tf.ones_like(variance))
+    # All-equal, not variance == 0: the float32 variance of a constant is not always 0.
+    spread = tf.reduce_max(x, axis=axes, keepdims=True) > tf.reduce_min(x, axis=axes, keepdims=True)
+    sigma = tf.where(spread, tf.sqrt(variance + _SIGMA_EPSILON), tf.ones_like(variance))
     return tf.stop_gradient(sigma)
 
 
