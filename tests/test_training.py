@@ -484,3 +484,16 @@ def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path, monkeypatch, 
     assert main(argv) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["resumed_from_epoch"] == 1 and summary["epochs"] == 2
+
+
+def test_training_drives_dte_quantizers_with_dtecallback(tmp_path, fashion_mnist):
+    # The DIR-Net rows get DTECallback (the recipe's t range) instead of EDECallback.
+    recipe = dataclasses.replace(TINY, model_kwargs={"binarization": "dirnet"})
+    summary = train(recipe, output_dir=tmp_path / "run", **{**SMALL_RUN, "epochs": 2})
+    history = read_history(tmp_path / "run")
+    assert "ede_t" not in history[0] and summary["binarization"] == "dirnet"
+    t_min, t_max = TINY.ede_t_min, TINY.ede_t_max
+    assert [float(row["dte_t"]) for row in history] == pytest.approx([t_min, 1.0])
+    assert [float(row["dte_band"]) for row in history] == [0.0, 1.0]
+    assert 0.0 < float(history[-1]["dte_in_band"]) < 1.0
+    assert t_max > 1.0
