@@ -446,9 +446,10 @@ def _through_quantizer(path: tuple[str, ...], scope: list[str], quantizer) -> bo
     when the converter folds it into the producer (a float conv's bias), the producer's
     output carries the name, which proves nothing about the layer's own operator.
     """
-    if quantizer is None:
+    name = getattr(quantizer, "name", None)  # a plain function has no scope of its own
+    if not name:
         return False
-    inside = [*path[1:], quantizer.name]
+    inside = [*path[1:], name]
     return any(scope[i : i + len(inside)] == inside for i in range(len(scope)))
 
 
