@@ -439,6 +439,20 @@ def _match(path: tuple[str, ...], scope: list[str]) -> int:
     return 0
 
 
+def _through_quantizer(path: tuple[str, ...], scope: list[str], quantizer) -> bool:
+    """Whether `scope` names an op of the layer's own input quantizer (path/quantizer/...).
+
+    Such an op (e.g. `imb_sign`'s per-channel threshold) computes the layer's *input*;
+    when the converter folds it into the producer (a float conv's bias), the producer's
+    output carries the name, which proves nothing about the layer's own operator.
+    """
+    name = getattr(quantizer, "name", None)  # a plain function has no scope of its own
+    if not name:
+        return False
+    inside = [*path[1:], name]
+    return any(scope[i : i + len(inside)] == inside for i in range(len(scope)))
+
+
 def _out_channels(layer) -> int | None:
     try:
         return int(layer.output_shape[-1])
@@ -492,8 +506,10 @@ def _map_layers(graph: Graph, layers: list) -> dict:
             for b in layers:
                 if not fits(b, op):
                     continue
-                score = 2 * any(_match(b.path, s) == strength for s in output_scopes)
-                if _layer_quantizers(b.layer)[2] is not None:
+                quantizer = _layer_quantizers(b.layer)[2]
+                own = [s for s in output_scopes if not _through_quantizer(b.path, s, quantizer)]
+                score = 2 * any(_match(b.path, s) == strength for s in own)
+                if quantizer is not None:
                     score += any(_match(b.path, s) == strength for s in input_scopes)
                 if score:
                     scored.append((score, len(b.path), b))

@@ -1,7 +1,8 @@
 """larq-irnet: IR-Net binary neural networks for Larq, deployable with LCE.
 
-Importing this package registers the quantizers `"libra_pb"` and `"ede_sign"`, so that
-they can be named in any Larq layer:
+Importing this package registers the quantizers `"libra_pb"`, `"ede_sign"` and DIR-Net's
+`"imb"`, `"imb_sign"` and `"dte_sign"` (our design, following the DIR-Net paper's
+description), so that they can be named in any Larq layer:
 
 ```python
 import larq as lq
@@ -19,18 +20,23 @@ select_legacy_keras()
 
 from larq_irnet import callbacks, distillation, estimators, layers, quantizers, schedules  # noqa: E402
 from larq_irnet.callbacks import (  # noqa: E402
+    DTECallback,
     EDECallback,
     EstimatorScheduler,
     InformationDiagnostics,
     set_ede,
 )
-from larq_irnet.quantizers import EDESign, LibraPB  # noqa: E402
+from larq_irnet.quantizers import IMB, DTESign, EDESign, IMBSign, LibraPB  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "IMB",
+    "DTECallback",
+    "DTESign",
     "EDECallback",
     "EDESign",
+    "IMBSign",
     "EstimatorScheduler",
     "InformationDiagnostics",
     "LibraPB",

@@ -1,4 +1,5 @@
-r"""Callbacks for IR-Net training: EDE's schedule and the paper's information diagnostics.
+r"""Callbacks for IR-Net and DIR-Net training: EDE's and DTE's schedules and the paper's
+information diagnostics.
 
 ```python
 model.fit(x, y, epochs=40, callbacks=[larq_irnet.EDECallback(t_min=0.1, t_max=10.0)])
@@ -10,24 +11,26 @@ from __future__ import annotations
 import warnings
 
 from larq_irnet._validation import real
-from larq_irnet.estimators import ede_default_k
+from larq_irnet.estimators import DTE_BAND_FRACTION, DTE_EPSILON, ede_default_k
 from larq_irnet.information import (
     binarized_kernels,
     flip_ratio,
     quantization_error,
     sign_entropy,
 )
-from larq_irnet.layers import model_quantizers
-from larq_irnet.schedules import Schedule, ede_values
+from larq_irnet.layers import binarized_weights, model_quantizers
+from larq_irnet.schedules import Schedule, dte_schedule, ede_values
 from larq_irnet.schedules import ede_schedule as _ede_schedule
 
 import numpy as np
 import tensorflow as tf
 
 __all__ = [
+    "DTECallback",
     "EDECallback",
     "EstimatorScheduler",
     "InformationDiagnostics",
+    "dte_quantizers",
     "ede_quantizers",
     "ede_schedule",
     "set_ede",
@@ -55,6 +58,11 @@ def ede_quantizers(model: tf.Module) -> list:
     Found by `larq_irnet.layers.model_quantizers`, in layer order.
     """
     return [q for q in model_quantizers(model) if getattr(q, "uses_ede", False)]
+
+
+def dte_quantizers(model: tf.Module) -> list:
+    """Every quantizer in `model` (nested layers and models included) whose gradient is DTE."""
+    return [q for q in model_quantizers(model) if getattr(q, "uses_dte", False)]
 
 
 def set_ede(model: tf.Module, t: float, k: float | None = None) -> int:
@@ -250,6 +258,112 @@ class EDECallback(EstimatorScheduler):
         return {
             "t_min": self.t_min,
             "t_max": self.t_max,
+            "update_freq": self.update_freq,
+            "total": self.total,
+        }
+
+
+class DTECallback(EstimatorScheduler):
+    r"""Runs DIR-Net's two-stage DTE schedule during `fit`: our design, following the
+    DIR-Net paper's description (Qin et al., IJCV 2023, arXiv 2109.12338).
+
+    `EstimatorScheduler(dte_schedule(...), ...)` under its friendly name. With i the
+    number of epochs (or optimizer steps) done, N the total, p = i/N and s =
+    `stage_split` (`larq_irnet.schedules.dte_values`):
+
+    \\[
+    p < s:\; t = T_{min}^{\,1 - p/s},\; k = 1/t,\; \text{no band} \qquad
+    p \ge s:\; t = T_{max}^{\,(p - s)/(1 - s)},\; k = 1,\; \text{band on}
+    \\]
+
+    Because i counts from the model's own state (the epoch `fit` starts at, or the
+    optimizer's step counter), a resumed run continues the schedule.
+
+    Each epoch it writes into `logs` (list it before `CSVLogger`/`TensorBoard`):
+    `dte_t`, `dte_k`, `dte_band` (0 in stage 1, 1 in stage 2), `dte_epsilon`,
+    `dte_width` (the band's half-width b in units of sigma) and `dte_in_band`: the
+    fraction of the binarized weights driven by DTE whose binarizer input lies inside
+    the band (\\(|w_{std}| \le b\\)), computed at the epoch's end from the latent
+    weights (`larq_irnet.layers.binarized_weights`). Activations' fraction is not
+    logged: measuring it would need state updated in the forward pass; for
+    Gaussian-like activations it is `band_fraction` by construction.
+
+    ```python
+    model.fit(x, y, epochs=100, callbacks=[DTECallback(t_min=0.1, t_max=10.0)])
+    ```
+
+    # Arguments
+        t_min: t at the start, in (0, 1].
+        t_max: t approached at the end, > 1.
+        stage_split: fraction of training in stage 1, in [0, 1).
+        epsilon: minimum gradient inside the band in stage 2, >= 0.
+        band_fraction: fraction of a standardized Gaussian input inside the band, in
+            (0, 1).
+        update_freq: `"epoch"` or `"step"`.
+        total: N; default the `epochs` given to `fit` (times its steps per epoch for
+            `update_freq="step"`).
+
+    # Raises
+        ValueError: a bad argument, naming it and its value; at `fit`, a model without
+            a DTE quantizer.
+
+    # References
+        - [Distribution-Sensitive Information Retention for Accurate Binary Neural
+          Network (Qin et al., IJCV 2023), DTE](https://arxiv.org/abs/2109.12338)
+    """
+
+    def __init__(
+        self,
+        t_min: float = 0.1,
+        t_max: float = 10.0,
+        stage_split: float = 0.5,
+        epsilon: float = DTE_EPSILON,
+        band_fraction: float = DTE_BAND_FRACTION,
+        update_freq: str = "epoch",
+        total: int | None = None,
+    ):
+        schedule = dte_schedule(t_min, t_max, stage_split, epsilon, band_fraction)
+        super().__init__(schedule, update_freq=update_freq, total=total)
+        self.in_band: float | None = None
+
+    @property
+    def t(self) -> float | None:
+        """The t last set, None before the first epoch."""
+        return self.values.get("t")
+
+    @property
+    def k(self) -> float | None:
+        """The k last set, None before the first epoch."""
+        return self.values.get("k")
+
+    def _no_quantizer_message(self) -> str:
+        return (
+            "DTECallback: the model has no quantizer with a DTE gradient; use "
+            '"dte_sign", "imb", "imb_sign" or LibraPB(gradient="dte").'
+        )
+
+    def band_fraction_of_weights(self) -> float | None:
+        """The fraction of DTE-driven binarized weights inside the band, None if none."""
+        inside, total = 0.0, 0
+        for found in binarized_weights(self.model):
+            if not self.schedule.applies_to(found.quantizer):
+                continue
+            latent = getattr(found.variable, "latent_variable", found.variable)
+            size = int(np.prod(latent.shape))
+            inside += found.quantizer.in_band_fraction(tf.convert_to_tensor(latent)) * size
+            total += size
+        return inside / total if total else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        self.in_band = self.band_fraction_of_weights()
+        if logs is not None and self.in_band is not None:
+            logs["dte_in_band"] = self.in_band
+
+    def get_config(self) -> dict:
+        """The callback's arguments, for logging and recreating it."""
+        return {
+            **self.schedule.get_config(),
             "update_freq": self.update_freq,
             "total": self.total,
         }

@@ -18,13 +18,20 @@ class MyEstimator(ScheduledSign):
     def surrogate(self, x, t): return t * (1 - tf.tanh(t * x) ** 2)
 ```
 
+`EDEState` is IR-Net's EDE; `DTEState` is DIR-Net's Distribution-sensitive Two-stage
+Estimator, our design following the DIR-Net paper's description (its formulas are not
+public; see `dte_gradient` and docs/dirnet.md).
+
 # References
 - [Forward and Backward Information Retention for Accurate Binary Neural Networks
   (Qin et al., CVPR 2020), Eq. 10-11](https://arxiv.org/abs/1909.10788)
+- [Distribution-Sensitive Information Retention for Accurate Binary Neural Network
+  (Qin et al., IJCV 2023), DTE](https://arxiv.org/abs/2109.12338)
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 
 from larq_irnet._validation import real
@@ -33,8 +40,14 @@ import larq as lq
 import tensorflow as tf
 
 __all__ = [
+    "DTE_STATE",
+    "DTEState",
     "EDEState",
     "ScheduledSign",
+    "dte_band_width",
+    "dte_gradient",
+    "dte_initial_state",
+    "dte_sigma",
     "ede_default_k",
     "ede_gradient",
     "ede_sign",
@@ -105,6 +118,117 @@ def ede_sign(x: tf.Tensor, t: tf.Tensor | float, k: tf.Tensor | float) -> tf.Ten
     \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y}\, k t (1 - \tanh^2(t x)) \\]
     """
     return scheduled_sign(x, ede_gradient, t, k)
+
+
+# --- DTE: our design, following the DIR-Net paper's description ------------------------------
+
+DTE_STATE: tuple[str, ...] = ("t", "k", "band", "epsilon", "width")
+"""DTE's scheduled state: sharpness t, gain k, band switch (0 in stage 1, 1 in stage 2),
+the band's minimum gradient epsilon and its half-width b (in units of sigma)."""
+
+DTE_EPSILON = 0.1
+"""Default minimum gradient inside DTE's band (stage 2); not measured yet."""
+DTE_BAND_FRACTION = 0.25
+"""Default fraction of a standardized Gaussian input inside DTE's band; not measured yet."""
+_SIGMA_EPSILON = 1e-5  # BatchNormalization's, in the same units (activations' variance)
+
+
+def dte_band_width(fraction: float) -> float:
+    r"""DTE's band half-width b holding `fraction` of a standardized Gaussian input.
+
+    Our design, following the DIR-Net paper's description (Qin et al., IJCV 2023,
+    arXiv 2109.12338: a band around zero that keeps a gradient of at least epsilon):
+
+    \\[ b = \Phi^{-1}\left(\frac{1 + f}{2}\right), \qquad P(|u| \le b) = f
+    \quad \text{for } u \sim \mathcal{N}(0, 1) \\]
+
+    # Raises
+        ValueError: `fraction` not a real number in (0, 1).
+    """
+    fraction = real(fraction, "band_fraction", owner="DTE", above=0.0)
+    if not fraction < 1.0:
+        raise ValueError(f"DTE: `band_fraction` must be < 1.0, got band_fraction={fraction!r}.")
+    return statistics.NormalDist().inv_cdf((1.0 + fraction) / 2.0)
+
+
+def dte_sigma(x: tf.Tensor) -> tf.Tensor:
+    r"""The spread sigma DTE scales its soft sign by: the per-channel std of `x`.
+
+    Our design, following the DIR-Net paper's "distribution-sensitive" estimator (Qin
+    et al., IJCV 2023, arXiv 2109.12338). Per channel c (the last axis), over the other
+    axes (batch and space for NHWC activations, the filter for HWIO kernels):
+
+    \\[ \sigma_c = \sqrt{\mathrm{Var}_c(x) + 10^{-5}}, \qquad
+        \sigma_c = 1 \text{ where all } x_c \text{ are equal} \\]
+
+    the population variance, as BatchNormalization's in training. A channel without
+    spread has no distribution to follow and gets sigma = 1 (the scale of standardized
+    weights) instead of a gradient of ~300 t. No gradient flows through sigma
+    (`tf.stop_gradient`). Computed in float32; shape 1 on the reduced axes, as `x` on
+    the last.
+    """
+    x = tf.cast(x, tf.float32)
+    axes = list(range(len(x.shape) - 1))
+    if not axes:
+        return tf.ones_like(x)
+    _, variance = tf.nn.moments(x, axes=axes, keepdims=True)
+    # All-equal, not variance == 0: the float32 variance of a constant is not always 0.
+    spread = tf.reduce_max(x, axis=axes, keepdims=True) > tf.reduce_min(x, axis=axes, keepdims=True)
+    sigma = tf.where(spread, tf.sqrt(variance + _SIGMA_EPSILON), tf.ones_like(variance))
+    return tf.stop_gradient(sigma)
+
+
+def dte_gradient(
+    x: tf.Tensor,
+    sigma: tf.Tensor | float,
+    t: tf.Tensor,
+    k: tf.Tensor,
+    band: tf.Tensor,
+    epsilon: tf.Tensor,
+    width: tf.Tensor,
+) -> tf.Tensor:
+    r"""DTE's derivative of sign: a distribution-scaled soft sign with a band floor.
+
+    Our design, following the DIR-Net paper's description (Qin et al., IJCV 2023, arXiv
+    2109.12338, the overview figure of DTE). With \\(u = x / \sigma\\):
+
+    \\[
+    \frac{\partial q}{\partial x} = \frac{1}{\sigma} \max\Big(
+        k\,t\,\big(1 - \tanh^2(t u)\big),\;
+        \beta\,\epsilon\,\mathbb{1}\left[\,|u| \le b\,\right] \Big)
+    \\]
+
+    the derivative of \\(k \tanh(t x / \sigma)\\), floored at \\(\epsilon / \sigma\\)
+    inside the band \\(|u| \le b\\) when the band is on (\\(\beta = 1\\), stage 2). The
+    floor is in the units of u, where the whole estimator lives, so it scales with
+    \\(1/\sigma\\) like the rest (for standardized weights sigma = 1 and it is epsilon).
+
+    Computed in float32 for float16/bfloat16 `x`, returned in `x`'s dtype. Shapes: `x`
+    any, `sigma` broadcastable to it, the state scalars.
+    """
+    dtype = tf.float32 if x.dtype in _HALF else x.dtype
+    x_, sigma, t, k, band, epsilon, width = (
+        tf.cast(v, dtype) for v in (x, sigma, t, k, band, epsilon, width)
+    )
+    u = x_ / sigma
+    soft = k * t * (1.0 - tf.square(tf.tanh(t * u)))
+    floor = tf.where(tf.abs(u) <= width, band * epsilon, tf.zeros_like(u))
+    return tf.cast(tf.maximum(soft, floor) / sigma, x.dtype)
+
+
+def dte_initial_state(t: float = 1.0, k: float | None = None) -> dict[str, float]:
+    """DTE's state before a schedule runs: t, k (default max(1/t, 1)), the band off.
+
+    The band's epsilon and width hold the defaults (`DTE_EPSILON`, `DTE_BAND_FRACTION`)
+    so that switching the band on alone (`set_state(band=1.0)`) is meaningful.
+
+    # Raises
+        ValueError: `t` or `k` not a finite real number > 0.
+    """
+    t = real(t, "t", owner="DTE", above=0.0)
+    k = ede_default_k(t) if k is None else real(k, "k", owner="DTE", above=0.0)
+    width = dte_band_width(DTE_BAND_FRACTION)
+    return {"t": t, "k": k, "band": 0.0, "epsilon": DTE_EPSILON, "width": width}
 
 
 class ScheduledSign(lq.quantizers._BaseQuantizer):
@@ -247,3 +371,43 @@ class EDEState(ScheduledSign):
 
     def get_config(self):
         return {**super().get_config(), "t": self._initial_t, "k": self._initial_k}
+
+
+class DTEState(ScheduledSign):
+    r"""DIR-Net's DTE as a `ScheduledSign`: state `DTE_STATE`, gradient `dte_gradient`.
+
+    Our design, following the DIR-Net paper's description (Qin et al., IJCV 2023, arXiv
+    2109.12338). The state (t, k, band, epsilon, width) is set by
+    `larq_irnet.schedules.dte_schedule` through `larq_irnet.DTECallback`; sigma comes
+    from `sigma(x)`: the per-channel std of the quantizer's input in the current batch
+    (`dte_sigma`), computed in the backward pass only, so it is no state at all.
+
+    # Arguments
+        t: initial sharpness t > 0, finite.
+        k: initial gain k > 0, finite; default max(1/t, 1).
+    """
+
+    state_names = DTE_STATE
+    state_prefix = "dte_"  # the weights' names: dte_t, dte_k, ...
+
+    def __init__(self, t: float = 1.0, k: float | None = None, **kwargs):
+        self._initial = dte_initial_state(t, k)
+        super().__init__(**kwargs)
+
+    def initial_state(self) -> dict[str, float]:
+        return dict(self._initial)
+
+    def sigma(self, x: tf.Tensor) -> tf.Tensor:
+        """The spread of `x` the estimator follows (`dte_sigma`)."""
+        return dte_sigma(x)
+
+    def surrogate(self, x: tf.Tensor, *state: tf.Tensor) -> tf.Tensor:
+        return dte_gradient(x, self.sigma(x), *state)
+
+    @property
+    def uses_dte(self) -> bool:
+        """Whether this quantizer's backward pass is DTE (and reads its state)."""
+        return self.uses_state
+
+    def get_config(self):
+        return {**super().get_config(), "t": self._initial["t"], "k": self._initial["k"]}

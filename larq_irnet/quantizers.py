@@ -1,7 +1,7 @@
-r"""IR-Net's quantizers for Larq: Libra-PB for weights and the EDE sign.
+r"""IR-Net's and DIR-Net's quantizers for Larq: Libra-PB, IMB, and the EDE and DTE signs.
 
-Importing `larq_irnet` registers them under the names `"libra_pb"` and `"ede_sign"`, so
-that any Larq layer accepts them:
+Importing `larq_irnet` registers them under the names `"libra_pb"`, `"ede_sign"`,
+`"imb"`, `"imb_sign"` and `"dte_sign"`, so that any Larq layer accepts them:
 
 ```python
 import larq as lq
@@ -11,15 +11,27 @@ lq.layers.QuantConv2D(
     64, 3, padding="same", pad_values=1.0, use_bias=False,
     input_quantizer="ede_sign", kernel_quantizer="libra_pb",
 )
+# DIR-Net (our design following the paper's description):
+lq.layers.QuantConv2D(
+    64, 3, padding="same", pad_values=1.0, use_bias=False,
+    input_quantizer="dte_sign", kernel_quantizer="imb",
+)
 ```
 
 The forward sign is `larq.math.sign`, the pattern Larq Compute Engine turns into binary
-operators; the Libra-PB scale is per output channel, which LCE folds into the binary
-convolution's output multiplier.
+operators; the Libra-PB and IMB scales are per output channel, which LCE folds into the
+binary convolution's output multiplier.
+
+DIR-Net's formulas are not public: IMB, `imb_sign` and DTE are our design, following the
+DIR-Net paper's description (see docs/dirnet.md).
 
 # References
 - [Forward and Backward Information Retention for Accurate Binary Neural Networks
   (Qin et al., CVPR 2020)](https://arxiv.org/abs/1909.10788)
+- [Distribution-Sensitive Information Retention for Accurate Binary Neural Network
+  (Qin et al., IJCV 2023)](https://arxiv.org/abs/2109.12338)
+- [XNOR-Net: ImageNet Classification Using Binary Convolutional Neural Networks
+  (Rastegari et al., ECCV 2016), Eq. 4-6](https://arxiv.org/abs/1603.05279)
 """
 
 from __future__ import annotations
@@ -28,14 +40,27 @@ import math
 from collections.abc import Sequence
 
 from larq_irnet._validation import real
-from larq_irnet.estimators import EDEState, ede_default_k, ede_gradient, ede_sign
+from larq_irnet.estimators import (
+    DTE_STATE,
+    DTEState,
+    EDEState,
+    dte_gradient,
+    dte_initial_state,
+    dte_sigma,
+    ede_default_k,
+    ede_gradient,
+    ede_sign,
+)
 from larq_irnet.layers import QUANTIZED_WEIGHTS, calling_layer, kernel_channel_axes
 
 import larq as lq
 import tensorflow as tf
 
 __all__ = [
+    "DTESign",
     "EDESign",
+    "IMB",
+    "IMBSign",
     "LibraPB",
     "binary_filter_scale",
     "bit_shift_scale",
@@ -43,9 +68,10 @@ __all__ = [
     "ede_gradient",
     "ede_sign",
     "libra_standardize",
+    "mean_abs_scale",
 ]
 
-_GRADIENTS = ("ede", "ste")
+_SCALES = ("mean_abs", "bit_shift", "none")
 _HALF = (tf.float16, tf.bfloat16)
 
 
@@ -147,8 +173,32 @@ def bit_shift_scale(w_std: tf.Tensor, *, channel_axes: Sequence[int] | None = No
     return tf.stop_gradient(tf.where(mean_abs > 0, scale, tf.ones_like(scale)))
 
 
+def mean_abs_scale(w_std: tf.Tensor, *, channel_axes: Sequence[int] | None = None) -> tf.Tensor:
+    r"""IMB's per-filter scale: the mean magnitude of the standardized filter, no gradient.
+
+    Our design, following the DIR-Net paper's description (IMB: "minimizing ... the
+    binarization error", a scale alpha in its figure). Over the n entries of filter o:
+
+    \\[
+    \alpha_o = \frac{1}{n} \sum |w_{std}|
+      = \arg\min_{\alpha} \left\lVert w_{std} - \alpha\, \mathrm{sign}(w_{std})
+        \right\rVert_2^2
+    \\]
+
+    the minimizer of the binarization error (XNOR-Net, Eq. 4-6). A filter whose
+    \\(w_{std}\\) is all zero (an all-equal filter) gets 1, so it binarizes to +1, as
+    with `bit_shift_scale`. No gradient (`tf.stop_gradient`), like IR-Net's bit-shift
+    scale: in the zoo a BatchNormalization follows every binary convolution and
+    cancels a per-channel scale in training, so its gradient is ~0 anyway. Shape: 1 on
+    the reduced axes, as `w_std` on `channel_axes` (default `(-1,)`).
+    """
+    axes = _reduction_axes(len(w_std.shape), channel_axes)
+    mean_abs = tf.reduce_mean(tf.abs(w_std), axis=axes, keepdims=True)
+    return tf.stop_gradient(tf.where(mean_abs > 0, mean_abs, tf.ones_like(mean_abs)))
+
+
 def binary_filter_scale(
-    w: tf.Tensor, *, channel_axes: Sequence[int] | None = None
+    w: tf.Tensor, *, channel_axes: Sequence[int] | None = None, power_of_two: bool = True
 ) -> tuple[tf.Tensor, tf.Tensor]:
     r"""Which filters of `w` are already Libra-PB outputs, and their magnitude.
 
@@ -167,15 +217,83 @@ def binary_filter_scale(
     magnitude = tf.abs(w)
     c = tf.reduce_max(magnitude, axis=axes, keepdims=True)
     safe = tf.maximum(c, tf.cast(tf.keras.backend.epsilon(), w.dtype))
-    power_of_two = c == 2.0 ** tf.round(tf.math.log(safe) / math.log(2.0))
     is_binary = (
         (tf.reduce_min(magnitude, axis=axes, keepdims=True) == c)
         & (tf.reduce_max(w, axis=axes, keepdims=True) == c)
         & (tf.reduce_min(w, axis=axes, keepdims=True) == -c)
         & (c > 0)
-        & power_of_two
     )
+    if power_of_two:
+        is_binary &= c == 2.0 ** tf.round(tf.math.log(safe) / math.log(2.0))
     return is_binary, tf.stop_gradient(c)
+
+
+class _EstimatedSign(EDEState):
+    """Quantizers whose backward pass is chosen by `gradient`: EDE, DTE or Larq's STE.
+
+    The state follows the choice: EDE's (t, k), named `ede_t`, `ede_k`; DTE's
+    (`larq_irnet.estimators.DTE_STATE`), named `dte_t`, ...; none for the STE. `t` and
+    `k` are the initial sharpness and gain of either estimator. The sigma DTE divides
+    by is `sigma(x)`: 1 here (standardized weights), the batch's per-channel std for
+    activations (`IMBSign`).
+    """
+
+    _gradients: tuple[str, ...] = ("ede", "dte", "ste")
+
+    def __init__(self, gradient: str, t: float = 1.0, k: float | None = None, **kwargs):
+        if gradient not in self._gradients:
+            raise ValueError(
+                f"{type(self).__name__}: `gradient` must be one of {self._gradients}, "
+                f"got gradient={gradient!r}."
+            )
+        self.gradient = gradient
+        super().__init__(t=t, k=k, **kwargs)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return {"ede": EDEState.state_names, "dte": DTE_STATE}.get(self.gradient, ())
+
+    @property
+    def state_prefix(self) -> str:
+        return f"{self.gradient}_"
+
+    def initial_state(self) -> dict[str, float]:
+        if self.gradient == "dte":
+            return dte_initial_state(self._initial_t, self._initial_k)
+        return super().initial_state()
+
+    def sigma(self, x: tf.Tensor) -> tf.Tensor | float:
+        """The spread DTE scales by: 1, for standardized weights."""
+        return 1.0
+
+    def surrogate(self, x: tf.Tensor, *state: tf.Tensor) -> tf.Tensor:
+        if self.gradient == "dte":
+            return dte_gradient(x, self.sigma(x), *state)
+        return ede_gradient(x, *state)
+
+    @property
+    def uses_state(self) -> bool:
+        """Whether the backward pass reads a scheduled state (EDE or DTE)."""
+        return self.gradient in ("ede", "dte")
+
+    @property
+    def uses_ede(self) -> bool:
+        """Whether the backward pass is EDE (`gradient="ede"`)."""
+        return self.gradient == "ede"
+
+    @property
+    def uses_dte(self) -> bool:
+        """Whether the backward pass is DTE (`gradient="dte"`)."""
+        return self.gradient == "dte"
+
+    def binarize(self, x: tf.Tensor) -> tf.Tensor:
+        """`larq.math.sign(x)` with the chosen gradient (the STE clips at |x| <= 1)."""
+        if self.uses_state:
+            return self.estimate(x)
+        return lq.quantizers.ste_sign(x, clip_value=1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "gradient": self.gradient}
 
 
 class _EDEQuantizer(EDEState):
@@ -224,7 +342,7 @@ class EDESign(_EDEQuantizer):
 
 @lq.utils.register_alias("libra_pb")
 @lq.utils.register_keras_custom_object
-class LibraPB(_EDEQuantizer):
+class LibraPB(_EstimatedSign):
     r"""Libra Parameter Binarization of weights (IR-Net), with EDE as its gradient.
 
     Per output channel o, over the filter's n entries:
@@ -261,16 +379,19 @@ class LibraPB(_EDEQuantizer):
     LibraPB(standardize=False)  # Libra-PB without weight standardization
     LibraPB(bit_shift=False)    # Libra-PB without the bit-shift scale
     LibraPB(gradient="ste")     # Libra-PB with Larq's STE (clip 1) instead of EDE
+    LibraPB(gradient="dte")     # Libra-PB with DIR-Net's DTE (the "dte" zoo row)
     ```
 
     # Arguments
-        gradient: `"ede"` (default, as the authors' code) or `"ste"`.
+        gradient: `"ede"` (default, as the authors' code), `"dte"` (DIR-Net's DTE,
+            our design; `larq_irnet.estimators.dte_gradient` with sigma = 1) or
+            `"ste"`.
         standardize: divide by the per-channel std (else only balance the mean).
         bit_shift: multiply by the power-of-two scale s_o (else output +-1).
         epsilon: added to the variance under the root, so zero-variance filters stay
             finite (the authors' code has none).
-        t: initial EDE sharpness t > 0 (with `gradient="ede"`).
-        k: initial EDE gain k > 0; default max(1/t, 1).
+        t: initial EDE or DTE sharpness t > 0 (with `gradient="ede"` or `"dte"`).
+        k: initial EDE or DTE gain k > 0; default max(1/t, 1).
         channel_axes: the kernel axes that index output channels; default: from the
             layer (see above).
         metrics: Larq metrics, e.g. `["flip_ratio"]` (computed on the signs).
@@ -298,14 +419,12 @@ class LibraPB(_EDEQuantizer):
         channel_axes: Sequence[int] | None = None,
         **kwargs,
     ):
-        if gradient not in _GRADIENTS:
-            raise ValueError(f"`gradient` must be one of {_GRADIENTS}, got gradient={gradient!r}.")
-        self.gradient = gradient
         self.standardize = bool(standardize)
         self.bit_shift = bool(bit_shift)
-        self.epsilon = real(epsilon, "epsilon", owner="LibraPB")
+        owner = type(self).__name__
+        self.epsilon = real(epsilon, "epsilon", owner=owner)
         if self.epsilon < 0:
-            raise ValueError(f"LibraPB: `epsilon` must be >= 0, got epsilon={epsilon!r}.")
+            raise ValueError(f"{owner}: `epsilon` must be >= 0, got epsilon={epsilon!r}.")
         if channel_axes is not None:
             if isinstance(channel_axes, int):
                 channel_axes = (channel_axes,)
@@ -313,17 +432,12 @@ class LibraPB(_EDEQuantizer):
                 isinstance(a, int) and not isinstance(a, bool) for a in channel_axes
             ):
                 raise ValueError(
-                    "LibraPB: `channel_axes` must be a non-empty sequence of ints, got "
+                    f"{owner}: `channel_axes` must be a non-empty sequence of ints, got "
                     f"channel_axes={channel_axes!r}."
                 )
             channel_axes = tuple(channel_axes)
         self.channel_axes: tuple[int, ...] | None = channel_axes
-        super().__init__(t=t, k=k, **kwargs)
-
-    @property
-    def uses_state(self) -> bool:
-        """Whether the backward pass reads EDE's t and k (`gradient="ede"`)."""
-        return self.gradient == "ede"
+        super().__init__(gradient, t=t, k=k, **kwargs)
 
     def __call__(self, inputs, *args, **kwargs):
         if self.channel_axes is None:
@@ -338,7 +452,7 @@ class LibraPB(_EDEQuantizer):
                 return
 
     def build(self, input_shape):
-        _check_filter_size(input_shape, self.channel_axes, "LibraPB")
+        _check_filter_size(input_shape, self.channel_axes, type(self).__name__)
         super().build(input_shape)
 
     def call(self, inputs):
@@ -347,24 +461,276 @@ class LibraPB(_EDEQuantizer):
         w_std = libra_standardize(
             w, standardize=self.standardize, epsilon=self.epsilon, channel_axes=axes
         )
-        if self.uses_ede:
-            binary = self.estimate(w_std)
-        else:
-            binary = lq.quantizers.ste_sign(w_std, clip_value=1.0)
+        binary = self.binarize(w_std)
         # Larq's flip-ratio metric counts sign flips; the scale would be cast away.
         super().call(binary)
         if self.bit_shift:
-            is_binary, magnitude = binary_filter_scale(w, channel_axes=axes)
-            scale = bit_shift_scale(w_std, channel_axes=axes)
+            is_binary, magnitude = binary_filter_scale(
+                w, channel_axes=axes, power_of_two=self._power_of_two_scale
+            )
+            scale = self.filter_scale(w_std)
             binary = binary * tf.where(is_binary, magnitude, scale)
         return tf.cast(binary, inputs.dtype)
+
+    _power_of_two_scale = True
+
+    def filter_scale(self, w_std: tf.Tensor) -> tf.Tensor:
+        """The per-filter scale of the binary weights: `bit_shift_scale` (IR-Net, Eq. 7)."""
+        return bit_shift_scale(w_std, channel_axes=self.channel_axes)
+
+    def in_band_fraction(self, w: tf.Tensor) -> float:
+        """The fraction of `w`'s entries inside DTE's band: \\(|w_{std}| \\le b\\).
+
+        What `DTECallback` logs as `dte_in_band`; b is the current `width` state.
+        """
+        w_std = libra_standardize(
+            tf.cast(w, tf.float32),
+            standardize=self.standardize,
+            epsilon=self.epsilon,
+            channel_axes=self.channel_axes,
+        )
+        return float(tf.reduce_mean(tf.cast(tf.abs(w_std) <= self.state()["width"], tf.float32)))
 
     def get_config(self):
         return {
             **super().get_config(),
-            "gradient": self.gradient,
             "standardize": self.standardize,
             "bit_shift": self.bit_shift,
             "epsilon": self.epsilon,
             "channel_axes": None if self.channel_axes is None else list(self.channel_axes),
         }
+
+
+@lq.utils.register_alias("imb")
+@lq.utils.register_keras_custom_object
+class IMB(LibraPB):
+    r"""DIR-Net's Information Maximized Binarization of weights, DTE as its gradient.
+
+    Our design, following the DIR-Net paper's description (IMB: "minimizing the
+    information loss and the binarization error of weights ... by weight balance and
+    standardization"; its figure: a centred, spread weight distribution binarized to
+    \\(\pm\alpha\\)). Per filter o (the layer's output channels, as for `LibraPB`),
+    over its n entries:
+
+    \\[
+    w_{std} = \frac{w - \mu_o(w)}{\sqrt{\sigma_o^2(w - \mu_o(w)) + \epsilon}}, \qquad
+    \alpha_o = \frac{1}{n} \sum |w_{std}|, \qquad
+    Q_w(w) = \alpha_o\, \mathrm{sign}(w_{std})
+    \\]
+
+    Balance and standardization are Libra-PB's (`libra_standardize`: unbiased std,
+    epsilon, the gradient through mean and std, float32 statistics), so the binary
+    weights have maximal entropy; \\(\alpha_o\\) (`mean_abs_scale`) minimizes the
+    binarization error \\(\lVert w_{std} - \alpha\, \mathrm{sign}(w_{std}) \rVert^2\\)
+    (XNOR-Net's result) and carries no gradient. `scale="bit_shift"` uses IR-Net's
+    power of two instead (`bit_shift_scale`), `scale="none"` outputs \\(\pm 1\\).
+
+    Backward, with \\(g\\) the chosen estimator's derivative:
+    \\(\partial Q / \partial w_{std} = \alpha_o\, g(w_{std})\\), on through the mean
+    and std into w. The default is DTE (`larq_irnet.estimators.dte_gradient` with
+    sigma = 1: the weights are standardized), driven by `larq_irnet.DTECallback`;
+    `gradient="ede"` is IR-Net's EDE (`EDECallback`), `"ste"` Larq's STE.
+
+    Every scale is one positive number per output channel, which LCE folds into its
+    binary convolution's output multiplier. Like `LibraPB`, IMB applied to its own
+    output returns it unchanged (a filter that already is \\(\pm c\\) with both signs
+    keeps c, `binary_filter_scale`), so weights saved under `quantized_scope(True)`
+    reload to the same outputs.
+
+    ```python
+    lq.layers.QuantConv2D(64, 3, kernel_quantizer="imb", input_quantizer="dte_sign")
+    IMB(scale="bit_shift", gradient="ede")  # = LibraPB(): IR-Net's weights
+    ```
+
+    # Arguments
+        scale: `"mean_abs"` (default), `"bit_shift"` or `"none"`.
+        gradient: `"dte"` (default), `"ede"` or `"ste"`.
+        epsilon: added to the variance under the root (>= 0).
+        t: initial DTE/EDE sharpness t > 0.
+        k: initial gain k > 0; default max(1/t, 1).
+        channel_axes: the kernel axes that index output channels; default: from the
+            layer (as `LibraPB`).
+        metrics: Larq metrics, e.g. `["flip_ratio"]`.
+
+    Shapes: a kernel of rank >= 2 in, the same shape out.
+
+    # References
+        - [Distribution-Sensitive Information Retention for Accurate Binary Neural
+          Network (Qin et al., IJCV 2023), IMB](https://arxiv.org/abs/2109.12338)
+        - [Forward and Backward Information Retention for Accurate Binary Neural
+          Networks (Qin et al., CVPR 2020), Eq. 5-7](https://arxiv.org/abs/1909.10788)
+        - [XNOR-Net (Rastegari et al., ECCV 2016), Eq. 4-6](
+          https://arxiv.org/abs/1603.05279)
+
+    # Raises
+        ValueError: a bad argument (named with its value); a kernel with fewer than 2
+            weights per filter; a layer kind whose kernel has no filter axes.
+    """
+
+    def __init__(
+        self,
+        scale: str = "mean_abs",
+        gradient: str = "dte",
+        epsilon: float = 1e-8,
+        t: float = 1.0,
+        k: float | None = None,
+        channel_axes: Sequence[int] | None = None,
+        **kwargs,
+    ):
+        if scale not in _SCALES:
+            raise ValueError(f"IMB: `scale` must be one of {_SCALES}, got scale={scale!r}.")
+        self.scale = scale
+        super().__init__(
+            gradient=gradient,
+            standardize=True,
+            bit_shift=scale != "none",
+            epsilon=epsilon,
+            t=t,
+            k=k,
+            channel_axes=channel_axes,
+            **kwargs,
+        )
+
+    @property
+    def _power_of_two_scale(self) -> bool:
+        return self.scale == "bit_shift"
+
+    def filter_scale(self, w_std: tf.Tensor) -> tf.Tensor:
+        """The per-filter scale: `mean_abs_scale` or `bit_shift_scale`, per `scale`."""
+        if self.scale == "mean_abs":
+            return mean_abs_scale(w_std, channel_axes=self.channel_axes)
+        return super().filter_scale(w_std)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["standardize"], config["bit_shift"]
+        return {**config, "scale": self.scale}
+
+
+@lq.utils.register_alias("dte_sign")
+@lq.utils.register_keras_custom_object
+class DTESign(DTEState):
+    r"""Sign with DIR-Net's Distribution-sensitive Two-stage Estimator as its gradient.
+
+    Our design, following the DIR-Net paper's description (DTE: "distribution-sensitive
+    soft approximation by jointly considering the updating capability and accurate
+    gradient"). Per channel c (the last axis), with \\(\sigma_c\\) the std of this
+    batch's input on that channel (`dte_sigma`, no gradient) and \\(u = x/\sigma_c\\):
+
+    \\[
+    q(x) = \begin{cases} -1 & x < 0 \\\ 1 & x \geq 0 \end{cases}
+    \qquad
+    \frac{\partial q}{\partial x} = \frac{1}{\sigma_c}\max\Big(
+        k\,t\,\big(1 - \tanh^2(t u)\big),\; \beta\,\epsilon\,\mathbb{1}[|u| \le b]\Big)
+    \\]
+
+    (`dte_gradient`). `DTECallback` runs two stages: stage 1 (updating capability)
+    raises t from T_min to 1 with k = 1/t, no band (\\(\beta = 0\\)); stage 2
+    (accurate gradient) raises t from 1 to T_max with k = 1, and a band \\(|u| \le b\\)
+    holding a chosen fraction of the inputs keeps a gradient of at least
+    \\(\epsilon/\sigma_c\\) (\\(\beta = 1\\)). sigma is the current batch's: the
+    backward pass only runs on training batches, so it needs no running estimate (no
+    state updated in `call`). Used as a kernel quantizer, its channels are the output
+    channels (the last axis of conv and dense kernels). The forward graph is
+    `larq.math.sign` only: LCE converts it to `LceQuantize`.
+
+    ```python
+    lq.layers.QuantConv2D(64, 3, input_quantizer="dte_sign", kernel_quantizer="imb")
+    model.fit(..., callbacks=[larq_irnet.DTECallback(t_min=0.1, t_max=10.0)])
+    ```
+
+    # Arguments
+        t: initial sharpness t > 0, finite (a `tf.Variable`, later set by
+            `DTECallback`).
+        k: initial gain k > 0, finite; default max(1/t, 1).
+        metrics: Larq metrics to add, e.g. `["flip_ratio"]`.
+
+    Shapes: any input of rank >= 1 (channels last), the same shape out.
+
+    # References
+        - [Distribution-Sensitive Information Retention for Accurate Binary Neural
+          Network (Qin et al., IJCV 2023), DTE](https://arxiv.org/abs/2109.12338)
+
+    # Raises
+        ValueError: `t` or `k` not a finite real number > 0.
+    """
+
+    def call(self, inputs):
+        return super().call(self.estimate(inputs))
+
+    def in_band_fraction(self, w: tf.Tensor) -> float:
+        """The fraction of `w`'s entries inside DTE's band, \\(|w| / \\sigma_c \\le b\\)."""
+        w = tf.cast(w, tf.float32)
+        inside = tf.abs(w / dte_sigma(w)) <= self.state()["width"]
+        return float(tf.reduce_mean(tf.cast(inside, tf.float32)))
+
+
+@lq.utils.register_alias("imb_sign")
+@lq.utils.register_keras_custom_object
+class IMBSign(_EstimatedSign):
+    r"""DIR-Net's IMB for activations: a sign whose threshold is balanced per channel.
+
+    Our design, following the DIR-Net paper's description (IMB retains the information
+    of "weights/activations"; the paper publishes no activation formula). Per channel c
+    (the last axis), with a learnable threshold \\(\tau_c\\) initialised at 0:
+
+    \\[
+    q(x) = \mathrm{sign}(x - \tau_c), \qquad
+    \frac{\partial q}{\partial x} = g(x - \tau_c), \qquad
+    \frac{\partial q}{\partial \tau_c} = -g(x - \tau_c)
+    \\]
+
+    with g the chosen estimator's derivative: DTE by default (sigma the batch's
+    per-channel std of \\(x - \tau\\), `dte_sigma`), or EDE, or Larq's STE. A binary
+    activation carries the most information when +1 and -1 are equally likely
+    (IR-Net's entropy argument for weights); a per-channel threshold lets training move
+    each channel's split point to where the task wants it, starting from plain sign.
+
+    The threshold is a plain trainable weight, not a statistic tracked in `call`: no
+    state changes in the forward pass, so it is safe under `tf.cond`, `tf.distribute`
+    and float16, and saved like any weight. LCE converts it to one per-channel float
+    `SUB` (or `ADD`) right before `LceQuantize`; the convolution stays `LceBconv2d`.
+
+    ```python
+    lq.layers.QuantConv2D(64, 3, input_quantizer="imb_sign", kernel_quantizer="imb")
+    ```
+
+    # Arguments
+        gradient: `"dte"` (default), `"ede"` or `"ste"`.
+        t: initial DTE/EDE sharpness t > 0.
+        k: initial gain k > 0; default max(1/t, 1).
+        metrics: Larq metrics, e.g. `["flip_ratio"]`.
+
+    Shapes: an input of rank >= 2 with a known last (channel) axis C; the same shape
+    out. Weights: `threshold`, shape (C,), trainable.
+
+    # References
+        - [Distribution-Sensitive Information Retention for Accurate Binary Neural
+          Network (Qin et al., IJCV 2023), IMB](https://arxiv.org/abs/2109.12338)
+
+    # Raises
+        ValueError: a bad argument (named with its value); an input whose channel axis
+            is unknown.
+    """
+
+    def __init__(self, gradient: str = "dte", t: float = 1.0, k: float | None = None, **kwargs):
+        super().__init__(gradient, t=t, k=k, **kwargs)
+
+    def build(self, input_shape):
+        channels = tf.TensorShape(input_shape)[-1] if len(input_shape) >= 2 else None
+        if channels is None:
+            raise ValueError(
+                "IMBSign needs inputs of rank >= 2 with a known channel (last) axis, got "
+                f"input_shape={tuple(input_shape)}."
+            )
+        self.threshold = self.add_weight(
+            name="threshold", shape=(int(channels),), initializer="zeros", trainable=True
+        )
+        super().build(input_shape)
+
+    def sigma(self, x: tf.Tensor) -> tf.Tensor:
+        """The spread DTE scales by: this batch's per-channel std (`dte_sigma`)."""
+        return dte_sigma(x)
+
+    def call(self, inputs):
+        return super().call(self.binarize(inputs - tf.cast(self.threshold, inputs.dtype)))

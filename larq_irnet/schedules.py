@@ -13,12 +13,15 @@ model.fit(x, y, epochs=40, callbacks=[EstimatorScheduler(ede_schedule(0.1, 10.0)
 # the same as callbacks=[EDECallback(t_min=0.1, t_max=10.0)]
 ```
 
-A new schedule (DIR-Net's DTE next) is a new small class with `name`, `state_names`,
-`__call__`, `applies_to` and `get_config`, and a function that validates and returns it.
+A new schedule is a new small class with `name`, `state_names`, `__call__`,
+`applies_to` and `get_config`, and a function that validates and returns it, as
+`dte_schedule` (DIR-Net's DTE, our design following the paper's description) is.
 
 # References
 - [Forward and Backward Information Retention for Accurate Binary Neural Networks
   (Qin et al., CVPR 2020), Eq. 11](https://arxiv.org/abs/1909.10788)
+- [Distribution-Sensitive Information Retention for Accurate Binary Neural Network
+  (Qin et al., IJCV 2023), DTE](https://arxiv.org/abs/2109.12338)
 """
 
 from __future__ import annotations
@@ -28,9 +31,24 @@ import math
 from typing import Any, Protocol
 
 from larq_irnet._validation import real
-from larq_irnet.estimators import EDEState, ede_default_k
+from larq_irnet.estimators import (
+    DTE_BAND_FRACTION,
+    DTE_EPSILON,
+    DTE_STATE,
+    EDEState,
+    dte_band_width,
+    ede_default_k,
+)
 
-__all__ = ["EDESchedule", "Schedule", "ede_schedule", "ede_values"]
+__all__ = [
+    "DTESchedule",
+    "EDESchedule",
+    "Schedule",
+    "dte_schedule",
+    "dte_values",
+    "ede_schedule",
+    "ede_values",
+]
 
 
 class Schedule(Protocol):
@@ -98,3 +116,124 @@ def ede_schedule(t_min: float = 0.1, t_max: float = 10.0) -> EDESchedule:
     t_min = real(t_min, "t_min", owner="ede_schedule", above=0.0)
     t_max = real(t_max, "t_max", owner="ede_schedule", above=t_min)
     return EDESchedule(t_min, t_max)
+
+
+def dte_values(
+    i: int,
+    n: int,
+    t_min: float,
+    t_max: float,
+    stage_split: float = 0.5,
+    epsilon: float = DTE_EPSILON,
+    band_fraction: float = DTE_BAND_FRACTION,
+) -> dict[str, float]:
+    r"""DTE's state after `i` of `n` epochs (or steps): our design, following the DIR-Net
+    paper's description of two stages (Qin et al., IJCV 2023, arXiv 2109.12338).
+
+    With progress \\(p = i / N\\) and \\(s\\) = `stage_split`:
+
+    \\[
+    \text{stage 1 } (p < s):\; t = T_{min}^{\,1 - p/s},\; k = 1/t,\; \beta = 0 \qquad
+    \text{stage 2 } (p \ge s):\; t = T_{max}^{\,(p - s)/(1 - s)},\; k = 1,\; \beta = 1
+    \\]
+
+    Stage 1 (updating capability) grows t geometrically from T_min to 1 with k t = 1;
+    stage 2 (accurate gradient) from 1 towards T_max, with the band on: epsilon and
+    width b = `dte_band_width(band_fraction)` (`larq_irnet.estimators.dte_gradient`).
+    t and k are continuous at the switch (t = k = 1). With T_min = 1/T_max and s = 0.5
+    the t and k are EDE's (`ede_values`); DTE's own parts are sigma and the band.
+
+    # Returns
+        `{"t", "k", "band", "epsilon", "width"}` (`DTE_STATE`).
+    """
+    p = i / n
+    if p < stage_split:
+        t = t_min ** (1.0 - p / stage_split)
+        return {
+            "t": t,
+            "k": 1.0 / t,
+            "band": 0.0,
+            "epsilon": epsilon,
+            "width": dte_band_width(band_fraction),
+        }
+    t = t_max ** ((p - stage_split) / (1.0 - stage_split))
+    return {
+        "t": t,
+        "k": 1.0,
+        "band": 1.0,
+        "epsilon": epsilon,
+        "width": dte_band_width(band_fraction),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class DTESchedule:
+    """DIR-Net's two-stage DTE schedule (`dte_values`); see `dte_schedule`."""
+
+    t_min: float
+    t_max: float
+    stage_split: float = 0.5
+    epsilon: float = DTE_EPSILON
+    band_fraction: float = DTE_BAND_FRACTION
+    name: str = dataclasses.field(default="dte", init=False)
+    state_names: tuple[str, ...] = dataclasses.field(default=DTE_STATE, init=False)
+
+    def __call__(self, i: int, n: int) -> dict[str, float]:
+        return dte_values(
+            i, n, self.t_min, self.t_max, self.stage_split, self.epsilon, self.band_fraction
+        )
+
+    def applies_to(self, quantizer: Any) -> bool:
+        """Whether `quantizer`'s backward pass is DTE."""
+        return bool(getattr(quantizer, "uses_dte", False))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "t_min": self.t_min,
+            "t_max": self.t_max,
+            "stage_split": self.stage_split,
+            "epsilon": self.epsilon,
+            "band_fraction": self.band_fraction,
+        }
+
+
+def dte_schedule(
+    t_min: float = 0.1,
+    t_max: float = 10.0,
+    stage_split: float = 0.5,
+    epsilon: float = DTE_EPSILON,
+    band_fraction: float = DTE_BAND_FRACTION,
+) -> DTESchedule:
+    """DTE's two-stage schedule (`dte_values`), validated: our design, following the
+    DIR-Net paper's description (Qin et al., IJCV 2023, arXiv 2109.12338).
+
+    # Arguments
+        t_min: t at the start, in (0, 1] (stage 1 raises it to 1).
+        t_max: t approached at the end, > 1 (stage 2 raises it from 1).
+        stage_split: the fraction of training in stage 1, in [0, 1).
+        epsilon: the minimum gradient inside the band in stage 2, >= 0.
+        band_fraction: the fraction of a standardized Gaussian input inside the band,
+            in (0, 1).
+
+    # Raises
+        ValueError: naming the argument and its value.
+    """
+    owner = "dte_schedule"
+    t_min = real(t_min, "t_min", owner=owner, above=0.0)
+    if t_min > 1.0:
+        raise ValueError(f"{owner}: `t_min` must be <= 1.0, got t_min={t_min!r}.")
+    t_max = real(t_max, "t_max", owner=owner, above=1.0)
+    split = real(stage_split, "stage_split", owner=owner)
+    if not 0.0 <= split < 1.0:
+        raise ValueError(
+            f"{owner}: `stage_split` must be in [0, 1), got stage_split={stage_split!r}."
+        )
+    epsilon = real(epsilon, "epsilon", owner=owner)
+    if epsilon < 0:
+        raise ValueError(f"{owner}: `epsilon` must be >= 0, got epsilon={epsilon!r}.")
+    band_fraction = real(band_fraction, "band_fraction", owner=owner, above=0.0)
+    if not band_fraction < 1.0:
+        raise ValueError(
+            f"{owner}: `band_fraction` must be < 1.0, got band_fraction={band_fraction!r}."
+        )
+    return DTESchedule(t_min, t_max, split, epsilon, band_fraction)

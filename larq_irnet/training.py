@@ -42,7 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from larq_irnet import data, run_directory
-from larq_irnet.callbacks import EDECallback, InformationDiagnostics, ede_quantizers
+from larq_irnet.callbacks import (
+    DTECallback,
+    EDECallback,
+    InformationDiagnostics,
+    dte_quantizers,
+    ede_quantizers,
+)
 from larq_irnet.distillation import Distiller, load_teacher
 from larq_irnet.io import atomic_path
 from larq_irnet.layers import binarized_weights
@@ -850,10 +856,12 @@ def _build_data(plan: _Plan, steps: int, initial_epoch: int) -> _Data:
 
 
 def _callbacks(plan: _Plan, session: _Session, write_dir: Path) -> list:
-    """EDE's schedule, the logger, the extra callbacks, progress, TensorBoard, CSV, checkpoint."""
+    """EDE/DTE schedules, logger, extra callbacks, progress, TensorBoard, CSV, checkpoint."""
     callbacks: list[tf.keras.callbacks.Callback] = []
     if ede_quantizers(session.model):
         callbacks.append(EDECallback(t_min=plan.recipe.ede_t_min, t_max=plan.recipe.ede_t_max))
+    if dte_quantizers(session.model):  # DIR-Net's DTE: the recipe's t range, DTE's defaults
+        callbacks.append(DTECallback(t_min=plan.recipe.ede_t_min, t_max=plan.recipe.ede_t_max))
     callbacks += [_EpochLog(session.learning_rate), *plan.extra_callbacks]
     if plan.verbose == 2:
         callbacks.append(_EpochLine(plan.recipe.epochs))
@@ -1012,6 +1020,7 @@ def train(
     """Train `recipe` into the run directory `output_dir`, resuming it if it was cut short.
 
     Runs `model.fit` with, in order, `EDECallback` (when the model has EDE quantizers),
+    `DTECallback` (when it has DTE quantizers, with the recipe's `ede_t_min`/`ede_t_max`),
     a logger of `lr` and `epoch_seconds`, `extra_callbacks`, `TensorBoard`, `CSVLogger`
     and a checkpoint per epoch, validating on the full test set every epoch (the last
     epoch's validation is the final model's test score) or, with `validation_size`, on
@@ -1347,8 +1356,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--binarization",
         metavar="VARIANT",
-        help="the model's binarization, a row of the paper's ablation (fp, bnn, "
-        "libra_pb_no_std, libra_pb_no_scale, libra_pb, ede, irnet); default the recipe's",
+        help="the model's binarization, a row of the ablation tables: "
+        f"{', '.join(BINARIZATIONS)}; default the recipe's",
     )
     parser.add_argument("--epochs", type=_positive_int, metavar="N", help="override epochs")
     parser.add_argument(

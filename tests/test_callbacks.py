@@ -8,13 +8,16 @@ import sys
 import textwrap
 
 from larq_irnet.callbacks import (
+    DTECallback,
     EDECallback,
     EstimatorScheduler,
+    dte_quantizers,
     ede_quantizers,
     ede_schedule,
     set_ede,
 )
 from larq_irnet.quantizers import EDESign, LibraPB
+from larq_irnet.schedules import dte_schedule
 from larq_irnet.schedules import ede_schedule as ede_schedule_object
 
 import larq as lq
@@ -349,3 +352,120 @@ def test_import_after_keras_3_explains_what_to_do():
     )
     assert result.returncode != 0
     assert "ImportError" in result.stderr and "TF_USE_LEGACY_KERAS=1" in result.stderr
+
+
+# --- DIR-Net's DTE schedule (our design) -----------------------------------------------------
+
+
+def np_dte_schedule(i, n, t_min, t_max, split=0.5):
+    """DTE's two stages, written independently: (t, k, band)."""
+    p = i / n
+    if p < split:
+        t = t_min * (1 / t_min) ** (p / split)
+        return t, 1 / t, 0.0
+    return t_max ** ((p - split) / (1 - split)), 1.0, 1.0
+
+
+def dirnet_model(seed=0):
+    tf.keras.utils.set_random_seed(seed)
+    inputs = tf.keras.Input((6, 6, 2))
+    x = lq.layers.QuantConv2D(4, 3, padding="same", kernel_quantizer="imb", use_bias=False)(inputs)
+    x = lq.layers.QuantConv2D(
+        4,
+        3,
+        padding="same",
+        pad_values=1.0,
+        input_quantizer="imb_sign",
+        kernel_quantizer="imb",
+        use_bias=False,
+    )(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(x))
+    model.compile(
+        tf.keras.optimizers.SGD(0.1, momentum=0.9),
+        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def np_in_band(model, width):
+    """Fraction of the IMB kernels' standardized latent weights with |w_std| <= width."""
+    inside = total = 0
+    for layer in model.layers:
+        if isinstance(layer, lq.layers.QuantConv2D):
+            w = layer.kernel.latent_variable.numpy().astype(np.float64)
+            w_hat = w - w.mean(axis=(0, 1, 2), keepdims=True)
+            sigma = np.sqrt((w_hat**2).sum(axis=(0, 1, 2), keepdims=True) / (w[..., 0].size - 1))
+            inside += np.sum(np.abs(w_hat / sigma) <= width)
+            total += w.size
+    return inside / total
+
+
+def test_dte_callback_runs_two_stages_and_logs():
+    n = 4
+    model = dirnet_model()
+    callback = DTECallback(t_min=0.1, t_max=10.0, epsilon=0.2, band_fraction=0.3)
+    history = model.fit(*tiny_data(), epochs=n, batch_size=16, verbose=0, callbacks=[callback])
+    expected = [np_dte_schedule(i, n, 0.1, 10.0) for i in range(n)]
+    for key, column in (("dte_t", 0), ("dte_k", 1), ("dte_band", 2)):
+        np.testing.assert_allclose(history.history[key], [e[column] for e in expected], rtol=1e-9)
+    assert history.history["dte_band"] == [0.0, 0.0, 1.0, 1.0]  # the switch at N/2
+    width = history.history["dte_width"][-1]
+    assert math.erf(width / math.sqrt(2)) == pytest.approx(0.3)
+    assert history.history["dte_epsilon"] == [0.2] * n
+    assert history.history["dte_in_band"][-1] == pytest.approx(np_in_band(model, width))
+    assert 0.1 < history.history["dte_in_band"][-1] < 0.6
+    # Every DTE quantizer (2 kernels, 1 input) holds the last epoch's state.
+    quantizers = dte_quantizers(model)
+    assert len(quantizers) == 3
+    assert all(q.state()["t"] == pytest.approx(expected[-1][0]) for q in quantizers)
+    assert ede_quantizers(model) == []
+
+
+def test_dte_callback_resumed_continues_and_steps():
+    history = dirnet_model().fit(
+        *tiny_data(), epochs=4, initial_epoch=3, verbose=0, callbacks=[DTECallback(0.1, 10.0)]
+    )
+    assert history.history["dte_t"] == [pytest.approx(np_dte_schedule(3, 4, 0.1, 10.0)[0])]
+    model, seen = dirnet_model(), []
+    record = tf.keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(dte_quantizers(model)[0].state()["t"])
+    )
+    callback = DTECallback(0.1, 10.0, stage_split=0.25, update_freq="step")
+    model.fit(*tiny_data(), epochs=2, batch_size=8, verbose=0, callbacks=[callback, record])
+    expected = [np_dte_schedule(i, 8, 0.1, 10.0, 0.25)[0] for i in range(8)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-6)
+
+
+def test_dte_callback_refuses_a_model_without_dte():
+    with pytest.raises(ValueError, match="DTECallback: the model has no quantizer"):
+        tiny_model().fit(*tiny_data(), epochs=1, verbose=0, callbacks=[DTECallback()])
+
+
+@pytest.mark.parametrize(
+    "kwargs,argument,shown",
+    [
+        (dict(t_min=0.0), "t_min", "t_min=0.0"),
+        (dict(t_min=2.0), "t_min", "t_min=2.0"),
+        (dict(t_max=1.0), "t_max", "t_max=1.0"),
+        (dict(t_max=float("inf")), "t_max", "t_max=inf"),
+        (dict(stage_split=1.0), "stage_split", "stage_split=1.0"),
+        (dict(stage_split=-0.1), "stage_split", "stage_split=-0.1"),
+        (dict(epsilon=-0.5), "epsilon", "epsilon=-0.5"),
+        (dict(band_fraction=1.0), "band_fraction", "band_fraction=1.0"),
+        (dict(band_fraction="0.2"), "band_fraction", "band_fraction='0.2'"),
+        (dict(update_freq="batch"), "update_freq", "update_freq='batch'"),
+    ],
+)
+def test_dte_callback_refuses_bad_values_naming_them(kwargs, argument, shown):
+    with pytest.raises(ValueError, match=f"`{argument}`") as raised:
+        DTECallback(**kwargs)
+    assert shown in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_dte_schedule_is_data_and_round_trips():
+    schedule = dte_schedule(0.01, 100.0, 0.3, 0.05, 0.2)
+    assert dte_schedule(**schedule.get_config()) == schedule
+    callback = DTECallback(**schedule.get_config())
+    assert callback.schedule == schedule
+    assert DTECallback(**callback.get_config()).get_config() == callback.get_config()

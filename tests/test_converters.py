@@ -548,3 +548,101 @@ def test_benchmark_tiny_writes_json(tmp_path, capsys):
     assert tiny["irnet_and_bnn_same_graph"]
     assert "size FP32/IR-Net" in capsys.readouterr().out
     assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]
+
+
+# --- DIR-Net's quantizers (our design) through LCE -------------------------------------------
+
+
+def randomized_batch_norm(model, seed=0):
+    """BatchNorm statistics of a trained-like model: no activation sits exactly on 0,
+    where Keras and LCE may round a sign differently."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape),
+                    rng.normal(0, 0.3, beta.shape),
+                    rng.normal(0, 0.3, mean.shape),
+                    rng.uniform(0.5, 2.0, variance.shape),
+                ]
+            )
+
+
+def set_thresholds(model):
+    for layer in model.layers:
+        quantizer = getattr(layer, "input_quantizer", None)
+        if isinstance(quantizer, larq_irnet.IMBSign):
+            quantizer.threshold.assign(np.linspace(-0.5, 0.5, quantizer.threshold.shape[0]))
+
+
+def lce_outputs(flatbuffer, images):
+    interpreter = Interpreter(flatbuffer, num_threads=1)
+    return np.concatenate([interpreter.predict(image[None]) for image in images])
+
+
+@pytest.mark.parametrize(
+    "kernel_quantizer, input_quantizer",
+    [
+        ({"class_name": "IMB", "config": {"scale": "mean_abs"}}, "dte_sign"),
+        ({"class_name": "IMB", "config": {"scale": "bit_shift"}}, "dte_sign"),
+        ({"class_name": "IMB", "config": {"scale": "none"}}, "dte_sign"),
+        ({"class_name": "LibraPB", "config": {"gradient": "dte"}}, "dte_sign"),
+        ("imb", "imb_sign"),
+    ],
+)
+def test_dirnet_quantizers_fold_into_one_bconv(kernel_quantizer, input_quantizer):
+    # Every IMB scale folds into the bconv's multiplier (no MUL), DTE is backward-only,
+    # and imb_sign's threshold is an affine op before LceQuantize (here folded into the
+    # float conv that feeds it); the Keras and LCE outputs agree.
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((10, 10, 3))
+    x = tf.keras.layers.Conv2D(16, 3, use_bias=False)(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(
+        8,
+        3,
+        padding="same",
+        pad_values=1.0,
+        use_bias=False,
+        kernel_quantizer=kernel_quantizer,
+        input_quantizer=input_quantizer,
+    )(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(x))
+    randomized_batch_norm(model)
+    set_thresholds(model)
+    result = convert(model, strict=True)
+    ops = result.report.op_histogram
+    assert ops == {"CONV_2D": 1, "LceQuantize": 1, "LceBconv2d": 1, "MEAN": 1}, ops
+    images = np.random.default_rng(1).normal(size=(3, 10, 10, 3)).astype("f4")
+    np.testing.assert_allclose(lce_outputs(result.flatbuffer, images), model(images), atol=1e-4)
+
+
+def resnet20(binarization):
+    model = IRNetResNet20(input_shape=(16, 16, 3), binarization=binarization)
+    randomized_batch_norm(model)
+    set_thresholds(model)
+    return model
+
+
+@pytest.fixture(scope="module")
+def irnet_ops():
+    return convert(resnet20("irnet"), strict=True).report.op_histogram
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("binarization", ["imb", "dte", "dirnet", "dirnet_act"])
+def test_dirnet_resnet20_converts_to_one_bconv_per_binary_conv(binarization, irnet_ops):
+    model = resnet20(binarization)
+    result = convert(model, strict=True)
+    ops = result.report.op_histogram
+    assert ops["LceBconv2d"] == ops["LceQuantize"] == 18, ops
+    assert "LceDequantize" not in ops and ops["CONV_2D"] == 1, ops
+    # IR-Net's graph exactly (every IMB scale folded, DTE backward-only), plus for
+    # imb_sign one per-channel SUB (its threshold) before each LceQuantize.
+    extra = {"SUB": 18} if binarization == "dirnet_act" else {}
+    assert ops == {**irnet_ops, **extra}, (ops, irnet_ops)
+    images = np.random.default_rng(2).uniform(0, 255, (2, 16, 16, 3)).astype("f4")
+    np.testing.assert_allclose(lce_outputs(result.flatbuffer, images), model(images), atol=1e-5)

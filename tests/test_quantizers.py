@@ -1,7 +1,8 @@
 """Libra-PB and EDE against an independent NumPy implementation of the paper's formulas."""
 
+from larq_irnet.estimators import DTE_STATE
 from larq_irnet.layers import kernel_channel_axes
-from larq_irnet.quantizers import EDESign, LibraPB, libra_standardize
+from larq_irnet.quantizers import IMB, DTESign, EDESign, IMBSign, LibraPB, libra_standardize
 
 import larq as lq
 import numpy as np
@@ -204,7 +205,7 @@ def test_libra_pb_keeps_a_power_of_two_scale_of_binary_filters_only():
     np.testing.assert_array_equal(y[:, 2], 1.0)
 
 
-@pytest.mark.parametrize("binarization", ["irnet", "bnn"])
+@pytest.mark.parametrize("binarization", ["irnet", "bnn", "dirnet", "dirnet_act"])
 def test_quantized_scope_weights_reload_to_the_same_outputs(tmp_path, binarization):
     # Larq's documented workflow: save the binarized weights, load them into a fresh
     # model, run it. ste_sign (bnn) gives 0.0 difference; so must Libra-PB.
@@ -557,3 +558,180 @@ def test_flip_ratio_metric_counts_sign_flips():
     history = model.fit(rng.normal(size=(64, 16)), rng.normal(size=(64, 8)), epochs=2, verbose=0)
     key = next(k for k in history.history if "flip_ratio" in k)
     assert 0.0 < history.history[key][-1] <= 1.0  # lr=1 flips some signs, never more than all
+
+
+# --- DIR-Net's IMB (our design): weights and activations -------------------------------------
+
+
+def np_dte(x, sigma, t, k, band, epsilon, width):
+    u = x / sigma
+    soft = k * t * (1 - np.tanh(t * u) ** 2)
+    return np.maximum(soft, np.where(np.abs(u) <= width, band * epsilon, 0.0)) / sigma
+
+
+def np_imb_grad(w, upstream, scale, surrogate):
+    """dL/dw for Q(w) = sign(w_std) * scale (scale without gradient), by hand."""
+    axes = tuple(range(w.ndim - 1))
+    n = np.prod(w.shape[:-1])
+    w_std, sigma = np_standardize(w)
+    d_std = upstream * scale * surrogate(w_std)
+    w_hat = w_std * sigma
+    d_hat = d_std / sigma - w_hat * (d_std * w_hat).sum(axes, keepdims=True) / ((n - 1) * sigma**3)
+    return d_hat - d_hat.mean(axis=axes, keepdims=True)
+
+
+STAGE_2 = dict(t=4.0, k=1.0, band=1.0, epsilon=0.3, width=0.6745)
+
+
+@pytest.mark.parametrize("shape", KERNEL_SHAPES)
+@pytest.mark.parametrize("scale", ["mean_abs", "bit_shift", "none"])
+@pytest.mark.parametrize("state", [dict(t=0.1, k=10.0), STAGE_2], ids=["stage1", "stage2"])
+def test_imb_matches_numpy(shape, scale, state):
+    rng = np.random.default_rng(sum(shape))
+    w = rng.normal(0.3, 0.5, size=shape)
+    upstream = rng.normal(size=shape)
+    quantizer = IMB(scale=scale)
+    quantizer.set_state(**state)
+    y, grad = tf_value_and_grad(quantizer, w, upstream)
+    w_std, _ = np_standardize(w)
+    axes = tuple(range(w.ndim - 1))
+    alpha = {
+        "mean_abs": np.abs(w_std).mean(axis=axes, keepdims=True),
+        "bit_shift": np_scale(w_std),
+        "none": 1.0,
+    }[scale]
+    np.testing.assert_allclose(y, np_sign(w_std) * alpha, rtol=1e-5)
+    full = {"band": 0.0, "epsilon": 0.1, "width": 0.3186, **state}
+    expected = np_imb_grad(
+        w, upstream, alpha, lambda x: np_dte(x, 1.0, *(full[n] for n in DTE_STATE))
+    )
+    np.testing.assert_allclose(grad, expected, rtol=1e-3, atol=1e-5)
+
+
+def test_imb_mean_abs_minimizes_the_binarization_error():
+    w = np.random.default_rng(8).normal(size=(3, 3, 8, 4))
+    y = IMB()(tf.constant(w, tf.float32)).numpy().astype(np.float64)
+    w_std, _ = np_standardize(w)
+    best = np.sum((w_std - y) ** 2)
+    for factor in (0.9, 0.99, 1.01, 1.1):
+        assert np.sum((w_std - factor * y) ** 2) > best
+
+
+def test_imb_with_bit_shift_and_ede_is_libra_pb():
+    w = np.random.default_rng(9).normal(0.1, 0.4, size=(3, 3, 4, 6))
+    upstream = np.random.default_rng(10).normal(size=w.shape)
+    imb = tf_value_and_grad(IMB(scale="bit_shift", gradient="ede", t=2.0), w, upstream)
+    libra = tf_value_and_grad(LibraPB(t=2.0), w, upstream)
+    for a, b in zip(imb, libra, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", KERNEL_SHAPES + [(4, 1), (2, 2, 3, 5)])
+@pytest.mark.parametrize("scale", ["mean_abs", "bit_shift", "none"])
+def test_imb_applied_to_its_output_changes_nothing(shape, scale):
+    rng = np.random.default_rng(sum(shape))
+    w = (rng.normal(0.2, 1.0, size=shape) * rng.uniform(0.01, 5.0, shape[-1])).astype("f4")
+    once = IMB(scale=scale)(w).numpy()
+    np.testing.assert_array_equal(IMB(scale=scale)(once).numpy(), once)
+
+
+@pytest.mark.parametrize("scale", ["mean_abs", "bit_shift", "none"])
+@pytest.mark.parametrize("value", [0.0, -3.0, 0.25])
+def test_imb_all_equal_filter_binarizes_to_plus_one_with_finite_gradient(scale, value):
+    w = np.full((3, 3, 2, 2), value)
+    w[..., 1] = np.random.default_rng(1).normal(size=(3, 3, 2))
+    y, grad = tf_value_and_grad(IMB(scale=scale), w, np.ones_like(w))
+    np.testing.assert_array_equal(y[..., 0], 1.0)
+    assert np.all(np.isfinite(grad))
+
+
+def test_imb_statistics_in_float32_under_mixed_float16(mixed_float16):
+    np.testing.assert_array_equal(IMB()(tf.zeros((3, 3, 4, 2))).numpy(), 1.0)
+    w = np.random.default_rng(6).normal(0.1, 0.02, size=(3, 3, 8, 4)).astype(np.float16)
+    w_var = tf.Variable(w)
+    with tf.GradientTape() as tape:
+        y = IMB()(w_var)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32))
+    grad = tape.gradient(loss, w_var)
+    assert y.dtype == tf.float16 and np.all(np.isfinite(grad.numpy()))
+    w_std, _ = np_standardize(w.astype(np.float64))
+    alpha = np.abs(w_std).mean(axis=(0, 1, 2), keepdims=True)
+    np.testing.assert_allclose(y.numpy(), np_sign(w_std) * alpha, rtol=1e-3)
+
+
+@pytest.mark.parametrize("gradient", ["dte", "ede", "ste"])
+def test_imb_sign_matches_numpy(gradient):
+    rng = np.random.default_rng(11)
+    x = rng.normal(0.3, 1.0, size=(4, 5, 5, 3)) * np.array([0.2, 1.0, 3.0])
+    upstream = rng.normal(size=x.shape)
+    threshold = np.array([0.1, -0.5, 0.7])
+    quantizer = IMBSign(gradient=gradient)
+    x_var = tf.Variable(x.astype(np.float32))
+    quantizer(x_var)
+    quantizer.threshold.assign(threshold)
+    if gradient == "dte":
+        quantizer.set_state(**STAGE_2)
+    with tf.GradientTape() as tape:
+        y = quantizer(x_var)
+        loss = tf.reduce_sum(y * upstream.astype(np.float32))
+    dx, dtau = tape.gradient(loss, [x_var, quantizer.threshold])
+    z = x - threshold
+    np.testing.assert_array_equal(y.numpy(), np_sign(z))
+    if gradient == "dte":
+        sigma = z.reshape(-1, 3).std(axis=0)
+        surrogate = np_dte(z, np.sqrt(sigma**2 + 1e-5), *STAGE_2.values())
+    elif gradient == "ede":
+        surrogate = np_ede(z, 1.0, 1.0)
+    else:
+        surrogate = (np.abs(z) <= 1).astype(float)
+    np.testing.assert_allclose(dx.numpy(), upstream * surrogate, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(
+        dtau.numpy(), -(upstream * surrogate).sum(axis=(0, 1, 2)), rtol=1e-3, atol=1e-3
+    )
+    assert [w.name.split("/")[-1] for w in quantizer.trainable_weights] == ["threshold:0"]
+
+
+def test_imb_sign_refuses_an_unknown_channel_axis():
+    with pytest.raises(ValueError, match="channel"):
+        IMBSign().build(tf.TensorShape([None, None]))
+
+
+@pytest.mark.parametrize(
+    "make, argument",
+    [
+        (lambda: IMB(scale="l1"), "scale"),
+        (lambda: IMB(gradient="bad"), "gradient"),
+        (lambda: IMB(epsilon=-1.0), "epsilon"),
+        (lambda: IMBSign(gradient="bad"), "gradient"),
+        (lambda: IMBSign(t=0.0), "t"),
+        (lambda: DTESign(t=-1.0), "t"),
+        (lambda: LibraPB(gradient="bad"), "gradient"),
+    ],
+)
+def test_dirnet_quantizers_refuse_bad_arguments(make, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        make()
+
+
+def test_dirnet_string_names_resolve_in_larq_layers():
+    layer = lq.layers.QuantConv2D(4, 3, kernel_quantizer="imb", input_quantizer="dte_sign")
+    assert isinstance(layer.kernel_quantizer, IMB) and layer.kernel_quantizer.uses_dte
+    assert isinstance(layer.input_quantizer, DTESign) and layer.input_quantizer.precision == 1
+    assert isinstance(lq.quantizers.get("imb_sign"), IMBSign)
+
+
+@pytest.mark.parametrize(
+    "quantizer",
+    [
+        IMB(scale="none", gradient="ste", epsilon=1e-6),
+        IMB(t=0.5),
+        DTESign(t=0.2),
+        IMBSign(gradient="ede", t=3.0),
+        LibraPB(gradient="dte"),
+    ],
+)
+def test_dirnet_get_config_round_trips(quantizer):
+    restored = lq.quantizers.get(lq.quantizers.serialize(quantizer))
+    assert type(restored) is type(quantizer)
+    assert restored.get_config() == quantizer.get_config()
+    assert restored.state() == quantizer.state()

@@ -638,3 +638,16 @@ def test_latent_lr_scale_is_refused_for_adam_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match=r"`latent_lr_scale` must be a number > 0"):
         train(TINY, output_dir=run_dir, overrides={"latent_lr_scale": 0.0}, **SHORT_RUN)
     assert not run_dir.exists()
+
+
+def test_training_drives_dte_quantizers_with_dtecallback(tmp_path, fashion_mnist):
+    # The DIR-Net rows get DTECallback (the recipe's t range) instead of EDECallback.
+    recipe = dataclasses.replace(TINY, model_kwargs={"binarization": "dirnet"})
+    summary = train(recipe, output_dir=tmp_path / "run", **{**SMALL_RUN, "epochs": 2})
+    history = read_history(tmp_path / "run")
+    assert "ede_t" not in history[0] and summary["binarization"] == "dirnet"
+    t_min, t_max = TINY.ede_t_min, TINY.ede_t_max
+    assert [float(row["dte_t"]) for row in history] == pytest.approx([t_min, 1.0])
+    assert [float(row["dte_band"]) for row in history] == [0.0, 1.0]
+    assert 0.0 < float(history[-1]["dte_in_band"]) < 1.0
+    assert t_max > 1.0

@@ -176,7 +176,14 @@ def test_resnet20_variants(binarization, bits, structure):
     probabilities = model(images, training=False).numpy()
     assert probabilities.shape == (2, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    assert trainable_count(model) == 269_850  # quantizers add no parameters
+    # Quantizers add no parameters, except imb_sign's per-channel thresholds.
+    thresholds = sum(
+        int(layer.input_shape[-1])
+        for layer in model.layers
+        if isinstance(getattr(layer, "input_quantizer", None), larq_irnet.IMBSign)
+    )
+    assert thresholds == (624 if (binarization, bits) == ("dirnet_act", "1w1a") else 0)
+    assert trainable_count(model) == 269_850 + thresholds
 
     convs = [layer for layer in model.layers if isinstance(layer, lq.layers.QuantConv2D)]
     assert len(convs) == 18
@@ -211,6 +218,26 @@ def test_presets_resolve_to_the_ablation_quantizers():
     assert isinstance(kernel("ede"), larq_irnet.EDESign)
     irnet = kernel("irnet")
     assert isinstance(irnet, larq_irnet.LibraPB) and irnet.gradient == "ede"
+    imb, dte = kernel("imb"), kernel("dte")
+    assert isinstance(imb, larq_irnet.IMB) and (imb.scale, imb.gradient) == ("mean_abs", "ede")
+    assert type(dte) is larq_irnet.LibraPB and dte.gradient == "dte"
+    for name in ("dirnet", "dirnet_act"):
+        dirnet = kernel(name)
+        assert isinstance(dirnet, larq_irnet.IMB) and (dirnet.scale, dirnet.gradient) == (
+            "mean_abs",
+            "dte",
+        )
+
+    def inputs(name):
+        return lq.quantizers.get(
+            conv_settings(binarization=name, bits="1w1a", pad_values=1).input_quantizer
+        )
+
+    assert isinstance(inputs("imb"), larq_irnet.EDESign)
+    assert isinstance(inputs("dte"), larq_irnet.DTESign)
+    assert isinstance(inputs("dirnet"), larq_irnet.DTESign)
+    assert isinstance(inputs("dirnet_act"), larq_irnet.IMBSign)
+    assert inputs("dirnet_act").gradient == "dte"
     settings = conv_settings(binarization="irnet", bits="1w1a", pad_values=0.0)
     assert isinstance(lq.quantizers.get(settings.input_quantizer), larq_irnet.EDESign)
     assert settings.pad_values == 0.0
@@ -454,7 +481,14 @@ def test_registered_weights_errors(registered, monkeypatch):
 
 @pytest.mark.parametrize(
     "binarization, warns",
-    [("irnet", False), ("libra_pb", False), ("libra_pb_no_std", True), ("ede", True)],
+    [
+        ("irnet", False),
+        ("libra_pb", False),
+        ("libra_pb_no_std", True),
+        ("ede", True),
+        ("dirnet", False),
+        ("imb", False),
+    ],
 )
 def test_starved_weights_warning_only_where_weights_can_starve(binarization, warns, caplog):
     # Standardized Libra-PB kernels need no weight_clip: the zoo drops Larq's warning for

@@ -20,15 +20,29 @@ exactly what was used.
 | `"libra_pb"` | `LibraPB(gradient="ste")` | `ste_sign` | Libra-PB |
 | `"ede"` | `EDESign` | `EDESign` | EDE |
 | `"irnet"` | `LibraPB` (EDE gradient) | `EDESign` | IR-Net = Libra-PB + EDE |
+| `"imb"` | `IMB(gradient="ede")` | `EDESign` | IR-Net with IMB's weights |
+| `"dte"` | `LibraPB(gradient="dte")` | `DTESign` | IR-Net with DTE's gradient |
+| `"dirnet"` | `IMB` (DTE gradient) | `DTESign` | DIR-Net = IMB + DTE |
+| `"dirnet_act"` | `IMB` (DTE gradient) | `IMBSign` (DTE gradient) | + IMB's activations |
 
 ("w/o std": Libra-PB without weight standardization; "w/o scale": Libra-PB without
 the bit-shift scale.) The ablation rows before "EDE" isolate Libra-PB's forward pass,
 so they keep Larq's straight-through estimator for both weights and activations; the
 EDE rows use EDE for both, as the authors' `IRConv2d` does.
 
+The DIR-Net rows (our design, following the DIR-Net paper's description; Qin et al.,
+IJCV 2023, arXiv 2109.12338) are a 2x2 design around `"irnet"`, each changing one thing:
+`"imb"` only the weights' forward pass (IMB's mean-magnitude scale instead of the
+power of two; EDE kept), `"dte"` only the estimator (DTE instead of EDE, on weights and
+activations), `"dirnet"` both, and `"dirnet_act"` adds IMB's balanced activation
+threshold to `"dirnet"`. Training drives EDE quantizers with `EDECallback` and DTE
+quantizers with `DTECallback`.
+
 # References
     - [Forward and Backward Information Retention for Accurate Binary Neural Networks
       (Qin et al., CVPR 2020), Table 2](https://arxiv.org/abs/1909.10788)
+    - [Distribution-Sensitive Information Retention for Accurate Binary Neural Network
+      (Qin et al., IJCV 2023)](https://arxiv.org/abs/2109.12338)
 """
 
 from __future__ import annotations
@@ -64,6 +78,14 @@ def _libra_pb(**config: Any) -> dict[str, Any]:
     return {"class_name": "LibraPB", "config": config}
 
 
+def _imb(**config: Any) -> dict[str, Any]:
+    return {"class_name": "IMB", "config": config}
+
+
+# Quantizers that binarize a standardized kernel (`ConvSettings.standardized_kernels`).
+_STANDARDIZING = ("LibraPB", "IMB")
+
+
 PRESETS: Mapping[str, Binarization] = {
     "fp": Binarization(None, None, description="full precision"),
     # The STE's |x| <= 1 mask starves weights that leave [-1, 1]; Larq clips them.
@@ -81,6 +103,14 @@ PRESETS: Mapping[str, Binarization] = {
     "libra_pb": Binarization(_libra_pb(gradient="ste"), "ste_sign", description="Libra-PB"),
     "ede": Binarization("ede_sign", "ede_sign", description="EDE"),
     "irnet": Binarization(_libra_pb(), "ede_sign", description="IR-Net (Libra-PB + EDE)"),
+    "imb": Binarization(_imb(gradient="ede"), "ede_sign", description="IR-Net with IMB weights"),
+    "dte": Binarization(
+        _libra_pb(gradient="dte"), "dte_sign", description="IR-Net with DTE (Libra-PB + DTE)"
+    ),
+    "dirnet": Binarization(_imb(), "dte_sign", description="DIR-Net (IMB + DTE)"),
+    "dirnet_act": Binarization(
+        _imb(), "imb_sign", description="DIR-Net with IMB activations (IMB + DTE + imb_sign)"
+    ),
 }
 
 BINARIZATIONS: tuple[str, ...] = tuple(PRESETS)
@@ -117,7 +147,7 @@ class ConvSettings:
 
     @property
     def standardized_kernels(self) -> bool:
-        """Whether the kernel quantizer is Libra-PB with standardization.
+        """Whether the kernel quantizer is Libra-PB with standardization, or IMB.
 
         Such kernels cannot starve: the quantizer binarizes the standardized kernel, whose
         values do not grow with |w|, and every weight also gets gradient through its
@@ -127,7 +157,7 @@ class ConvSettings:
         quantizer = self.kernel_quantizer
         return (
             isinstance(quantizer, Mapping)
-            and quantizer.get("class_name") == "LibraPB"
+            and quantizer.get("class_name") in _STANDARDIZING
             and quantizer.get("config", {}).get("standardize", True)
         )
 

@@ -1,0 +1,196 @@
+"""DIR-Net's DTE (our design) against an independent NumPy computation of its formulas."""
+
+import math
+
+import larq_irnet  # noqa: F401  (first: selects Keras 2, registers the quantizers)
+from larq_irnet.estimators import dte_band_width, dte_gradient
+from larq_irnet.quantizers import DTESign, IMBSign
+from larq_irnet.schedules import dte_values
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+T_MIN, T_MAX, N = 0.1, 10.0, 20
+
+
+def np_sigma(x):
+    """Per-channel (last axis) population std of x, 1 for a channel without spread."""
+    var = x.reshape(-1, x.shape[-1]).var(axis=0)
+    return np.where(var > 0, np.sqrt(var + 1e-5), 1.0)
+
+
+def np_dte(x, sigma, t, k, band, epsilon, width):
+    u = x / sigma
+    soft = k * t * (1 - np.tanh(t * u) ** 2)
+    floor = np.where(np.abs(u) <= width, band * epsilon, 0.0)
+    return np.maximum(soft, floor) / sigma
+
+
+def np_stage(i, n, t_min, t_max, split=0.5):
+    """The two stages, written out: (t, k, band)."""
+    p = i / n
+    if p < split:
+        t = math.exp(math.log(t_min) * (1 - p / split))
+        return t, 1 / t, 0.0
+    return math.exp(math.log(t_max) * (p - split) / (1 - split)), 1.0, 1.0
+
+
+def activations(seed=0):
+    rng = np.random.default_rng(seed)
+    scales = np.array([0.05, 1.0, 4.0])  # channels with very different spreads
+    return rng.normal(0.2, 1.0, size=(4, 5, 5, 3)) * scales
+
+
+def grad_of(quantizer, x):
+    x_var = tf.Variable(x.astype(np.float32))
+    with tf.GradientTape() as tape:
+        y = quantizer(x_var)
+    return y.numpy(), tape.gradient(y, x_var).numpy()
+
+
+# i = 0 (stage 1 start), 5 (stage 1), 9 (last of stage 1), 10 (the switch), 15, 19 (stage 2)
+@pytest.mark.parametrize("i", [0, 5, 9, 10, 15, 19])
+def test_dte_sign_matches_numpy_through_the_schedule(i):
+    x = activations(i)
+    x[0, 0, 0, 1] = 0.0  # sign(0) = +1
+    state = dte_values(i, N, T_MIN, T_MAX)
+    t, k, band = np_stage(i, N, T_MIN, T_MAX)
+    assert (state["t"], state["k"], state["band"]) == pytest.approx((t, k, band), rel=1e-12)
+    quantizer = DTESign()
+    quantizer.set_state(**state)
+    y, grad = grad_of(quantizer, x)
+    np.testing.assert_array_equal(y, np.where(x >= 0, 1.0, -1.0))
+    expected = np_dte(x, np_sigma(x), t, k, band, state["epsilon"], state["width"])
+    # float32's 1 - tanh^2 loses digits where tanh ~ 1; a population-vs-unbiased sigma
+    # (0.5% here) or a missing 1/sigma would still fail by far.
+    np.testing.assert_allclose(grad, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_the_stage_switch_turns_the_band_on_with_t_and_k_continuous():
+    before, at = dte_values(9, 10, T_MIN, T_MAX, 0.95), dte_values(10, 10, T_MIN, T_MAX, 0.95)
+    assert before["band"] == 0.0 and at["band"] == 1.0
+    # 9/10 < 0.95 is still stage 1; the first step of stage 2 starts from t = k = 1.
+    assert dte_values(19, 20, T_MIN, T_MAX, 0.95)["t"] == pytest.approx(1.0)
+    assert dte_values(19, 20, T_MIN, T_MAX, 0.95)["k"] == 1.0
+    assert dte_values(0, 20, T_MIN, T_MAX)["t"] == pytest.approx(T_MIN)
+    # Stage 1 keeps k t = 1 (the slope at zero of the identity: updating capability).
+    for i in range(10):
+        s = dte_values(i, 20, T_MIN, T_MAX)
+        assert s["k"] * s["t"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 0.9])
+def test_band_width_holds_the_fraction_of_a_standardized_gaussian(fraction):
+    b = dte_band_width(fraction)
+    assert math.erf(b / math.sqrt(2)) == pytest.approx(fraction, abs=1e-12)  # P(|u| <= b)
+    u = np.random.default_rng(0).standard_normal(200_000)
+    assert np.mean(np.abs(u) <= b) == pytest.approx(fraction, abs=0.005)
+
+
+def test_the_band_keeps_epsilon_in_stage_2_and_nothing_outside():
+    x = np.linspace(-2.0, 2.0, 401)[:, None]  # one channel, std ~1.16
+    sigma = np_sigma(x)
+    quantizer = DTESign()
+    state = dict(t=100.0, k=1.0, band=1.0, epsilon=0.05, width=dte_band_width(0.5))
+    quantizer.set_state(**state)
+    _, grad = grad_of(quantizer, x)
+    u = x / sigma
+    inside, outside = np.abs(u) <= state["width"], np.abs(u) > state["width"] + 1e-6
+    assert np.all(grad[inside] >= 0.05 / sigma - 1e-7)  # the floor, in units of u
+    assert np.all(grad[outside] < 1e-12)  # sharp sign outside the band
+    assert grad[200, 0] == pytest.approx(100.0 / sigma[0], rel=1e-5)  # peak at 0: k t / sigma
+    quantizer.set_state(band=0.0)  # stage 1: no floor
+    _, no_band = grad_of(quantizer, x)
+    assert np.all(no_band[inside & (np.abs(u) > 0.3)] < 1e-6)
+
+
+def test_zero_variance_channel_gets_sigma_one():
+    x = np.zeros((2, 3, 3, 2))
+    x[..., 1] = np.random.default_rng(1).normal(size=(2, 3, 3))
+    x[..., 0] = 0.7  # no spread
+    quantizer = DTESign(t=0.5)
+    _, grad = grad_of(quantizer, x)
+    expected = 2.0 * 0.5 * (1 - np.tanh(0.5 * 0.7) ** 2)  # sigma = 1, k = 1/t
+    np.testing.assert_allclose(grad[..., 0], expected, rtol=1e-6)
+    assert np.all(np.isfinite(grad))
+
+
+@pytest.fixture
+def mixed_float16():
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    tf.keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("i", [0, 10, 19])
+@pytest.mark.parametrize("quantizer_cls", [DTESign, IMBSign])
+def test_dte_finite_in_float16(mixed_float16, i, quantizer_cls):
+    x = activations(3).astype(np.float16)
+    x[..., 0] = 0.25  # a zero-variance channel too
+    state = dte_values(i, N, 1e-3, 100.0)
+    quantizer = quantizer_cls()
+    quantizer.set_state(**state)
+    y, grad = grad_of_dtype(quantizer, x)
+    assert y.dtype == np.float16 and grad.dtype == np.float16
+    assert np.all(np.isfinite(grad))
+    x64 = x.astype(np.float64)
+    expected = np_dte(x64, np_sigma(x64), state["t"], state["k"], state["band"],
+                      state["epsilon"], state["width"])  # fmt: skip
+    np.testing.assert_allclose(grad, expected, rtol=5e-3, atol=2e-3)
+
+
+def grad_of_dtype(quantizer, x):
+    x_var = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        y = quantizer(x_var)
+    return y.numpy(), tape.gradient(y, x_var).numpy()
+
+
+def test_dte_gradient_inside_tf_cond_while_and_map_fn():
+    quantizer = DTESign()
+    state = dte_values(15, N, T_MIN, T_MAX)
+    x = tf.constant(activations(4)[0].astype(np.float32))  # (5, 5, 3)
+    quantizer(x)  # built eagerly: its state variables exist before the traced function
+    quantizer.set_state(**state)
+
+    branches = {
+        "cond": lambda x: tf.cond(tf.constant(True), lambda: quantizer(x), lambda: x),
+        "while": lambda x: tf.while_loop(
+            lambda i, acc: i < 2,
+            lambda i, acc: (i + 1, acc + quantizer(x)),
+            (tf.constant(0), tf.zeros_like(x)),
+        )[1],
+        "map_fn": lambda x: tf.map_fn(lambda v: quantizer(v), x[None])[0],
+    }
+
+    def gradient(construct):
+        @tf.function
+        def traced(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = construct(x)
+            return tape.gradient(y, x)
+
+        return traced(x).numpy()
+
+    conditional, looped, mapped = (gradient(branches[n]) for n in ("cond", "while", "map_fn"))
+    x64 = x.numpy().astype(np.float64)
+    expected = np_dte(x64, np_sigma(x64), *(state[n] for n in quantizer.state_names))
+    np.testing.assert_allclose(conditional, expected, rtol=1e-3, atol=5e-5)
+    np.testing.assert_allclose(looped, 2 * expected, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(mapped, expected, rtol=1e-3, atol=5e-5)
+
+
+def test_dte_gradient_function_broadcasts_a_per_channel_sigma():
+    x = tf.constant([[0.1, -0.4], [0.3, 0.0]])
+    sigma = tf.constant([[0.5, 2.0]])
+    got = dte_gradient(x, sigma, 3.0, 1.0, 1.0, 0.2, 0.5).numpy()
+    expected = np_dte(x.numpy().astype(np.float64), np.array([[0.5, 2.0]]), 3.0, 1.0, 1.0, 0.2, 0.5)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, float("nan"), "0.5"])
+def test_band_width_refuses_bad_fractions(fraction):
+    with pytest.raises(ValueError, match="band_fraction"):
+        dte_band_width(fraction)
