@@ -1,10 +1,13 @@
 """`irnetify` on every Larq layer kind, nested models, save/load, fit, tf.distribute."""
 
+import larq_irnet
+from larq_irnet.converters import convert
 from larq_irnet.layers import binarized_weights, kernel_channel_axes
 from larq_irnet.quantizers import EDESign, LibraPB
 from larq_irnet.transform import irnetify
 
 import larq as lq
+import larq_zoo as lqz
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -226,3 +229,162 @@ def test_inference_is_unchanged_where_the_forward_passes_agree(kind):
     set_binary_kernels(model)
     set_binary_kernels(new)
     np.testing.assert_allclose(new(x).numpy(), model(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def outputs_and_quantizers(model, x):
+    quantizers = [
+        (layer.name, type(q).__name__, getattr(q, "channel_axes", None))
+        for layer in model.get_layer("backbone").layers + model.layers
+        for q in (
+            getattr(layer, "kernel_quantizer", None),
+            getattr(layer, "input_quantizer", None),
+            getattr(layer, "depthwise_quantizer", None),
+        )
+        if q is not None
+    ]
+    return model(x).numpy(), quantizers
+
+
+@pytest.mark.parametrize("form", ["h5", "savedmodel", "config"])
+def test_the_result_round_trips(tmp_path, form):
+    new, _ = irnetify(nested_model())
+    x = probe(new)
+    expected, quantizers = outputs_and_quantizers(new, x)
+    assert ("depthwise", "LibraPB", (-2, -1)) in quantizers
+    if form == "config":
+        loaded = tf.keras.Model.from_config(new.get_config())
+        loaded.set_weights(new.get_weights())
+    else:
+        path = tmp_path / ("model.h5" if form == "h5" else "saved")
+        new.save(path)
+        loaded = tf.keras.models.load_model(path)
+    outputs, loaded_quantizers = outputs_and_quantizers(loaded, x)
+    assert loaded_quantizers == quantizers
+    np.testing.assert_allclose(outputs, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_ede_callback_finds_the_new_quantizers_in_fit(fashion_mnist):
+    (x_train, y_train), _ = fashion_mnist
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((28, 28, 1)),
+            tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0),
+            tf.keras.layers.Conv2D(16, 3, strides=2, use_bias=False),
+            tf.keras.layers.BatchNormalization(),
+            lq.layers.QuantConv2D(32, 3, strides=2, use_bias=False, name="binary", **STE),
+            tf.keras.layers.BatchNormalization(),
+            tf.keras.layers.GlobalAveragePooling2D(),
+            tf.keras.layers.Dense(10),
+        ],
+        name="small",
+    )
+    new, report = irnetify(model)
+    assert isinstance(new, tf.keras.Sequential) and len(report.replaced) == 2
+    new.compile(
+        tf.keras.optimizers.SGD(0.05, momentum=0.9),
+        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        ["accuracy"],
+    )
+    callback = larq_irnet.EDECallback(t_min=0.1, t_max=10.0)
+    history = new.fit(
+        x_train[:1024], y_train[:1024], batch_size=64, epochs=3, callbacks=[callback], verbose=0
+    )
+    binary = new.get_layer("binary")
+    assert callback._quantizers == [binary.kernel_quantizer, binary.input_quantizer]
+    # Epoch 2 of 3: t = 0.1 * 100 ** (2 / 3).
+    assert history.history["ede_t"][-1] == pytest.approx(0.1 * 100 ** (2 / 3), rel=1e-6)
+    t = binary.input_quantizer.state()["t"]
+    assert t == pytest.approx(0.1 * 100 ** (2 / 3), rel=1e-6)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_under_mirrored_strategy_inside_the_scope():
+    strategy = tf.distribute.MirroredStrategy(tf.config.list_logical_devices("CPU")[:1])
+    with strategy.scope():
+        model = nested_model()
+        new, _ = irnetify(model)
+        new.compile(tf.keras.optimizers.SGD(0.01), "mse")
+    kernel = new.get_layer("backbone").get_layer("inner_conv").kernel.latent_variable
+    assert isinstance(kernel, tf.distribute.DistributedValues)
+    np.testing.assert_array_equal(
+        kernel.numpy(), model.get_layer("backbone").get_layer("inner_conv").kernel.numpy()
+    )
+    x = probe(model, seed=3)
+    y = np.zeros((3, 4), np.float32)
+    before = kernel.numpy().copy()
+    new.fit(x, y, batch_size=3, epochs=1, verbose=0)
+    assert np.any(kernel.numpy() != before)
+
+
+def test_dirnet_maps_to_imb_and_dte_sign():
+    # Passes once the `dirnet` branch (which registers "imb" and "dte_sign") is merged.
+    new, report = irnetify(nested_model(), method="dirnet")
+    imb, dte = (type(lq.quantizers.get(alias)) for alias in ("imb", "dte_sign"))
+    depthwise = new.get_layer("depthwise")
+    assert isinstance(depthwise.depthwise_quantizer, imb)
+    assert isinstance(depthwise.input_quantizer, dte)
+    assert {c.new for c in report.replaced} == {imb.__name__, dte.__name__}
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="`method` must be one of .*'irnet'.*got 'xnor'"):
+        irnetify(nested_model(), method="xnor")
+
+    class Subclassed(tf.keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="Subclassed"):
+        irnetify(Subclassed())
+
+
+def zoo_networks():
+    """Every model function of larq-zoo's `literature` and `sota` modules."""
+    return [
+        (module.__name__.rsplit(".", 1)[-1], name)
+        for module in (lqz.literature, lqz.sota)
+        for name in sorted(dir(module))
+        if name[:1].isupper() and callable(getattr(module, name))
+    ]
+
+
+#: The smallest of 64, 96, 128, 224 at which a network builds (XNORNet's strides need 224).
+ZOO_INPUT_SIZE = {"XNORNet": 224}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module, name", zoo_networks())
+def test_larq_zoo_network_deploys_unchanged(module, name):
+    """The IR-Net twin of every larq-zoo network converts to the same operators, with
+    every 1w1a layer an LceBconv2d, and computes the same where the quantizers agree."""
+    size = ZOO_INPUT_SIZE.get(name, 64)
+    tf.keras.utils.set_random_seed(0)
+    model = getattr(getattr(lqz, module), name)(input_shape=(size, size, 3), weights=None)
+    new, report = irnetify(model)
+    # Every layer whose two quantizers were both replaced must end up binary.
+    replaced = {}
+    for change in report.replaced:
+        replaced.setdefault(change.layer, set()).add(change.attribute)
+    both = sorted(
+        layer for layer, attrs in replaced.items() if "input_quantizer" in attrs and len(attrs) == 2
+    )
+    # Keras inference: +-1 kernels (both signs per filter) make every replaced
+    # quantizer's forward pass agree; compare each replaced layer's output and the model's.
+    set_binary_kernels(model)
+    set_binary_kernels(new)
+    x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+
+    def outputs(m):
+        taps = [m.get_layer(layer).output for layer in sorted(replaced)] + [m.output]
+        return tf.keras.Model(m.input, taps)(x, training=False)
+
+    for a, b in zip(outputs(model), outputs(new), strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-5)
+    original, transformed = convert(model).report, convert(new).report
+    assert transformed.op_histogram == original.op_histogram
+    assert transformed.size_bytes == original.size_bytes
+    fully_binary = sorted(layer.layer for layer in transformed.layers if layer.fully_binary)
+    assert fully_binary == both
+    assert all(layer.ops == ("LceBconv2d",) for layer in transformed.layers if layer.fully_binary)
+    assert transformed.op_histogram.get("LceBconv2d", 0) == len(both)
