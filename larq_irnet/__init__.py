@@ -18,7 +18,15 @@ from larq_irnet._keras import select_legacy_keras
 
 select_legacy_keras()
 
-from larq_irnet import callbacks, distillation, estimators, layers, quantizers, schedules  # noqa: E402
+from larq_irnet import (  # noqa: E402
+    callbacks,
+    distillation,
+    estimators,
+    layers,
+    quantizers,
+    schedules,
+    transform,
+)
 from larq_irnet.callbacks import (  # noqa: E402
     DTECallback,
     EDECallback,
@@ -27,6 +35,7 @@ from larq_irnet.callbacks import (  # noqa: E402
     set_ede,
 )
 from larq_irnet.quantizers import IMB, DTESign, EDESign, IMBSign, LibraPB  # noqa: E402
+from larq_irnet.transform import IRNetifyReport, irnetify  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -38,13 +47,16 @@ __all__ = [
     "EDESign",
     "IMBSign",
     "EstimatorScheduler",
+    "IRNetifyReport",
     "InformationDiagnostics",
     "LibraPB",
     "callbacks",
     "distillation",
     "estimators",
+    "irnetify",
     "layers",
     "quantizers",
     "schedules",
     "set_ede",
+    "transform",
 ]

@@ -27,8 +27,10 @@ error naming the layer.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,6 +46,7 @@ __all__ = [
     "kernel_channel_axes",
     "layers_in_order",
     "model_quantizers",
+    "without_starved_weights_warning",
 ]
 
 QUANTIZED_WEIGHTS: tuple[tuple[str, str], ...] = (
@@ -192,3 +195,25 @@ def model_quantizers(model: tf.Module) -> Iterator[Any]:
             if quantizer is not None and id(quantizer) not in seen:
                 seen.add(id(quantizer))
                 yield quantizer
+
+
+def _starved_weights_record(record: logging.LogRecord) -> bool:
+    return "starved weights" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def without_starved_weights_warning(applies: bool = True) -> Iterator[None]:
+    """Drop Larq's "starved weights" warning while layers are constructed, if `applies`.
+
+    Larq logs it (logger `larq.layers_base`) for every binary kernel quantizer without a
+    `kernel_constraint`; it does not apply to standardized Libra-PB kernels, which
+    cannot starve (they need no `weight_clip`; the zoo builds them without one and
+    `irnetify` drops it).
+    """
+    logger = logging.getLogger("larq.layers_base")
+    if applies:
+        logger.addFilter(_starved_weights_record)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_starved_weights_record)

@@ -31,6 +31,7 @@ LAYERS = {
     "larq_irnet.schedules": "core",
     "larq_irnet.layers": "core",
     "larq_irnet._validation": "core",
+    "larq_irnet.transform": "core",
     "larq_irnet.zoo": "zoo",
     "larq_irnet.data": "training",
     "larq_irnet.recipes": "training",

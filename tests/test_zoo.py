@@ -376,6 +376,7 @@ CORE = {
     "larq_irnet.callbacks",
     "larq_irnet.information",
     "larq_irnet.io",
+    "larq_irnet.layers",
 }
 
 

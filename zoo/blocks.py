@@ -11,11 +11,10 @@ epsilon 1e-5), the framework the authors trained with.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from larq_irnet.layers import without_starved_weights_warning
 from larq_irnet.zoo.presets import ConvSettings
 
 import larq as lq
@@ -130,27 +129,6 @@ def nonlinearity(x: tf.Tensor, kind: str | None) -> tf.Tensor:
     raise ValueError(f"`kind` must be 'hardtanh', 'relu' or None, got kind={kind!r}.")
 
 
-def _starved_weights_record(record: logging.LogRecord) -> bool:
-    return "starved weights" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _without_starved_weights_warning(applies: bool) -> Iterator[None]:
-    """Drop Larq's "starved weights" warning while one layer is constructed, if `applies`.
-
-    Larq logs it (logger `larq.layers_base`) for every binary kernel quantizer without a
-    `kernel_constraint`; it does not apply to standardized Libra-PB kernels
-    (`ConvSettings.standardized_kernels`), which the zoo builds without a constraint.
-    """
-    logger = logging.getLogger("larq.layers_base")
-    if applies:
-        logger.addFilter(_starved_weights_record)
-    try:
-        yield
-    finally:
-        logger.removeFilter(_starved_weights_record)
-
-
 def binary_conv(
     x: tf.Tensor,
     filters: int,
@@ -166,7 +144,7 @@ def binary_conv(
     `"fp"` preset it is a plain float convolution. With `pool`, a 2x2 max pooling sits
     between the convolution and the BatchNormalization (VGG-Small).
     """
-    with _without_starved_weights_warning(settings.standardized_kernels):
+    with without_starved_weights_warning(settings.standardized_kernels):
         conv = lq.layers.QuantConv2D(
             filters,
             3,

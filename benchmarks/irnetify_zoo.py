@@ -1,0 +1,191 @@
+"""Does IR-Net help a network it was not designed for? larq-zoo's QuickNetSmall, twice.
+
+larq-zoo's QuickNetSmall (`larq_zoo.sota.QuickNetSmall`, `weights=None`) trains on
+Fashion-MNIST twice per seed, under the same recipe (`fashion_mnist-resnet20-1w1a`:
+SGD 0.1, momentum 0.9, cosine, coupled L2 1e-4, EDE T 1e-3 -> 10, 10 epochs), changing
+only the quantizers:
+
+- `zoo`: the network as larq-zoo builds it (`ste_sign` inputs and kernels,
+  `weight_clip`);
+- `irnet`: `larq_irnet.irnetify(network)` (Libra-PB kernels with their filter axes, EDE
+  sign inputs, no `weight_clip`); `train` adds `EDECallback` because the model has EDE
+  quantizers.
+
+Input: QuickNet needs at least 32x32, so the 28x28x1 images are padded by 2 pixels of 0
+(black, Fashion-MNIST's background) on every side, *before* the rescaling to [-1, 1]
+that the model does itself; the network is built with `input_shape=(32, 32, 1)`,
+`num_classes=10` and sits inside a small wrapper model (padding, rescaling, network),
+which `irnetify` opens as a nested model.
+
+Every run is a resumable run directory (`larq_irnet.training.train`): rerunning the
+command continues an interrupted run from its last epoch and skips finished ones. The
+results file is rewritten atomically after each run with the final-epoch accuracy on
+the full test set (all 10,000 images) and the per-epoch history.
+
+    python benchmarks/irnetify_zoo.py                      # 2 methods x 2 seeds
+    python benchmarks/irnetify_zoo.py --only irnet-seed0   # one run
+    python benchmarks/irnetify_zoo.py --epochs 1 --steps-per-epoch 20 --output-dir /tmp/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import larq_irnet  # noqa: E402  (first: selects Keras 2, registers the quantizers)
+from larq_irnet.io import atomic_write, file_lock  # noqa: E402
+from larq_irnet.run_directory import HISTORY, RunDirectoryInUse, read_history  # noqa: E402
+from larq_irnet.training import train  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+
+RECIPE = "fashion_mnist-resnet20-1w1a"
+METHODS = ("zoo", "irnet")
+SEEDS = (0, 1)
+RESULTS = Path(__file__).resolve().parent / "results" / "irnetify_zoo.json"
+PADDED = 32
+
+
+def quicknet_small(input_shape: tuple[int, ...], num_classes: int) -> tf.keras.Model:
+    """larq-zoo's QuickNetSmall, untrained, for `input_shape` padded to 32x32."""
+    import larq_zoo as lqz
+
+    return lqz.sota.QuickNetSmall(
+        input_shape=(PADDED, PADDED, input_shape[-1]), weights=None, num_classes=num_classes
+    )
+
+
+#: The networks the script can train: name -> builder(input_shape, num_classes).
+NETWORKS: dict[str, Callable[..., tf.keras.Model]] = {"QuickNetSmall": quicknet_small}
+
+
+def padded_network(*, input_shape, num_classes, network="QuickNetSmall", method="zoo"):
+    """Raw 28x28 pixels, padded with 0 to 32x32, rescaled to [-1, 1], then the network;
+    with `method="irnet"` (or `"dirnet"`) the whole model goes through `irnetify`."""
+    height, width = input_shape[:2]
+    inputs = tf.keras.Input(input_shape)
+    x = (
+        tf.keras.layers.ZeroPadding2D(
+            ((PADDED - height) // 2, (PADDED - height + 1) // 2),
+        )(inputs)
+        if (height, width) != (PADDED, PADDED)
+        else inputs
+    )
+    x = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0)(x)
+    outputs = NETWORKS[network](input_shape, num_classes)(x)
+    model = tf.keras.Model(inputs, outputs, name=f"{network.lower()}_{method}")
+    if method != "zoo":
+        model, _ = larq_irnet.irnetify(model, method=method)
+    return model
+
+
+def run_name(method: str, seed: int) -> str:
+    """The run's name: `<method>-seed<seed>`."""
+    return f"{method}-seed{seed}"
+
+
+def load_results(path: Path) -> dict:
+    """The results file, or an empty one."""
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"recipe": RECIPE, "runs": {}}
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train every selected run not in the results file yet; save results after each."""
+    runs = [(m, s) for m in METHODS for s in SEEDS if not args.only or run_name(m, s) in args.only]
+    for method, seed in runs:
+        name = run_name(method, seed)
+        run_dir = args.output_dir / name
+        if name in load_results(args.results)["runs"]:
+            print(f"== {name}: finished in {args.results}", flush=True)
+            continue
+        print(f"== {name} -> {run_dir}", flush=True)
+        try:
+            summary = train(
+                RECIPE,
+                output_dir=run_dir,
+                seed=seed,
+                epochs=args.epochs,
+                steps_per_epoch=args.steps_per_epoch,
+                train_limit=args.train_limit,
+                data_dir=args.data_dir,
+                overrides={
+                    "model": padded_network,
+                    "model_kwargs": {"network": args.network, "method": method},
+                },
+                verbose=2,
+            )
+        except RunDirectoryInUse as error:
+            print(f"== {name}: skipped, {error}", flush=True)
+            continue
+        history = read_history(run_dir / HISTORY)
+        entry = {
+            "network": args.network,
+            "method": method,
+            "seed": seed,
+            "final_test_accuracy": summary["final_test_accuracy"],
+            "epochs": summary.get("epochs"),
+            "train_seconds": summary.get("train_seconds"),
+            "history": {
+                key: [float(v) for v in history[key]]
+                for key in ("accuracy", "val_accuracy", "epoch_seconds")
+                if key in history
+            },
+        }
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(args.results.parent / f".{args.results.name}.lock"):
+            results = load_results(args.results)
+            results["runs"][name] = entry
+            atomic_write(args.results, json.dumps(results, indent=1) + "\n")
+        print(f"== {name}: final test accuracy {summary['final_test_accuracy']:.4f}", flush=True)
+    return load_results(args.results)
+
+
+def table(results: dict) -> str:
+    """The runs as a markdown table, one row per method."""
+    lines = [
+        "| network | quantizers | final-epoch test top-1 % per seed | mean |",
+        "|---|---|---|---|",
+    ]
+    for method in METHODS:
+        runs = [r for r in results["runs"].values() if r["method"] == method]
+        if not runs:
+            continue
+        scores = [100 * r["final_test_accuracy"] for r in sorted(runs, key=lambda r: r["seed"])]
+        lines.append(
+            f"| {runs[0]['network']} | {method} | {' / '.join(f'{s:.2f}' for s in scores)} "
+            f"| {sum(scores) / len(scores):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/irnetify_zoo"))
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--network", default="QuickNetSmall", choices=sorted(NETWORKS))
+    parser.add_argument("--only", nargs="+", metavar="RUN", help="e.g. irnet-seed0 zoo-seed1")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    known = {run_name(m, s) for m in METHODS for s in SEEDS}
+    if set(args.only or ()) - known:
+        parser.error(
+            f"--only: unknown runs {sorted(set(args.only) - known)}; known: {sorted(known)}"
+        )
+    print(table(run(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""benchmarks/irnetify_zoo.py on a tiny budget: both methods train, results resume."""
+
+import json
+
+from larq_irnet.run_directory import HISTORY, read_history
+
+import pytest
+from tiny import tiny_model
+
+
+@pytest.fixture
+def script(load_benchmark, monkeypatch):
+    module = load_benchmark("irnetify_zoo")
+    # A larq-style network with ste_sign and weight_clip, in QuickNetSmall's place.
+    monkeypatch.setitem(
+        module.NETWORKS,
+        "tiny",
+        lambda input_shape, num_classes: tiny_model(
+            input_shape=(module.PADDED, module.PADDED, input_shape[-1]),
+            num_classes=num_classes,
+            binarization="bnn",
+        ),
+    )
+    return module
+
+
+def test_both_methods_train_and_a_rerun_skips_finished_runs(script, tmp_path, fashion_mnist):
+    results = tmp_path / "results.json"
+    argv = [
+        "--network", "tiny", "--epochs", "1", "--steps-per-epoch", "2", "--train-limit", "256",
+        "--output-dir", str(tmp_path / "runs"), "--results", str(results),
+        "--only", "zoo-seed0", "irnet-seed0",
+    ]  # fmt: skip
+    assert script.main(argv) == 0
+    runs = json.loads(results.read_text())["runs"]
+    assert sorted(runs) == ["irnet-seed0", "zoo-seed0"]
+    for run in runs.values():
+        assert run["network"] == "tiny" and 0.0 <= run["final_test_accuracy"] <= 1.0
+        assert len(run["history"]["val_accuracy"]) == 1
+    # irnetify gave the model EDE quantizers, so train() added EDECallback (it logs ede_t).
+    assert "ede_t" in read_history(tmp_path / "runs" / "irnet-seed0" / HISTORY)
+    assert "ede_t" not in read_history(tmp_path / "runs" / "zoo-seed0" / HISTORY)
+    before = results.read_text()
+    assert script.main(argv) == 0
+    assert results.read_text() == before
+
+
+def test_the_wrapper_pads_28_to_32_and_irnetify_opens_the_network(script):
+    zoo = script.padded_network(input_shape=(28, 28, 1), num_classes=10, network="tiny")
+    irnet = script.padded_network(
+        input_shape=(28, 28, 1), num_classes=10, network="tiny", method="irnet"
+    )
+    assert zoo.input_shape == irnet.input_shape == (None, 28, 28, 1)
+    assert zoo.layers[1].output_shape == (None, 32, 32, 1)
+    inner = irnet.layers[-1]
+    quantizers = {
+        type(layer.kernel_quantizer).__name__
+        for layer in inner.layers
+        if hasattr(layer, "kernel_quantizer") and layer.kernel_quantizer
+    }
+    assert quantizers == {"LibraPB"}
