@@ -1,7 +1,6 @@
 """The README's "Use IR-Net on your own Larq model" section runs as written.
 
-The section lives in docs/irnetify_readme_section.md until it is pasted into README.md;
-from then on the block is read from README.md (found by its heading).
+The block is read from README.md, found by its heading.
 """
 
 import re
@@ -14,14 +13,11 @@ HEADING = "## Use IR-Net on your own Larq model"
 
 
 def section_code() -> str:
-    """The first python block under HEADING, in README.md if it is there, else the file."""
-    for path in (ROOT / "README.md", ROOT / "docs" / "irnetify_readme_section.md"):
-        text = path.read_text(encoding="utf-8")
-        if HEADING in text:
-            section = text.split(HEADING, 1)[1]
-            section = re.split(r"\n## ", section, maxsplit=1)[0]
-            return re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    raise AssertionError(f"no {HEADING!r} in README.md or docs/irnetify_readme_section.md")
+    """The first python block under HEADING in README.md."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert HEADING in text, f"no {HEADING!r} in README.md"
+    section = re.split(r"\n## ", text.split(HEADING, 1)[1], maxsplit=1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
 def test_readme_irnetify_section_runs(tmp_path, monkeypatch, capsys):
