@@ -29,7 +29,7 @@ def load_split(name: str, data_dir: str | None, split: str) -> tuple:
 #: Subcommand modules and the options their `add_parser` takes.
 _COMMAND_MODULES: tuple[tuple[str, dict], ...] = (
     ("larq_irnet.report", {}),
-    ("larq_irnet.training", {}),
+    ("larq_irnet.training_cli", {}),
     ("larq_irnet.converters.cli", {"load_split": load_split}),
     ("larq_irnet.demo", {}),
 )

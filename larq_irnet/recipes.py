@@ -35,7 +35,7 @@ epoch; per step it reaches exactly 0 at the end, which matters for short runs). 
 decay is applied as the authors' PyTorch SGD does, coupled: the gradient of
 (weight_decay / 2) * sum(w^2) over every trainable weight (kernels, biases, BatchNorm
 scales and offsets) is added to the loss gradient before the momentum
-(`larq_irnet.training.l2_weight_decay`), not as Keras' decoupled `weight_decay`
+(`larq_irnet.optimization.l2_weight_decay`), not as Keras' decoupled `weight_decay`
 argument, which bypasses the momentum.
 
 # References
@@ -60,9 +60,9 @@ __all__ = [
     "model_function",
 ]
 
-#: Optimizers a recipe may name (built by `larq_irnet.training.make_optimizer`).
+#: Optimizers a recipe may name (built by `larq_irnet.optimization.make_optimizer`).
 OPTIMIZERS = ("sgd", "adam")
-#: Learning-rate schedules a recipe may name (`larq_irnet.training.make_schedule`).
+#: Learning-rate schedules a recipe may name (`larq_irnet.optimization.make_schedule`).
 SCHEDULES = ("cosine", "warmup_step", "constant")
 
 

@@ -24,7 +24,6 @@ epoch index (`EDECallback`). The training data is a deterministic stream
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import dataclasses
@@ -34,7 +33,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -51,8 +49,14 @@ from larq_irnet.callbacks import (
 )
 from larq_irnet.distillation import Distiller, load_teacher
 from larq_irnet.io import atomic_path
-from larq_irnet.layers import binarized_weights
-from larq_irnet.recipes import OPTIMIZERS, RECIPES, Recipe, get_recipe, model_function
+from larq_irnet.optimization import (
+    LatentScaledSGD,
+    WarmupStepDecay,
+    l2_weight_decay,
+    make_optimizer,
+    make_schedule,
+)
+from larq_irnet.recipes import Recipe, get_recipe, model_function
 from larq_irnet.run_directory import RunDirectoryInUse, UnusableDirectory
 from larq_irnet.zoo import BINARIZATIONS, BITS
 from larq_irnet.zoo.registry import WEIGHTS, sha256sum
@@ -66,7 +70,6 @@ __all__ = [
     "RunDirectoryInUse",
     "WarmupStepDecay",
     "UnusableDirectory",
-    "add_parser",
     "callback_identity",
     "headline_logs",
     "l2_weight_decay",
@@ -85,242 +88,6 @@ INTERRUPTED = 130
 #: The installed distribution's version (the package root re-exports it as `__version__`;
 #: importing the root from here would run the layers the wrong way).
 _VERSION = importlib.metadata.version("larq-irnet")
-
-
-@tf.keras.utils.register_keras_serializable(package="larq_irnet")
-class WarmupStepDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
-    r"""Linear warm-up, then step decay: the authors' ImageNet learning rate.
-
-    With s the optimizer step, S_w the warm-up steps and b_i the decay boundaries:
-
-    \\[
-    \eta(s) = \begin{cases}
-    \eta_0 + (\eta_{peak} - \eta_0)\, s / S_w & s < S_w \\\
-    \eta_{peak} \cdot \gamma^{\#\{i:\ s \geq b_i\}} & s \geq S_w
-    \end{cases}
-    \\]
-
-    # Arguments
-        initial_learning_rate: \\(\eta_0\\), the rate at step 0.
-        peak_learning_rate: \\(\eta_{peak}\\), reached at the end of the warm-up.
-        warmup_steps: \\(S_w\\) (0: no warm-up).
-        boundaries: steps \\(b_i\\) at which the rate is multiplied by `factor`.
-        factor: \\(\gamma\\).
-
-    # References
-        - [Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour (Goyal et al.,
-          2017)](https://arxiv.org/abs/1706.02677), the warm-up; the authors' ImageNet
-          configs (base_lr 0.2, warmup_lr 0.8, warmup_steps 2500, lr_steps, lr_mults).
-    """
-
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        peak_learning_rate: float,
-        warmup_steps: int,
-        boundaries: Sequence[int],
-        factor: float = 0.1,
-    ):
-        super().__init__()
-        if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
-            raise ValueError(f"`warmup_steps` must be an integer >= 0, got {warmup_steps!r}.")
-        if list(boundaries) != sorted(boundaries):
-            raise ValueError(f"`boundaries` must be increasing, got {list(boundaries)!r}.")
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.peak_learning_rate = float(peak_learning_rate)
-        self.warmup_steps = warmup_steps
-        self.boundaries = [int(b) for b in boundaries]
-        self.factor = float(factor)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        progress = step / max(self.warmup_steps, 1)
-        warmup = self.initial_learning_rate + (
-            self.peak_learning_rate - self.initial_learning_rate
-        ) * tf.minimum(progress, 1.0)
-        passed = tf.reduce_sum(
-            tf.cast(step >= tf.constant(self.boundaries or [math.inf], tf.float32), tf.float32)
-        )
-        decayed = self.peak_learning_rate * tf.pow(self.factor, passed)
-        return tf.where(step < self.warmup_steps, warmup, decayed)
-
-    def get_config(self) -> dict:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "peak_learning_rate": self.peak_learning_rate,
-            "warmup_steps": self.warmup_steps,
-            "boundaries": self.boundaries,
-            "factor": self.factor,
-        }
-
-
-def make_schedule(
-    recipe: Recipe, steps_per_epoch: int
-) -> tf.keras.optimizers.schedules.LearningRateSchedule | float:
-    """The learning rate of `recipe` as a function of the optimizer step.
-
-    `"cosine"`: Keras' `CosineDecay` from `learning_rate` to 0 over all
-    `epochs * steps_per_epoch` steps. `"warmup_step"`: `WarmupStepDecay` with the
-    boundaries at `decay_epochs * steps_per_epoch`. `"constant"`: the float itself.
-    """
-    if recipe.schedule == "cosine":
-        return tf.keras.optimizers.schedules.CosineDecay(
-            recipe.learning_rate, decay_steps=recipe.epochs * steps_per_epoch, alpha=0.0
-        )
-    if recipe.schedule == "warmup_step":
-        return WarmupStepDecay(
-            recipe.warmup_initial_lr,
-            recipe.learning_rate,
-            recipe.warmup_steps,
-            [epoch * steps_per_epoch for epoch in recipe.decay_epochs],
-            recipe.decay_factor,
-        )
-    return recipe.learning_rate
-
-
-class LatentScaledSGD(tf.keras.optimizers.SGD):
-    r"""SGD whose learning rate for the latent weights of binarized kernels is c times larger.
-
-    With g the gradient of a latent weight (weight decay included, as `l2_weight_decay`
-    adds it to the loss), \\(\\eta\\) the learning rate and \\(\\beta\\) the momentum,
-    Keras' SGD updates \\(m \\leftarrow \\beta m - \\eta g\\), \\(w \\leftarrow w + m\\)
-    (Nesterov likewise). Scaling g by c scales m by c at every step, so it is exactly SGD
-    with learning rate \\(c \\eta\\) on those weights; this optimizer scales the
-    gradients of `latent_variables` by c before Keras' update and leaves the others
-    alone. (Adam's step is invariant to the gradient's scale, so no Adam twin exists.)
-
-    Ours, for the standardization-as-step-size ablation: plain binary networks with the
-    latent learning rate that Libra-PB's division by the per-channel std implies.
-
-    # Arguments
-        learning_rate: \\(\\eta\\), a float or a schedule.
-        latent_variables: the variables to scale, e.g. `[w.variable for w in
-            larq_irnet.layers.binarized_weights(model)]`.
-        latent_lr_scale: c > 0.
-        momentum, nesterov: as `tf.keras.optimizers.SGD`.
-
-    # Raises
-        ValueError: `latent_lr_scale` is not a number > 0, or `latent_variables` is empty.
-    """
-
-    def __init__(
-        self,
-        learning_rate: tf.keras.optimizers.schedules.LearningRateSchedule | float = 0.01,
-        *,
-        latent_variables: Sequence[tf.Variable],
-        latent_lr_scale: float,
-        momentum: float = 0.0,
-        nesterov: bool = False,
-        name: str = "LatentScaledSGD",
-        **kwargs: Any,
-    ):
-        if not (
-            isinstance(latent_lr_scale, (int, float))
-            and math.isfinite(latent_lr_scale)
-            and latent_lr_scale > 0
-        ):
-            raise ValueError(
-                f"`latent_lr_scale` must be a finite number > 0, got "
-                f"latent_lr_scale={latent_lr_scale!r}."
-            )
-        latent_variables = list(latent_variables)
-        if not latent_variables:
-            raise ValueError(
-                "`latent_variables` is empty: the model has no binarized kernel whose "
-                "learning rate `latent_lr_scale` could scale."
-            )
-        super().__init__(learning_rate, momentum=momentum, nesterov=nesterov, name=name, **kwargs)
-        self.latent_lr_scale = float(latent_lr_scale)
-        self._latent_ids = set()
-        for variable in latent_variables:
-            self._latent_ids.add(id(variable))
-            # Larq's QuantizedVariable wraps the trained variable.
-            self._latent_ids.add(id(getattr(variable, "latent_variable", variable)))
-
-    def apply_gradients(self, grads_and_vars, *args, **kwargs):
-        scale = self.latent_lr_scale
-        scaled = [
-            (g * tf.cast(scale, g.dtype) if g is not None and id(v) in self._latent_ids else g, v)
-            for g, v in grads_and_vars
-        ]
-        return super().apply_gradients(scaled, *args, **kwargs)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "latent_lr_scale": self.latent_lr_scale}
-
-
-def make_optimizer(
-    recipe: Recipe,
-    learning_rate: tf.keras.optimizers.schedules.LearningRateSchedule | float,
-    model: tf.keras.Model | None = None,
-) -> tf.keras.optimizers.Optimizer:
-    """The optimizer of `recipe` (weight decay is not here: see `l2_weight_decay`).
-
-    # Arguments
-        recipe: the recipe (`optimizer`, `momentum`, `nesterov`, `latent_lr_scale`).
-        learning_rate: a float or a schedule (`make_schedule`).
-        model: the built model; needed when `recipe.latent_lr_scale != 1`, whose latent
-            binarized weights (`larq_irnet.layers.binarized_weights`) `LatentScaledSGD`
-            then scales.
-
-    # Raises
-        ValueError: `latent_lr_scale != 1` without `model`, or with a model that has no
-            binarized kernel.
-    """
-    if recipe.latent_lr_scale != 1.0:
-        if model is None:
-            raise ValueError(
-                f"Recipe {recipe.name!r}: latent_lr_scale={recipe.latent_lr_scale!r} needs "
-                "the model (`make_optimizer(recipe, learning_rate, model)`)."
-            )
-        return LatentScaledSGD(
-            learning_rate,
-            latent_variables=[w.variable for w in binarized_weights(model)],
-            latent_lr_scale=recipe.latent_lr_scale,
-            momentum=recipe.momentum,
-            nesterov=recipe.nesterov,
-        )
-    if recipe.optimizer == "sgd":
-        return tf.keras.optimizers.SGD(
-            learning_rate, momentum=recipe.momentum, nesterov=recipe.nesterov
-        )
-    return tf.keras.optimizers.Adam(learning_rate)
-
-
-def l2_weight_decay(
-    model: tf.keras.Model, weight_decay: float, *, latent_weights: bool = True
-) -> None:
-    r"""Add PyTorch-SGD-style weight decay to `model`'s losses.
-
-    \\[
-    L_{wd} = \frac{\lambda}{2} \sum_{w \in \text{trainable}} \lVert w \rVert^2,
-    \qquad \nabla_w L_{wd} = \lambda w
-    \\]
-
-    The same gradient as `torch.optim.SGD(weight_decay=λ)`, the authors' optimizer: it
-    is added before the momentum, on every trainable weight (kernels, biases,
-    BatchNorm's γ and β; not BatchNorm's statistics nor EDE's t and k). Keras'
-    `weight_decay=` optimizer argument would instead decay the weights outside the
-    momentum (decoupled, as AdamW). Under `tf.distribute` Keras scales it per replica.
-
-    # Arguments
-        model: a built Keras model.
-        weight_decay: λ >= 0; 0 adds nothing.
-        latent_weights: also decay the latent weights of binarized kernels
-            (`larq_irnet.layers.binarized_weights`); False leaves them out.
-    """
-    if not weight_decay >= 0:
-        raise ValueError(f"`weight_decay` must be >= 0, got weight_decay={weight_decay!r}.")
-    if weight_decay == 0:
-        return
-    weights = list(model.trainable_weights)
-    if not latent_weights:
-        latent = {id(w.variable) for w in binarized_weights(model)}
-        weights = [w for w in weights if id(w) not in latent]
-    if not weights:
-        return
-    coefficient = 0.5 * float(weight_decay)
-    model.add_loss(lambda: coefficient * tf.add_n([tf.reduce_sum(tf.square(w)) for w in weights]))
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -1211,245 +978,11 @@ def _plan(
     )
 
 
-def _recipe_table() -> str:
-    header = ("recipe", "dataset", "model", "epochs", "batch", "optimizer", "lr", "wd", "EDE T")
-    rows = [header]
-    for name in sorted(RECIPES):
-        r = RECIPES[name]
-        optimizer = f"{r.optimizer}{' nesterov' if r.nesterov else ''}, {r.schedule}"
-        model = f"{r.model}({', '.join(f'{k}={v}' for k, v in r.model_kwargs.items())})"
-        rows.append(
-            (
-                name,
-                r.dataset,
-                model,
-                str(r.epochs),
-                str(r.batch_size),
-                optimizer,
-                f"{r.learning_rate:g}",
-                f"{r.weight_decay:g}",
-                f"{r.ede_t_min:g}..{r.ede_t_max:g}",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+def __getattr__(name: str) -> Any:
+    # `larq-irnet train` moved to `larq_irnet.training_cli`, which imports this module;
+    # its `add_parser` stays reachable here without an import cycle.
+    if name == "add_parser":
+        from larq_irnet.training_cli import add_parser
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _default_output_dir(args: argparse.Namespace) -> Path:
-    parts = [args.recipe]
-    if args.binarization:
-        parts.append(args.binarization)
-    parts.append(f"seed{args.seed}")
-    return Path("runs") / "-".join(parts)
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.list_recipes:
-        print(_recipe_table())
-        return 0
-    if not args.recipe:
-        print("larq-irnet train: error: pass --recipe NAME (see --list-recipes)", file=sys.stderr)
-        return 2
-    extra = [InformationDiagnostics()] if args.diagnostics else []
-    output_dir = Path(args.output_dir) if args.output_dir else _default_output_dir(args)
-    try:
-        summary = train(
-            args.recipe,
-            output_dir=output_dir,
-            binarization=args.binarization,
-            epochs=args.epochs,
-            steps_per_epoch=args.steps_per_epoch,
-            batch_size=args.batch_size,
-            strategy=args.strategy,
-            data_dir=args.data_dir,
-            seed=args.seed,
-            train_limit=args.train_limit,
-            validation_size=args.validation_size,
-            overrides=_recipe_overrides(args),
-            extra_callbacks=extra,
-            distill_from=args.distill_from,
-            alignment_weight=args.alignment_weight,
-            logits_weight=args.logits_weight,
-            distill_temperature=args.distill_temperature,
-            # Progress bars on a terminal, one line per epoch in a log file.
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-    except (ValueError, OSError, RunDirectoryInUse) as error:
-        print(f"larq-irnet train: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(
-            f"larq-irnet train: interrupted; {output_dir} keeps every finished epoch, and "
-            "the same command resumes the run.",
-            file=sys.stderr,
-        )
-        return INTERRUPTED
-    if summary.get("validation_size"):
-        scores = (
-            f"final validation accuracy {summary['final_validation_accuracy']:.4f} on "
-            f"{summary['validation_size']} held-out training images; "
-        )
-    else:
-        scores = f"best epoch {summary['best_epoch']}: {summary['best_epoch_test_accuracy']:.4f}; "
-    print(
-        f"final test accuracy {summary['final_test_accuracy']:.4f} on "
-        f"{summary['test_examples']} test images after {summary['epochs']} epochs "
-        f"({scores}{output_dir / run_directory.SUMMARY})"
-    )
-    return 0
-
-
-def _recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The recipe fields that `--optimizer`, `--learning-rate`, ... change."""
-    overrides: dict[str, Any] = {}
-    for field in ("optimizer", "learning_rate", "weight_decay"):
-        if getattr(args, field) is not None:
-            overrides[field] = getattr(args, field)
-    if args.no_latent_weight_decay:
-        overrides["decay_latent_weights"] = False
-    return overrides
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `larq-irnet train`."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train a recipe of the paper (resumable, tf.distribute)",
-        description=(
-            "Train a recipe into a run directory (history.csv, tensorboard/, "
-            "checkpoints/, model.h5, summary.json). Re-running the same command after "
-            "an interruption continues from the last finished epoch."
-        ),
-    )
-    parser.add_argument("--recipe", metavar="NAME", help="a recipe name (see --list-recipes)")
-    parser.add_argument("--list-recipes", action="store_true", help="print the recipes and exit")
-    parser.add_argument(
-        "--binarization",
-        metavar="VARIANT",
-        help="the model's binarization, a row of the ablation tables: "
-        f"{', '.join(BINARIZATIONS)}; default the recipe's",
-    )
-    parser.add_argument("--epochs", type=_positive_int, metavar="N", help="override epochs")
-    parser.add_argument(
-        "--steps-per-epoch",
-        type=_positive_int,
-        metavar="N",
-        help="optimizer steps per epoch (default: one pass over the training data)",
-    )
-    parser.add_argument(
-        "--batch-size", type=_positive_int, metavar="B", help="override the global batch size"
-    )
-    parser.add_argument(
-        "--strategy",
-        choices=STRATEGIES,
-        default="default",
-        help="tf.distribute: none, all local GPUs, or the workers of TF_CONFIG",
-    )
-    parser.add_argument(
-        "--output-dir",
-        metavar="DIR",
-        help="run directory (default runs/<recipe>[-<binarization>]-seed<seed>)",
-    )
-    parser.add_argument("--data-dir", metavar="DIR", help="where the dataset is")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--train-limit",
-        type=_positive_int,
-        metavar="N",
-        help="train on the first N training examples only",
-    )
-    parser.add_argument(
-        "--validation-size",
-        type=int,
-        default=0,
-        metavar="N",
-        help="validate every epoch on the last N training images, held out from training, "
-        "instead of on the test set (the test set then scores only the final model)",
-    )
-    parser.add_argument(
-        "--optimizer",
-        choices=OPTIMIZERS,
-        help="override the recipe's optimizer",
-    )
-    parser.add_argument(
-        "--learning-rate",
-        type=_positive_float,
-        metavar="LR",
-        help="override the recipe's peak learning rate",
-    )
-    parser.add_argument(
-        "--weight-decay",
-        type=_non_negative_float,
-        metavar="L2",
-        help="override the recipe's (coupled L2) weight decay",
-    )
-    parser.add_argument(
-        "--no-latent-weight-decay",
-        action="store_true",
-        help="do not decay the latent weights of binarized kernels (float weights still are)",
-    )
-    parser.add_argument(
-        "--diagnostics",
-        action="store_true",
-        help="log per-layer entropy, quantization error and flip ratio "
-        "(larq_irnet.callbacks.InformationDiagnostics)",
-    )
-    parser.add_argument(
-        "--distill-from",
-        metavar="RUN_DIR_OR_WEIGHTS",
-        help="train with RBD representation distillation (our design of DIR-Net's) from "
-        "this full-precision teacher: a run directory, a .h5/.keras model, a weights-only "
-        ".h5 of the recipe's model with binarization=fp, or a zoo weights name",
-    )
-    parser.add_argument(
-        "--alignment-weight",
-        type=_non_negative_float,
-        default=1.0,
-        metavar="LAMBDA",
-        help="weight of the attention-map alignment term (default 1.0; with --distill-from)",
-    )
-    parser.add_argument(
-        "--logits-weight",
-        type=_non_negative_float,
-        default=0.0,
-        metavar="MU",
-        help="weight of the temperature-scaled KL on the logits (default 0: none)",
-    )
-    parser.add_argument(
-        "--distill-temperature",
-        type=_positive_float,
-        default=4.0,
-        metavar="T",
-        help="temperature of the KL term (default 4.0)",
-    )
-    parser.set_defaults(func=_run)
+        return add_parser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,6 +38,8 @@ LAYERS = {
     "larq_irnet.training": "training",
     "larq_irnet.run_directory": "training",
     "larq_irnet.distillation": "training",
+    "larq_irnet.optimization": "training",
+    "larq_irnet.training_cli": "training",
     "larq_irnet.converters": "converters",
     "larq_irnet.report": "top",
     "larq_irnet.demo": "top",

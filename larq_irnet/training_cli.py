@@ -1,0 +1,261 @@
+"""`larq-irnet train`: the command line of `larq_irnet.training.train`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from larq_irnet import run_directory
+from larq_irnet.callbacks import InformationDiagnostics
+from larq_irnet.recipes import OPTIMIZERS, RECIPES
+from larq_irnet.training import INTERRUPTED, STRATEGIES, RunDirectoryInUse, train
+from larq_irnet.zoo import BINARIZATIONS
+
+__all__ = ["add_parser"]
+
+
+def _recipe_table() -> str:
+    header = ("recipe", "dataset", "model", "epochs", "batch", "optimizer", "lr", "wd", "EDE T")
+    rows = [header]
+    for name in sorted(RECIPES):
+        r = RECIPES[name]
+        optimizer = f"{r.optimizer}{' nesterov' if r.nesterov else ''}, {r.schedule}"
+        model = f"{r.model}({', '.join(f'{k}={v}' for k, v in r.model_kwargs.items())})"
+        rows.append(
+            (
+                name,
+                r.dataset,
+                model,
+                str(r.epochs),
+                str(r.batch_size),
+                optimizer,
+                f"{r.learning_rate:g}",
+                f"{r.weight_decay:g}",
+                f"{r.ede_t_min:g}..{r.ede_t_max:g}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _default_output_dir(args: argparse.Namespace) -> Path:
+    parts = [args.recipe]
+    if args.binarization:
+        parts.append(args.binarization)
+    parts.append(f"seed{args.seed}")
+    return Path("runs") / "-".join(parts)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.list_recipes:
+        print(_recipe_table())
+        return 0
+    if not args.recipe:
+        print("larq-irnet train: error: pass --recipe NAME (see --list-recipes)", file=sys.stderr)
+        return 2
+    extra = [InformationDiagnostics()] if args.diagnostics else []
+    output_dir = Path(args.output_dir) if args.output_dir else _default_output_dir(args)
+    try:
+        summary = train(
+            args.recipe,
+            output_dir=output_dir,
+            binarization=args.binarization,
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size,
+            strategy=args.strategy,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            train_limit=args.train_limit,
+            validation_size=args.validation_size,
+            overrides=_recipe_overrides(args),
+            extra_callbacks=extra,
+            distill_from=args.distill_from,
+            alignment_weight=args.alignment_weight,
+            logits_weight=args.logits_weight,
+            distill_temperature=args.distill_temperature,
+            # Progress bars on a terminal, one line per epoch in a log file.
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    except (ValueError, OSError, RunDirectoryInUse) as error:
+        print(f"larq-irnet train: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"larq-irnet train: interrupted; {output_dir} keeps every finished epoch, and "
+            "the same command resumes the run.",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    if summary.get("validation_size"):
+        scores = (
+            f"final validation accuracy {summary['final_validation_accuracy']:.4f} on "
+            f"{summary['validation_size']} held-out training images; "
+        )
+    else:
+        scores = f"best epoch {summary['best_epoch']}: {summary['best_epoch_test_accuracy']:.4f}; "
+    print(
+        f"final test accuracy {summary['final_test_accuracy']:.4f} on "
+        f"{summary['test_examples']} test images after {summary['epochs']} epochs "
+        f"({scores}{output_dir / run_directory.SUMMARY})"
+    )
+    return 0
+
+
+def _recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe fields that `--optimizer`, `--learning-rate`, ... change."""
+    overrides: dict[str, Any] = {}
+    for field in ("optimizer", "learning_rate", "weight_decay"):
+        if getattr(args, field) is not None:
+            overrides[field] = getattr(args, field)
+    if args.no_latent_weight_decay:
+        overrides["decay_latent_weights"] = False
+    return overrides
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `larq-irnet train`."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a recipe of the paper (resumable, tf.distribute)",
+        description=(
+            "Train a recipe into a run directory (history.csv, tensorboard/, "
+            "checkpoints/, model.h5, summary.json). Re-running the same command after "
+            "an interruption continues from the last finished epoch."
+        ),
+    )
+    parser.add_argument("--recipe", metavar="NAME", help="a recipe name (see --list-recipes)")
+    parser.add_argument("--list-recipes", action="store_true", help="print the recipes and exit")
+    parser.add_argument(
+        "--binarization",
+        metavar="VARIANT",
+        help="the model's binarization, a row of the ablation tables: "
+        f"{', '.join(BINARIZATIONS)}; default the recipe's",
+    )
+    parser.add_argument("--epochs", type=_positive_int, metavar="N", help="override epochs")
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=_positive_int,
+        metavar="N",
+        help="optimizer steps per epoch (default: one pass over the training data)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, metavar="B", help="override the global batch size"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="default",
+        help="tf.distribute: none, all local GPUs, or the workers of TF_CONFIG",
+    )
+    parser.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="run directory (default runs/<recipe>[-<binarization>]-seed<seed>)",
+    )
+    parser.add_argument("--data-dir", metavar="DIR", help="where the dataset is")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--train-limit",
+        type=_positive_int,
+        metavar="N",
+        help="train on the first N training examples only",
+    )
+    parser.add_argument(
+        "--validation-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="validate every epoch on the last N training images, held out from training, "
+        "instead of on the test set (the test set then scores only the final model)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        help="override the recipe's optimizer",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        metavar="LR",
+        help="override the recipe's peak learning rate",
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        metavar="L2",
+        help="override the recipe's (coupled L2) weight decay",
+    )
+    parser.add_argument(
+        "--no-latent-weight-decay",
+        action="store_true",
+        help="do not decay the latent weights of binarized kernels (float weights still are)",
+    )
+    parser.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="log per-layer entropy, quantization error and flip ratio "
+        "(larq_irnet.callbacks.InformationDiagnostics)",
+    )
+    parser.add_argument(
+        "--distill-from",
+        metavar="RUN_DIR_OR_WEIGHTS",
+        help="train with RBD representation distillation (our design of DIR-Net's) from "
+        "this full-precision teacher: a run directory, a .h5/.keras model, a weights-only "
+        ".h5 of the recipe's model with binarization=fp, or a zoo weights name",
+    )
+    parser.add_argument(
+        "--alignment-weight",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="LAMBDA",
+        help="weight of the attention-map alignment term (default 1.0; with --distill-from)",
+    )
+    parser.add_argument(
+        "--logits-weight",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="MU",
+        help="weight of the temperature-scaled KL on the logits (default 0: none)",
+    )
+    parser.add_argument(
+        "--distill-temperature",
+        type=_positive_float,
+        default=4.0,
+        metavar="T",
+        help="temperature of the KL term (default 4.0)",
+    )
+    parser.set_defaults(func=_run)
