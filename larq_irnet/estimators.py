@@ -243,8 +243,9 @@ class ScheduledSign(lq.quantizers._BaseQuantizer):
     hold them, and a model loads into its twin with another estimator. They are
     checkpoint dependencies of the quantizer (named `<state_prefix><name>`, e.g.
     `ede_t`), so `tf.train.Checkpoint` saves and restores them and a resumed run
-    continues from the same state. A model loaded from a Keras file starts from the
-    state in its config (`initial_state()`). `.h5` files saved before this change hold
+    continues from the same state. A subclass whose state values are its constructor
+    arguments returns the current values from `get_config` (as `EDEState` does), so that
+    `model.save` and `load_model` keep them too. `.h5` files saved before this change hold
     the state as weights; `larq_irnet.io.h5_without_estimator_state` drops them.
 
     Subclasses set `state_names`, and implement `initial_state()` and
@@ -371,7 +372,10 @@ class EDEState(ScheduledSign):
         self.set_state(t=t, k=k)
 
     def get_config(self):
-        return {**super().get_config(), "t": self._initial_t, "k": self._initial_k}
+        # The current t and k: a model saved as a Keras file (which holds no estimator
+        # state, see `ScheduledSign`) reloads with the state it was saved with.
+        state = self.state()
+        return {**super().get_config(), "t": state["t"], "k": state["k"]}
 
 
 class DTEState(ScheduledSign):
@@ -411,4 +415,7 @@ class DTEState(ScheduledSign):
         return self.uses_state
 
     def get_config(self):
-        return {**super().get_config(), "t": self._initial["t"], "k": self._initial["k"]}
+        # The current t and k, as `EDEState`'s; the band's state restarts from
+        # `initial_state()` in a model loaded from a Keras file (checkpoints keep it).
+        state = self.state()
+        return {**super().get_config(), "t": state["t"], "k": state["k"]}
