@@ -26,7 +26,7 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt tensorflow-cpu
 	$(BIN)/pip install --quiet -c constraints.txt --no-deps tf-keras -e ".[test]"
 	$(BIN)/python -c '$(OTHER_REQUIREMENTS)' > $(VENV)/requirements.txt
-	$(BIN)/pip install --quiet -c constraints.txt -r $(VENV)/requirements.txt
+	$(BIN)/pip install --quiet --no-warn-conflicts -c constraints.txt -r $(VENV)/requirements.txt
 	touch $@
 
 # Fashion-MNIST's IDX files from Debian, for the offline demo and the real-data tests.

@@ -10,6 +10,7 @@ import pytest
 STATED_ACCURACY = 0.8784  # README, IRNetResNet20's docstring, the registry entry
 
 
+@pytest.mark.slow  # the full test set, in Keras and through LCE
 def test_fashion_mnist_weights_reach_the_stated_accuracy(fashion_mnist):
     _, (x_test, y_test) = fashion_mnist
     assert "87.84%" in WEIGHTS["fashion_mnist"].description
