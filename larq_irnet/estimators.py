@@ -334,7 +334,7 @@ class EDEState(ScheduledSign):
     """
 
     state_names = ("t", "k")
-    state_prefix = "ede_"  # the weights' names: ede_t, ede_k (as saved files hold them)
+    state_prefix = "ede_"  # the checkpoint names: ede_t, ede_k (old .h5 files hold them too)
 
     def __init__(self, t: float = 1.0, k: float | None = None, **kwargs):
         self._initial_t = real(t, "t", owner="EDE", above=0.0)
@@ -393,7 +393,7 @@ class DTEState(ScheduledSign):
     """
 
     state_names = DTE_STATE
-    state_prefix = "dte_"  # the weights' names: dte_t, dte_k, ...
+    state_prefix = "dte_"  # the checkpoint names: dte_t, dte_k, ...
 
     def __init__(self, t: float = 1.0, k: float | None = None, **kwargs):
         self._initial = dte_initial_state(t, k)

@@ -130,7 +130,11 @@ def _estimator_state_names() -> frozenset[str]:
     while classes:
         cls = classes.pop()
         classes.extend(cls.__subclasses__())
-        names.update(f"{getattr(cls, 'state_prefix', '')}{n}" for n in cls.state_names)
+        prefix, state = getattr(cls, "state_prefix", ""), cls.state_names
+        # A class that picks its estimator per instance names its state with properties;
+        # the estimators it picks from are subclasses with class-level names.
+        if isinstance(prefix, str) and isinstance(state, tuple):
+            names.update(f"{prefix}{name}" for name in state)
     return frozenset(names)
 
 

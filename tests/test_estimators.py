@@ -371,3 +371,21 @@ def test_legacy_weights_load_into_the_zoo(tmp_path):
     loaded = IRNetResNet20(input_shape=(8, 8, 1), weights=str(path))
     x = np.random.default_rng(2).uniform(0, 255, (2, 8, 8, 1)).astype("float32")
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+
+
+def test_dte_state_is_checkpointed_but_not_weights(tmp_path):
+    quantizer = DTESign()
+    quantizer(tf.zeros((2, 3)))
+    assert quantizer.weights == [] and quantizer.count_params() == 0
+    quantizer.set_state(t=4.0, k=1.0, band=1.0)
+    saved = quantizer.state()
+    path = tf.train.Checkpoint(q=quantizer).save(str(tmp_path / "ckpt"))
+    keys = {
+        name.split("/")[1] for name, _ in tf.train.list_variables(path) if name.startswith("q/")
+    }
+    assert keys == {f"dte_{name}" for name in saved}
+    restored = DTESign()
+    restored(tf.zeros((2, 3)))
+    assert restored.state()["band"] == 0.0
+    tf.train.Checkpoint(q=restored).restore(path).assert_existing_objects_matched()
+    assert restored.state() == saved
