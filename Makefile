@@ -9,10 +9,24 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 install: $(VENV)/.installed data
 
+# The tested stack with TensorFlow's CPU build (tensorflow-cpu: the same TensorFlow without
+# CUDA, so no CUDA start-up lines on machines without a GPU). tf-keras and setup.py require
+# `tensorflow`, the GPU-capable build that pip users keep; tensorflow-cpu provides the same
+# module under another name, so those two install without dependencies and the rest of
+# setup.py's requirements are installed from its metadata (`pip check` names the missing
+# `tensorflow`: expected here). README, "Install".
+OTHER_REQUIREMENTS := import re; from importlib.metadata import requires; \
+	print("\n".join(r.split(";")[0] for r in requires("larq-irnet") \
+	if re.split("[^A-Za-z0-9_.-]", r)[0] not in ("tensorflow", "tf-keras")))
+
 $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/pip uninstall --quiet --yes tensorflow 2>/dev/null || true
+	$(BIN)/pip install --quiet -c constraints.txt tensorflow-cpu
+	$(BIN)/pip install --quiet -c constraints.txt --no-deps tf-keras -e ".[test]"
+	$(BIN)/python -c '$(OTHER_REQUIREMENTS)' > $(VENV)/requirements.txt
+	$(BIN)/pip install --quiet --no-warn-conflicts -c constraints.txt -r $(VENV)/requirements.txt
 	touch $@
 
 # Fashion-MNIST's IDX files from Debian, for the offline demo and the real-data tests.

@@ -15,6 +15,9 @@ setup(
     # zoo/ and converters/ sit at the top of the repository but install as subpackages,
     # so nothing named plainly `zoo` lands in site-packages.
     packages=["larq_irnet", "larq_irnet.data", "larq_irnet.zoo", "larq_irnet.converters"],
+    # The console script's launcher: it sets TensorFlow's log level before the package
+    # (which imports TensorFlow) is imported.
+    py_modules=["larq_irnet_launcher"],
     package_dir={
         "larq_irnet": "larq_irnet",
         "larq_irnet.zoo": "zoo",
@@ -34,7 +37,7 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={"test": ["pytest>=7", "ruff>=0.6"]},
-    entry_points={"console_scripts": ["larq-irnet=larq_irnet.cli:main"]},
+    entry_points={"console_scripts": ["larq-irnet=larq_irnet_launcher:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

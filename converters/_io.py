@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from larq_irnet.io import h5_without_estimator_state
+
 import tensorflow as tf
 
 __all__ = ["load_keras_model"]
@@ -17,7 +19,10 @@ def load_keras_model(path: str | os.PathLike, *, safe_mode: bool = True) -> tf.k
     `import larq_irnet`, the zoo's layers by `larq_irnet.zoo`), and Larq registers its
     own layers. `.keras` files load in Keras' safe mode (no deserialized
     Python code, e.g. lambdas) unless `safe_mode=False`. `.h5` files and SavedModels
-    can carry code that runs when loaded: load them only from a trusted source.
+    can carry code that runs when loaded: load them only from a trusted source. `.h5`
+    files saved by larq-irnet 0.1.0 and earlier hold EDE's t and k as weights; they are
+    dropped on loading (`larq_irnet.io.h5_without_estimator_state`), as only training
+    reads them.
 
     # Arguments
         path: the model file or SavedModel directory.
@@ -44,7 +49,8 @@ def load_keras_model(path: str | os.PathLike, *, safe_mode: bool = True) -> tf.k
             f"{path.suffix or 'no suffix'}"
         )
     try:
-        model = tf.keras.models.load_model(path, compile=False, **kwargs)
+        with h5_without_estimator_state(path) as model_file:
+            model = tf.keras.models.load_model(model_file, compile=False, **kwargs)
     except Exception as e:
         raise ValueError(f"{path}: cannot load as a Keras model: {e}") from e
     if not isinstance(model, tf.keras.Model):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 
@@ -51,8 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `larq-irnet` with `argv` (default `sys.argv[1:]`); returns the exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Run `larq-irnet` with `argv` (default `sys.argv[1:]`); returns the exit code.
+
+    The `larq-irnet` console script enters through `larq_irnet_launcher`, which sets
+    TensorFlow's log level before this package imports TensorFlow.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

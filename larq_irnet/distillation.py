@@ -45,6 +45,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from larq_irnet.io import h5_without_estimator_state
+
 import h5py
 import tensorflow as tf
 
@@ -661,9 +663,11 @@ def load_teacher(
                     "architecture, e.g. the zoo model with binarization='fp')"
                 )
             teacher = model if isinstance(model, tf.keras.Model) else model()
-            teacher.load_weights(path)
+            with h5_without_estimator_state(path) as weights_file:
+                teacher.load_weights(weights_file)
         else:
-            teacher = tf.keras.models.load_model(path, compile=False)
+            with h5_without_estimator_state(path) as model_file:
+                teacher = tf.keras.models.load_model(model_file, compile=False)
     except (OSError, ValueError) as error:
         if str(error).startswith("load_teacher:"):
             raise

@@ -6,8 +6,8 @@ IR-Net's Error Decay Estimator (EDE) sharpens that approximation during training
 backward pass reads a state (t, k) that a schedule changes between steps.
 
 `ScheduledSign` is the base of every such estimator: it owns the state as scalar
-`tf.Variable`s (non-trainable weights created at `build`) and hands them to the gradient
-as explicit inputs of `scheduled_sign`, so the estimator works inside `tf.function`,
+`tf.Variable`s (created at `build`; checkpointed, but not Keras weights) and hands them to
+the gradient as explicit inputs of `scheduled_sign`, so the estimator works inside `tf.function`,
 `tf.cond`, `tf.while_loop` and `tf.map_fn`. A subclass names its state (`state_names`),
 gives its initial values and its gradient formula (`surrogate`).
 
@@ -236,10 +236,17 @@ class ScheduledSign(lq.quantizers._BaseQuantizer):
 
     The state is a few float32 scalar, non-trainable `tf.Variable`s (`state_names`),
     created at `build` with `initial_state()` (or the values given by `set_state` before
-    that). They are weights of the layer that owns the quantizer, so `model.save`,
-    `load_model`, `.h5` weight files and `tf.train.Checkpoint` keep them. A schedule
-    (`larq_irnet.schedules`) sets them through `set_state` between steps; the gradient
-    reads them as explicit inputs (`scheduled_sign`), never as captured variables.
+    that). They are training-only: a schedule (`larq_irnet.schedules`) sets them through
+    `set_state` between steps, and only the gradient reads them, as explicit inputs
+    (`scheduled_sign`), never as captured variables. So they are not Keras weights:
+    `layer.weights`, `count_params`, `larq.models.summary` and `.h5`/`.keras` files do not
+    hold them, and a model loads into its twin with another estimator. They are
+    checkpoint dependencies of the quantizer (named `<state_prefix><name>`, e.g.
+    `ede_t`), so `tf.train.Checkpoint` saves and restores them and a resumed run
+    continues from the same state. A subclass whose state values are its constructor
+    arguments returns the current values from `get_config` (as `EDEState` does), so that
+    `model.save` and `load_model` keep them too. `.h5` files saved before this change hold
+    the state as weights; `larq_irnet.io.h5_without_estimator_state` drops them.
 
     Subclasses set `state_names`, and implement `initial_state()` and
     `surrogate(x, *state)`; `estimate(x)` is the sign with that gradient.
@@ -269,26 +276,21 @@ class ScheduledSign(lq.quantizers._BaseQuantizer):
     def build(self, input_shape):
         if self.uses_state and self._state is None:
             values = {**self.initial_state(), **self._pending}
-            self._state = {name: self._state_weight(name, values[name]) for name in values}
+            self._create_state(values)
         super().build(input_shape)
 
-    def _state_weight(self, name: str, value: float) -> tf.Variable:
+    @tf.__internal__.tracking.no_automatic_dependency_tracking
+    def _create_state(self, values: dict[str, float]) -> None:
+        # Keras would make any variable assigned to an attribute a weight of this layer
+        # (and so of the layer that owns the quantizer); the decorator turns that
+        # attribute tracking off, and each variable is tracked for checkpoints only.
         prefix = getattr(self, "state_prefix", "")
-        return self.add_weight(
-            name=f"{prefix}{name}",
-            shape=(),
-            dtype=tf.float32,
-            initializer=tf.keras.initializers.Constant(value),
-            trainable=False,
-            # Read as float32 under mixed precision: k = 1/t of a small t overflows float16.
-            experimental_autocast=False,
-        )
-
-    @property
-    def non_trainable_weights(self):
-        # Larq's base class hides every non-trainable weight (the flip-ratio metric's
-        # state); the scheduled state stays visible so that saving a model keeps it.
-        return [] if self._state is None else list(self._state.values())
+        self._state = {}
+        for name, value in values.items():
+            # Always float32: k = 1/t of a small t overflows float16.
+            variable = tf.Variable(value, dtype=tf.float32, trainable=False, name=f"{prefix}{name}")
+            self._track_trackable(variable, name=f"{prefix}{name}")
+            self._state[name] = variable
 
     def state_variable(self, name: str) -> tf.Variable | None:
         """The variable of state `name`, or None before `build` (or without state)."""
@@ -332,7 +334,7 @@ class EDEState(ScheduledSign):
     """
 
     state_names = ("t", "k")
-    state_prefix = "ede_"  # the weights' names: ede_t, ede_k (as saved files hold them)
+    state_prefix = "ede_"  # the checkpoint names: ede_t, ede_k (old .h5 files hold them too)
 
     def __init__(self, t: float = 1.0, k: float | None = None, **kwargs):
         self._initial_t = real(t, "t", owner="EDE", above=0.0)
@@ -370,7 +372,10 @@ class EDEState(ScheduledSign):
         self.set_state(t=t, k=k)
 
     def get_config(self):
-        return {**super().get_config(), "t": self._initial_t, "k": self._initial_k}
+        # The current t and k: a model saved as a Keras file (which holds no estimator
+        # state, see `ScheduledSign`) reloads with the state it was saved with.
+        state = self.state()
+        return {**super().get_config(), "t": state["t"], "k": state["k"]}
 
 
 class DTEState(ScheduledSign):
@@ -388,7 +393,7 @@ class DTEState(ScheduledSign):
     """
 
     state_names = DTE_STATE
-    state_prefix = "dte_"  # the weights' names: dte_t, dte_k, ...
+    state_prefix = "dte_"  # the checkpoint names: dte_t, dte_k, ...
 
     def __init__(self, t: float = 1.0, k: float | None = None, **kwargs):
         self._initial = dte_initial_state(t, k)
@@ -410,4 +415,7 @@ class DTEState(ScheduledSign):
         return self.uses_state
 
     def get_config(self):
-        return {**super().get_config(), "t": self._initial["t"], "k": self._initial["k"]}
+        # The current t and k, as `EDEState`'s; the band's state restarts from
+        # `initial_state()` in a model loaded from a Keras file (checkpoints keep it).
+        state = self.state()
+        return {**super().get_config(), "t": state["t"], "k": state["k"]}

@@ -1,12 +1,15 @@
-"""Writing outputs safely: atomically (readers see the old file or the new one, never a
-partial one), and under a lock when several processes may write."""
+"""Files: writing outputs safely, atomically (readers see the old file or the new one,
+never a partial one) and under a lock when several processes may write; and reading
+Keras `.h5` files written by older versions (`h5_without_estimator_state`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,14 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["atomic_path", "atomic_write", "file_lock", "stale_temporaries"]
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "estimator_state_entries",
+    "file_lock",
+    "h5_without_estimator_state",
+    "stale_temporaries",
+]
 
 _TOKEN_BYTES = 6
 
@@ -105,3 +115,124 @@ def file_lock(path: str | os.PathLike, *, wait: bool = True) -> Iterator[None]:
         f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         f.flush()
         yield
+
+
+#: HDF5 attributes above this size are split into numbered chunks (as Keras does).
+_HDF5_ATTRIBUTE_LIMIT = 64512
+
+
+def _estimator_state_names() -> frozenset[str]:
+    """Names the state of every `ScheduledSign` had as a weight (`ede_t`, `ede_k`, ...)."""
+    from larq_irnet.estimators import ScheduledSign
+
+    names: set[str] = set()
+    classes = [ScheduledSign]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        prefix, state = getattr(cls, "state_prefix", ""), cls.state_names
+        # A class that picks its estimator per instance names its state with properties;
+        # the estimators it picks from are subclasses with class-level names.
+        if isinstance(prefix, str) and isinstance(state, tuple):
+            names.update(f"{prefix}{name}" for name in state)
+    return frozenset(names)
+
+
+def _is_state(entry: str, names: frozenset[str]) -> bool:
+    """Whether weight entry `quant_conv2d/ede_sign/ede_t:0` is estimator state."""
+    return entry.rsplit("/", 1)[-1].split(":")[0] in names
+
+
+def _layer_groups(h5file) -> Iterator:
+    """The per-layer groups of a Keras `.h5` file (`model.save` or `save_weights`)."""
+    root = h5file["model_weights"] if "model_weights" in h5file else h5file
+    for name in _read_names(root, "layer_names"):
+        if name in root:
+            yield root[name]
+
+
+def _read_names(group, key: str) -> list[str]:
+    """A list-of-names attribute, also when Keras split it into `key0`, `key1`, ..."""
+    if key in group.attrs:
+        values = list(group.attrs[key])
+    else:
+        values, i = [], 0
+        while f"{key}{i}" in group.attrs:
+            values.extend(group.attrs[f"{key}{i}"])
+            i += 1
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _write_names(group, key: str, names: list[str]) -> None:
+    import numpy as np
+
+    for old in [
+        k for k in group.attrs if k == key or (k.startswith(key) and k[len(key) :].isdigit())
+    ]:
+        del group.attrs[old]
+    data = np.asarray([n.encode("utf-8") for n in names], dtype="S" if names else "S1")
+    chunks = max(1, -(-data.nbytes // _HDF5_ATTRIBUTE_LIMIT))
+    if chunks == 1:
+        group.attrs[key] = data
+    else:
+        for i, chunk in enumerate(np.array_split(data, chunks)):
+            group.attrs[f"{key}{i}"] = chunk
+
+
+def estimator_state_entries(path: str | os.PathLike) -> list[str]:
+    """The weight entries of a Keras `.h5` file that hold a `ScheduledSign`'s state.
+
+    Files saved before the state stopped being Keras weights (larq-irnet 0.1.0 and
+    earlier) hold EDE's t and k per quantizer, e.g. `quant_conv2d/ede_sign/ede_t:0`;
+    `[]` for a file without them or one that is not HDF5.
+    """
+    import h5py
+
+    if not Path(path).is_file() or not h5py.is_hdf5(path):
+        return []
+    names = _estimator_state_names()
+    with h5py.File(path, "r") as f:
+        return [
+            entry
+            for group in _layer_groups(f)
+            for entry in _read_names(group, "weight_names")
+            if _is_state(entry, names)
+        ]
+
+
+@contextlib.contextmanager
+def h5_without_estimator_state(path: str | os.PathLike) -> Iterator[Path]:
+    """`path`, or a temporary copy of it without the entries of estimator state.
+
+    Older `.h5` files hold EDE's t and k as weights of the layers that own the quantizers
+    (`estimator_state_entries`); today they are training-only checkpoint state, so Keras
+    refuses those files ("expects 1 weight(s), but the saved weights have 5"). The copy
+    drops exactly those entries: the schedule restarts from the state in the model's
+    config, which only training reads (a model's outputs do not depend on it). A file
+    without such entries (or not HDF5) is used as it is.
+
+    ```python
+    with h5_without_estimator_state("old/model.h5") as path:
+        model.load_weights(path)
+    ```
+    """
+    entries = estimator_state_entries(path)
+    if not entries:
+        yield Path(path)
+        return
+    import h5py
+
+    names = _estimator_state_names()
+    with tempfile.TemporaryDirectory(prefix="larq-irnet-h5-") as folder:
+        copy = Path(folder) / Path(path).name
+        shutil.copyfile(path, copy)
+        with h5py.File(copy, "r+") as f:
+            for group in _layer_groups(f):
+                weights = _read_names(group, "weight_names")
+                keep = [w for w in weights if not _is_state(w, names)]
+                if len(keep) != len(weights):
+                    for entry in set(weights) - set(keep):
+                        if entry in group:
+                            del group[entry]
+                    _write_names(group, "weight_names", keep)
+        yield copy

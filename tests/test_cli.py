@@ -1,5 +1,11 @@
 """larq_irnet.cli: the `larq-irnet` command and its subcommands."""
 
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
 from larq_irnet import cli
 
 import pytest
@@ -25,3 +31,34 @@ def test_version(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert capsys.readouterr().out.strip() == f"larq-irnet {__version__}"
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+#: TensorFlow's C++ INFO/WARNING start-up lines, which TF_CPP_MIN_LOG_LEVEL=2 hides only
+#: when it is set before TensorFlow loads (issue #14, item 8).
+INFO_AND_WARNING_LINES = ("oneDNN custom operations", "cpu_feature_guard", "cudart_stub")
+
+
+@pytest.mark.slow  # a subprocess that imports TensorFlow
+@pytest.mark.parametrize("arguments", [["--help"], ["train", "--list-recipes"]])
+def test_the_console_script_prints_no_tensorflow_start_up_lines(arguments):
+    script = Path(sys.executable).with_name("larq-irnet")
+    if not script.is_file():
+        pytest.skip(f"no larq-irnet console script beside {sys.executable}")
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [str(script), *arguments], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip()
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if any(p in line for p in INFO_AND_WARNING_LINES)], lines
+    if _installed("tensorflow-cpu") and not _installed("tensorflow"):
+        assert lines == []  # `make install`'s stack: nothing at all

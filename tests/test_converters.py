@@ -222,6 +222,7 @@ def test_convert_rejects_bad_arguments():
         convert(model, experimental_default_int8_range=(3.0, -3.0))
 
 
+@pytest.mark.slow  # converts two ResNet-20s
 def test_irnet_deploys_as_the_same_graph_as_ste_sign():
     # Libra-PB's per-channel power of two folds into the binary conv's multiplier and
     # EDE only changes gradients: nothing of either is left to run at inference, whatever
@@ -280,6 +281,7 @@ def test_cli_convert_h5(tiny_h5, tmp_path, capsys):
     )
 
 
+@pytest.mark.slow  # converts and evaluates through the CLI
 def test_cli_evaluate_real_slice(shipped, fashion_mnist, capsys):
     model, h5, _, tflite = shipped
     _, (x_test, y_test) = fashion_mnist
@@ -302,6 +304,7 @@ def int8_conversions(model, x_train):
     return keep, signs
 
 
+@pytest.mark.slow  # converts the shipped ResNet-20 twice and scores int8
 def test_int8_quantizes_the_float_layers_but_not_what_feeds_a_sign(shipped, fashion_mnist):
     model, _, float_result, _ = shipped
     (x_train, _), (x_test, y_test) = fashion_mnist
@@ -386,7 +389,9 @@ def nested_sequential():
     return tf.keras.Model(inputs, tf.keras.layers.Dense(4)(backbone(inputs)))
 
 
-@pytest.mark.parametrize("build", [nested_functional, nested_sequential])
+@pytest.mark.parametrize(
+    "build", [pytest.param(nested_functional, marks=pytest.mark.slow), nested_sequential]
+)
 def test_nested_backbone_converts_as_the_flat_model(build):
     images = np.random.default_rng(6).uniform(0, 255, (32, 12, 12, 3)).astype(np.float32)
     tf.keras.utils.set_random_seed(7)
@@ -516,6 +521,7 @@ def test_keras_files_load_in_safe_mode(tmp_path):
         load_keras_model(onnx)
 
 
+@pytest.mark.slow  # converts twice, through both routes
 def test_graphdef_route_matches_lce_saved_model_route(tiny_h5):
     model, _ = tiny_h5
     fast = convert(model).flatbuffer
@@ -528,6 +534,7 @@ def test_graphdef_route_matches_lce_saved_model_route(tiny_h5):
 # --- benchmark ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # converts and times interpreters
 def test_benchmark_tiny_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert cli.main(["benchmark", "--tiny", "--repeats", "10", "--output", str(out)]) == 0

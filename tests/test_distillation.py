@@ -122,6 +122,7 @@ def test_attention_alignment_and_kl_match_numpy():
         np.testing.assert_allclose(kl.numpy(), expected_kl, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # builds ResNet-20s
 def test_default_points_are_the_resnet20_stages():
     student = IRNetResNet20(input_shape=SHAPE, num_classes=10, binarization="irnet", weights=None)
     teacher = IRNetResNet20(input_shape=SHAPE, num_classes=10, binarization="fp", weights=None)
@@ -167,6 +168,7 @@ def test_bad_arguments_and_mismatched_points_are_refused():
         Distiller(student, other)
 
 
+@pytest.mark.slow  # trains on real data
 def test_distiller_lowers_the_alignment_loss_on_fashion_mnist(tmp_path, teacher_file, fmnist_slice):
     x, y = fmnist_slice
     teacher = load_teacher(teacher_file)
@@ -245,6 +247,7 @@ def test_teacher_gets_no_gradient(teacher_file, fmnist_slice):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # converts
 def test_student_saved_alone_loads_and_converts(tmp_path, teacher_file, fmnist_slice):
     x, y = fmnist_slice
     distiller = make_distiller(teacher_file)
@@ -262,6 +265,7 @@ def test_student_saved_alone_loads_and_converts(tmp_path, teacher_file, fmnist_s
     assert all(layer.ops == ("LceBconv2d",) for layer in report.layers if layer.binary)
 
 
+@pytest.mark.slow  # trains three times
 def test_checkpoint_resume_at_an_epoch_boundary_is_exact(tmp_path, teacher_file, fmnist_slice):
     x, y = fmnist_slice
 
@@ -328,6 +332,7 @@ def test_load_teacher_errors_name_the_path(tmp_path, teacher_file):
         load_teacher(tmp_path / "broken.h5")
 
 
+@pytest.mark.slow  # a multi-device strategy
 def test_mirrored_strategy_trains_the_student(teacher_file, fmnist_slice):
     x, y = fmnist_slice
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])

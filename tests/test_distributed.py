@@ -177,6 +177,7 @@ def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
     assert not Path(tmp_path, "config.json").exists()
 
 
+@pytest.mark.slow  # a multi-device strategy
 def test_mirrored_strategy_trains_on_the_local_devices(tmp_path):
     summary = train(
         TINY,

@@ -1,15 +1,28 @@
-"""DIR-Net's DTE (our design) against an independent NumPy computation of its formulas."""
+"""larq_irnet.estimators: DIR-Net's DTE (our design) against an independent NumPy
+computation of its formulas; where a scheduled estimator keeps its state (issue #13, item 7).
+
+EDE's t and k (any `ScheduledSign` state) are training-only: checkpoints keep them; Keras
+weights, `count_params`, Larq's profile and `.h5` weight files do not. Older `.h5` files
+that hold them still load (`larq_irnet.io.h5_without_estimator_state`).
+"""
 
 import math
 
-import larq_irnet  # noqa: F401  (first: selects Keras 2, registers the quantizers)
-from larq_irnet.estimators import dte_band_width, dte_gradient
+import larq_irnet  # (first: selects Keras 2, registers the quantizers)
+from larq_irnet.callbacks import ede_quantizers, set_ede
+from larq_irnet.converters import load_keras_model
+from larq_irnet.estimators import ScheduledSign, dte_band_width, dte_gradient
+from larq_irnet.io import estimator_state_entries, h5_without_estimator_state
 from larq_irnet.quantizers import DTESign, IMBSign
 from larq_irnet.schedules import dte_values
+from larq_irnet.zoo import IRNetResNet20
 
+import h5py
+import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import tiny_model
 
 T_MIN, T_MAX, N = 0.1, 10.0, 20
 
@@ -194,3 +207,185 @@ def test_dte_gradient_function_broadcasts_a_per_channel_sigma():
 def test_band_width_refuses_bad_fractions(fraction):
     with pytest.raises(ValueError, match="band_fraction"):
         dte_band_width(fraction)
+
+
+# --- where the state lives (issue #13, item 7) ---------------------------------------------
+
+SHAPE = (12, 12, 1)
+
+
+def images(n=4, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, *SHAPE)).astype("float32")
+
+
+def irnet_and_twin(**kwargs):
+    """An IR-Net model (EDE in both quantizers) and its ste_sign twin, same weights."""
+    tf.keras.utils.set_random_seed(0)
+    irnet = tiny_model(input_shape=SHAPE, **kwargs)
+    tf.keras.utils.set_random_seed(0)
+    twin = tiny_model(input_shape=SHAPE, binarization="libra_pb", **kwargs)
+    return irnet, twin
+
+
+def legacy_h5(model, path, t=10.0, k=1.0):
+    """`model` saved as larq-irnet 0.1.0 saved it: EDE's t and k as per-layer weights.
+
+    The entries are named and placed as in the shipped weights of that release
+    (`quant_conv2d/ede_sign/ede_t:0` after the layer's kernel).
+    """
+    if path.stem.endswith("weights"):
+        model.save_weights(path)
+    else:
+        model.save(path)
+    with h5py.File(path, "r+") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+        for layer in model.layers:
+            quantizers = [
+                q
+                for q in (
+                    getattr(layer, "kernel_quantizer", None),
+                    getattr(layer, "input_quantizer", None),
+                )
+                if isinstance(q, ScheduledSign) and q.uses_state
+            ]
+            if not quantizers:
+                continue
+            group = root[layer.name]
+            names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+            for q in quantizers:
+                for state, value in (("ede_t", t), ("ede_k", k)):
+                    entry = f"{layer.name}/{q.name}/{state}:0"
+                    group.create_dataset(entry, data=np.float32(value))
+                    names.append(entry)
+            group.attrs["weight_names"] = np.asarray([n.encode() for n in names])
+    return path
+
+
+def test_state_is_not_a_weight():
+    irnet, twin = irnet_and_twin()
+    quantizers = ede_quantizers(irnet)
+    assert len(quantizers) == 2 and all(q.ede_t is not None for q in quantizers)
+    assert all(q.weights == [] for q in quantizers)
+    assert not [w for w in irnet.weights if "ede_" in w.name]
+    assert irnet.count_params() == twin.count_params()
+    assert [w.shape for w in irnet.weights] == [w.shape for w in twin.weights]
+    profiles = [lq.models.ModelProfile(m) for m in (irnet, twin)]
+    for bits in (1, 32):
+        assert profiles[0].op_count("mac", bits) == profiles[1].op_count("mac", bits)
+        assert profiles[0].weight_count(bits) == profiles[1].weight_count(bits)
+
+
+def test_checkpoint_round_trip_restores_t_and_k(tmp_path):
+    irnet, _ = irnet_and_twin()
+    set_ede(irnet, 6.0, k=2.0)
+    path = tf.train.Checkpoint(model=irnet).save(str(tmp_path / "ckpt"))
+    keys = [name for name, _ in tf.train.list_variables(path) if "ede_" in name]
+    assert len(keys) == 4 and all(key.split("/")[-3] in ("ede_t", "ede_k") for key in keys)
+    restored, _ = irnet_and_twin()
+    assert [q.state() for q in ede_quantizers(restored)] == [{"t": 1.0, "k": 1.0}] * 2
+    tf.train.Checkpoint(model=restored).restore(path).assert_existing_objects_matched()
+    assert [q.state() for q in ede_quantizers(restored)] == [{"t": 6.0, "k": 2.0}] * 2
+
+
+def test_state_stays_float32_under_mixed_precision():
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        quantizer = larq_irnet.EDESign(t=1e-3)
+        quantizer(tf.zeros((2, 3)))
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    assert quantizer.ede_k.dtype == tf.float32 and quantizer.ede_k.numpy() == 1000.0
+
+
+@pytest.mark.parametrize("filename", ["model.h5", "weights.h5"])
+def test_irnet_h5_loads_into_its_ste_sign_twin(tmp_path, filename):
+    irnet, twin = irnet_and_twin()
+    set_ede(irnet, 5.0)
+    path = tmp_path / filename
+    if filename == "weights.h5":
+        irnet.save_weights(path)
+        twin.load_weights(path)
+        loaded = twin
+    else:
+        irnet.save(path)
+        loaded = tf.keras.models.load_model(path)
+        # The whole-model file keeps t and k in the quantizers' config.
+        assert [q.state() for q in ede_quantizers(loaded)] == [{"t": 5.0, "k": 1.0}] * 2
+        twin.set_weights(loaded.get_weights())
+    assert estimator_state_entries(path) == []
+    np.testing.assert_array_equal(twin(images()).numpy(), irnet(images()).numpy())
+
+
+@pytest.mark.slow  # two ResNet-20s at 32x32
+def test_zoo_resnet20_profile_equals_its_ste_sign_twin(capsys):
+    # larq.models.summary of the IR-Net ResNet-20 counted t and k as 32-bit parameters
+    # and MACs (475,264 32-bit MACs against 443,008 for the twin, plus 72 parameters).
+    irnet = IRNetResNet20(weights=None)
+    twin = IRNetResNet20(weights=None, binarization="libra_pb")
+    profiles = [lq.models.ModelProfile(m) for m in (irnet, twin)]
+    for bits in (1, 32):
+        assert profiles[0].op_count("mac", bits) == profiles[1].op_count("mac", bits)
+        assert profiles[0].weight_count(bits) == profiles[1].weight_count(bits)
+    assert profiles[0].op_count("mac", 32) == 443_008
+    assert irnet.count_params() == twin.count_params()
+    lq.models.summary(irnet)
+    irnet_summary = capsys.readouterr().out
+    lq.models.summary(twin)
+    twin_summary = capsys.readouterr().out
+    totals = [
+        [line for line in s.splitlines() if "Total" in line] for s in (irnet_summary, twin_summary)
+    ]
+    assert totals[0] == totals[1] and totals[0]
+
+
+def test_legacy_weights_file_loads_without_its_state(tmp_path):
+    irnet, twin = irnet_and_twin()
+    path = legacy_h5(irnet, tmp_path / "legacy_weights.h5")
+    entries = estimator_state_entries(path)
+    assert len(entries) == 4 and all(e.endswith(("/ede_t:0", "/ede_k:0")) for e in entries)
+    with pytest.raises(ValueError, match="expects 1 weight"):
+        twin.load_weights(path)  # what Keras says without the loader
+    for model in irnet_and_twin():
+        with h5_without_estimator_state(path) as clean:
+            assert clean != path and estimator_state_entries(clean) == []
+            model.load_weights(clean)
+        np.testing.assert_array_equal(model(images()).numpy(), irnet(images()).numpy())
+    assert len(estimator_state_entries(path)) == 4  # the file itself is left as it was
+    with h5_without_estimator_state(tmp_path / "missing.h5") as same:
+        assert same == tmp_path / "missing.h5"
+
+
+def test_legacy_model_file_loads_in_the_converter(tmp_path):
+    irnet, _ = irnet_and_twin()
+    path = legacy_h5(irnet, tmp_path / "model.h5")
+    assert len(estimator_state_entries(path)) == 4
+    loaded = load_keras_model(path)
+    np.testing.assert_array_equal(loaded(images()).numpy(), irnet(images()).numpy())
+
+
+def test_legacy_weights_load_into_the_zoo(tmp_path):
+    tf.keras.utils.set_random_seed(1)
+    model = IRNetResNet20(input_shape=(8, 8, 1), weights=None)
+    path = legacy_h5(model, tmp_path / "resnet20_weights.h5")
+    assert len(estimator_state_entries(path)) == 4 * 18  # 18 binary convs, as shipped
+    loaded = IRNetResNet20(input_shape=(8, 8, 1), weights=str(path))
+    x = np.random.default_rng(2).uniform(0, 255, (2, 8, 8, 1)).astype("float32")
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+
+
+def test_dte_state_is_checkpointed_but_not_weights(tmp_path):
+    quantizer = DTESign()
+    quantizer(tf.zeros((2, 3)))
+    assert quantizer.weights == [] and quantizer.count_params() == 0
+    quantizer.set_state(t=4.0, k=1.0, band=1.0)
+    saved = quantizer.state()
+    path = tf.train.Checkpoint(q=quantizer).save(str(tmp_path / "ckpt"))
+    keys = {
+        name.split("/")[1] for name, _ in tf.train.list_variables(path) if name.startswith("q/")
+    }
+    assert keys == {f"dte_{name}" for name in saved}
+    restored = DTESign()
+    restored(tf.zeros((2, 3)))
+    assert restored.state()["band"] == 0.0
+    tf.train.Checkpoint(q=restored).restore(path).assert_existing_objects_matched()
+    assert restored.state() == saved

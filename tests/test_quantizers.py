@@ -514,6 +514,7 @@ class _CondBlock(tf.keras.layers.Layer):
         )
 
 
+@pytest.mark.slow  # compiles and fits a model
 def test_fit_of_a_block_using_tf_cond_takes_the_ede_step():
     block = _CondBlock()
     inputs = tf.keras.Input((4,))

@@ -69,6 +69,7 @@ def _write_history(path, rows):
         writer.writerows(rows)
 
 
+@pytest.mark.slow  # trains a run first
 def test_report_of_a_binary_run_writes_every_plot_and_the_summary(binary_run, capsys):
     assert cli.main(["report", str(binary_run)]) == 0
     out = binary_run / "report"

@@ -9,6 +9,7 @@ def benchmark(load_benchmark):
     return load_benchmark("train_overhead")
 
 
+@pytest.mark.slow  # trains and times real ResNets
 def test_benchmark_runs_end_to_end_and_writes_json(benchmark, tmp_path, capsys, monkeypatch):
     # Building and tracing one ResNet-20 costs ~25 s of CPU here (TensorFlow graph
     # construction with protobuf's pure-Python backend), so the harness is run on a

@@ -331,6 +331,7 @@ def test_unknown_recipe_override_is_an_error_naming_it(tmp_path):
 SHORT_RUN = dict(epochs=2, steps_per_epoch=2, batch_size=32, train_limit=256, verbose=0)
 
 
+@pytest.mark.slow  # trains several times
 def test_a_resume_with_another_option_is_refused_naming_it(tmp_path, fashion_mnist):
     run_dir = tmp_path / "run"
     kill = [_KillAtEpochEnd(1)]
@@ -351,6 +352,7 @@ def test_a_resume_with_another_option_is_refused_naming_it(tmp_path, fashion_mni
     assert not (run_dir / "summary.json").exists()
 
 
+@pytest.mark.slow  # trains several times
 def test_a_run_written_before_an_option_existed_stays_the_same_run(tmp_path, fashion_mnist):
     run_dir = tmp_path / "run"
     diagnostics = [InformationDiagnostics()]
@@ -416,6 +418,7 @@ def test_unusable_output_directories_are_one_line_errors(tmp_path, read_only, ca
     assert a_file.read_text() == "x" and os.listdir(locked) == []
 
 
+@pytest.mark.slow  # trains several times
 def test_read_only_run_directories(tmp_path, read_only, fashion_mnist):
     # A finished run is only read; an unfinished one is refused before anything changes.
     finished, killed = tmp_path / "finished", tmp_path / "killed"
@@ -432,6 +435,7 @@ def test_read_only_run_directories(tmp_path, read_only, fashion_mnist):
     assert {p: p.read_bytes() for p in killed.rglob("*") if p.is_file()} == snapshot
 
 
+@pytest.mark.slow  # trains twice
 def test_resume_removes_a_killed_saves_temporary_and_keeps_crlf(tmp_path, fashion_mnist, capsys):
     run_dir = tmp_path / "run"
     kill = [_KillAtEpochEnd(1)]
@@ -455,6 +459,7 @@ def test_resume_removes_a_killed_saves_temporary_and_keeps_crlf(tmp_path, fashio
     assert "Resuming tiny" in out and "val_accuracy" in out
 
 
+@pytest.mark.slow  # trains with every diagnostic
 def test_progress_shows_the_means_not_every_layer(tmp_path, fashion_mnist, capsys):
     run_dir = tmp_path / "run"
     diagnostics = [InformationDiagnostics()]
@@ -466,6 +471,7 @@ def test_progress_shows_the_means_not_every_layer(tmp_path, fashion_mnist, capsy
     assert "entropy/quant_conv2d" in read_history(run_dir)[0]
 
 
+@pytest.mark.slow  # trains twice through the CLI
 def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(RECIPES, "tiny", TINY)
     saved_epoch_end = training._EpochCheckpoint.on_epoch_end

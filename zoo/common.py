@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from larq_irnet.io import h5_without_estimator_state
 from larq_irnet.zoo import registry
 from larq_irnet.zoo.presets import ConvSettings, conv_settings
 
@@ -263,7 +264,9 @@ def build_model(
     outputs = family.top(features, num_classes) if with_top else features
     full = tf.keras.Model(source_inputs, outputs, name=family.name)
     if path is not None:
-        full.load_weights(path)
+        # Older .h5 files also hold EDE's t and k, which are no longer weights.
+        with h5_without_estimator_state(path) as weights_file:
+            full.load_weights(weights_file)
     if with_top and not include_top:
         return tf.keras.Model(source_inputs, features, name=family.name)
     return full

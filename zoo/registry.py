@@ -71,7 +71,7 @@ WEIGHTS: dict[str, WeightsEntry] = {
     "fashion_mnist": WeightsEntry(
         model="IRNetResNet20",
         filename="irnet_resnet20_fashion_mnist.h5",
-        sha256="15839a1739201ad990e44a3374c6936ab38673e02d5611b37a5172274aa4ee3b",
+        sha256="16c3db16b2698e0bb0133f56b7b84b6a2991b19c7624bcc73833679440142af8",
         kwargs={
             "input_shape": (28, 28, 1),
             "num_classes": 10,
