@@ -135,6 +135,16 @@ class EstimatorScheduler(tf.keras.callbacks.Callback):
         self._quantizers: list = []
         self._n: int | None = None
 
+    @property
+    def t(self) -> float | None:
+        """The t last set (every estimator's schedule sets one), None before the first epoch."""
+        return self.values.get("t")
+
+    @property
+    def k(self) -> float | None:
+        """The k last set, None before the first epoch."""
+        return self.values.get("k")
+
     def on_train_begin(self, logs=None):
         self._quantizers = [q for q in model_quantizers(self.model) if self.schedule.applies_to(q)]
         if not self._quantizers:
@@ -237,16 +247,6 @@ class EDECallback(EstimatorScheduler):
         self.t_min = t_min
         self.t_max = t_max
 
-    @property
-    def t(self) -> float | None:
-        """The t last set, None before the first epoch."""
-        return self.values.get("t")
-
-    @property
-    def k(self) -> float | None:
-        """The k last set, None before the first epoch."""
-        return self.values.get("k")
-
     def _no_quantizer_message(self) -> str:
         return (
             "EDECallback: the model has no quantizer with an EDE gradient; use "
@@ -325,16 +325,6 @@ class DTECallback(EstimatorScheduler):
         schedule = dte_schedule(t_min, t_max, stage_split, epsilon, band_fraction)
         super().__init__(schedule, update_freq=update_freq, total=total)
         self.in_band: float | None = None
-
-    @property
-    def t(self) -> float | None:
-        """The t last set, None before the first epoch."""
-        return self.values.get("t")
-
-    @property
-    def k(self) -> float | None:
-        """The k last set, None before the first epoch."""
-        return self.values.get("k")
 
     def _no_quantizer_message(self) -> str:
         return (

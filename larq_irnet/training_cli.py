@@ -195,6 +195,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train on the first N training examples only",
     )
     parser.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="log per-layer entropy, quantization error and flip ratio "
+        "(larq_irnet.callbacks.InformationDiagnostics)",
+    )
+    _add_protocol_arguments(parser.add_argument_group("recipe overrides and validation"))
+    _add_distillation_arguments(parser.add_argument_group("distillation (RBD)"))
+    parser.set_defaults(func=_run)
+
+
+def _add_protocol_arguments(group: argparse._ArgumentGroup) -> None:
+    """The options of the tuned protocol: a validation split and recipe overrides."""
+    group.add_argument(
         "--validation-size",
         type=int,
         default=0,
@@ -202,60 +215,57 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="validate every epoch on the last N training images, held out from training, "
         "instead of on the test set (the test set then scores only the final model)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
         help="override the recipe's optimizer",
     )
-    parser.add_argument(
+    group.add_argument(
         "--learning-rate",
         type=_positive_float,
         metavar="LR",
         help="override the recipe's peak learning rate",
     )
-    parser.add_argument(
+    group.add_argument(
         "--weight-decay",
         type=_non_negative_float,
         metavar="L2",
         help="override the recipe's (coupled L2) weight decay",
     )
-    parser.add_argument(
+    group.add_argument(
         "--no-latent-weight-decay",
         action="store_true",
         help="do not decay the latent weights of binarized kernels (float weights still are)",
     )
-    parser.add_argument(
-        "--diagnostics",
-        action="store_true",
-        help="log per-layer entropy, quantization error and flip ratio "
-        "(larq_irnet.callbacks.InformationDiagnostics)",
-    )
-    parser.add_argument(
+
+
+def _add_distillation_arguments(group: argparse._ArgumentGroup) -> None:
+    """`--distill-from` and the weights of its loss terms (`larq_irnet.distillation`)."""
+    group.add_argument(
         "--distill-from",
         metavar="RUN_DIR_OR_WEIGHTS",
         help="train with RBD representation distillation (our design of DIR-Net's) from "
         "this full-precision teacher: a run directory, a .h5/.keras model, a weights-only "
         ".h5 of the recipe's model with binarization=fp, or a zoo weights name",
     )
-    parser.add_argument(
+    group.add_argument(
         "--alignment-weight",
         type=_non_negative_float,
         default=1.0,
         metavar="LAMBDA",
         help="weight of the attention-map alignment term (default 1.0; with --distill-from)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--logits-weight",
         type=_non_negative_float,
         default=0.0,
         metavar="MU",
         help="weight of the temperature-scaled KL on the logits (default 0: none)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--distill-temperature",
         type=_positive_float,
         default=4.0,
         metavar="T",
         help="temperature of the KL term (default 4.0)",
     )
-    parser.set_defaults(func=_run)
