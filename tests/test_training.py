@@ -13,7 +13,7 @@ from pathlib import Path
 
 import larq_irnet  # noqa: F401
 from larq_irnet import training
-from larq_irnet.callbacks import InformationDiagnostics
+from larq_irnet.callbacks import InformationDiagnostics, ede_quantizers
 from larq_irnet.cli import main
 from larq_irnet.layers import binarized_weights
 from larq_irnet.recipes import RECIPES, get_recipe
@@ -119,8 +119,10 @@ def test_train_writes_the_run_directory(tmp_path, fashion_mnist):
         [float(r["ede_k"]) for r in history], [max(1 / t, 1) for t in expected_t], rtol=1e-6
     )
     assert summary["ede_t"] == pytest.approx(expected_t[-1], rel=1e-6)
-    ede_t = [v for v in model.non_trainable_weights if "ede_t" in v.name]
-    assert ede_t and all(float(v.numpy()) == pytest.approx(expected_t[-1]) for v in ede_t)
+    # The saved model keeps t in its quantizers' configuration (training state, not weights).
+    saved_t = [q.state()["t"] for q in ede_quantizers(model)]
+    assert saved_t and all(t == pytest.approx(expected_t[-1]) for t in saved_t)
+    assert not [v for v in model.weights if "ede_" in v.name]
     # lr at each epoch's first step of the cosine over 3 * 4 steps.
     np.testing.assert_allclose(
         [float(r["lr"]) for r in history],
