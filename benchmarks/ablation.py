@@ -61,7 +61,7 @@ import numpy as np
 RECIPE = "fashion_mnist-resnet20-1w1a"
 
 #: The search: rows that get their own recipe, and the grid each row is searched over.
-SEARCH_ROWS = ("fp", "bnn", "irnet")
+SEARCH_ROWS = ("fp", "bnn", "irnet", "dirnet")
 SEARCH_EPOCHS = 2
 VALIDATION_SIZE = 5000
 #: (optimizer, learning rate): the paper's SGD (momentum 0.9, its lr 0.1 and a third of it)
@@ -369,7 +369,7 @@ def search_table(search: dict) -> str:
                 continue
             cell = f"{100 * run['final_validation_accuracy']:.2f}"
             cells.append(f"**{cell}**" if best.get(binarization) == overrides else cell)
-        lines.append(f"| {ROWS[binarization].label} | {' | '.join(cells)} |")
+        lines.append(f"| {TUNED_ROWS[binarization].label} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 

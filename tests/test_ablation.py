@@ -185,6 +185,9 @@ def test_search_grid_covers_each_row_and_optimizer(ablation):
     assert len(per_row["fp"]) == points
     assert len(per_row["bnn"]) == len(per_row["irnet"]) == 2 * points
     assert {o["optimizer"] for o in per_row["bnn"]} == {"sgd", "adam"}
+    # DIR-Net is searched like IR-Net, and every searched row has a label in the table.
+    assert len(per_row["dirnet"]) == 2 * points
+    assert "| DIR-Net (IMB + DTE) |" in ablation.search_table({"runs": {}})
 
 
 def test_best_recipes_pick_the_best_validation_score(ablation):
