@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from larq_irnet.io import h5_without_estimator_state
+from larq_irnet.layers import without_starved_weights_warning
 
 import tensorflow as tf
 
@@ -22,7 +23,9 @@ def load_keras_model(path: str | os.PathLike, *, safe_mode: bool = True) -> tf.k
     can carry code that runs when loaded: load them only from a trusted source. `.h5`
     files saved by larq-irnet 0.1.0 and earlier hold EDE's t and k as weights; they are
     dropped on loading (`larq_irnet.io.h5_without_estimator_state`), as only training
-    reads them.
+    reads them. Larq's "starved weights" warning, which is about training binary
+    kernels without `weight_clip`, is dropped while a trained model is loaded to be
+    converted, evaluated or reported on.
 
     # Arguments
         path: the model file or SavedModel directory.
@@ -49,7 +52,7 @@ def load_keras_model(path: str | os.PathLike, *, safe_mode: bool = True) -> tf.k
             f"{path.suffix or 'no suffix'}"
         )
     try:
-        with h5_without_estimator_state(path) as model_file:
+        with h5_without_estimator_state(path) as model_file, without_starved_weights_warning():
             model = tf.keras.models.load_model(model_file, compile=False, **kwargs)
     except Exception as e:
         raise ValueError(f"{path}: cannot load as a Keras model: {e}") from e

@@ -2,6 +2,7 @@
 
 import collections
 import json
+import logging
 import os
 
 import larq_irnet  # noqa: F401  (first: selects Keras 2, registers the quantizers)
@@ -653,3 +654,15 @@ def test_dirnet_resnet20_converts_to_one_bconv_per_binary_conv(binarization, irn
     assert ops == {**irnet_ops, **extra}, (ops, irnet_ops)
     images = np.random.default_rng(2).uniform(0, 255, (2, 16, 16, 3)).astype("f4")
     np.testing.assert_allclose(lce_outputs(result.flatbuffer, images), model(images), atol=1e-5)
+
+
+def test_loading_a_trained_model_logs_no_training_warning(tmp_path, caplog):
+    # Larq's "starved weights" warning is about training without weight_clip; loading a
+    # trained model to convert or report on it must not print it once per layer.
+    path = tmp_path / "model.h5"
+    tiny_model(input_shape=(28, 28, 1), binarization="irnet").save(path)  # warns: built here
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="larq.layers_base"):
+        model = load_keras_model(path)
+    assert model.count_params() > 0
+    assert not [r for r in caplog.records if "starved weights" in r.getMessage()]
