@@ -373,6 +373,16 @@ def search_table(search: dict) -> str:
     return "\n".join(lines)
 
 
+def _selected_search(only: Sequence[str] | None) -> list[tuple[str, str, dict]]:
+    """The search runs that `--only` names, in the grid's order (all without it)."""
+    grid = search_grid()
+    names = [name for name, _, _ in grid]
+    unknown = set(only or ()) - set(names)
+    if unknown:
+        raise SystemExit(f"--only: unknown search runs {sorted(unknown)}; known: {names}")
+    return [run for run in grid if not only or run[0] in only]
+
+
 def run_search(args: argparse.Namespace) -> dict:
     """Train every search run that is not finished yet (see the module docstring)."""
     rows = [
@@ -386,7 +396,7 @@ def run_search(args: argparse.Namespace) -> dict:
                 "overrides": overrides,
             },
         )
-        for name, binarization, overrides in search_grid()
+        for name, binarization, overrides in _selected_search(args.only)
     ]
 
     def entry(summary: dict, run_dir: Path, kwargs: dict) -> dict:
@@ -768,7 +778,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only measure c of the bnn_lr_scaled row (median 1/std, trained and initial)",
     )
-    parser.add_argument("--only", nargs="+", metavar="ROW", help="e.g. irnet-seed0 bnn-seed1")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="ROW",
+        help="e.g. irnet-seed0 bnn-seed1 (with --search: e.g. fp-adam0.001-wd)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--train-limit", type=int, default=None)

@@ -190,6 +190,15 @@ def test_search_grid_covers_each_row_and_optimizer(ablation):
     assert "| DIR-Net (IMB + DTE) |" in ablation.search_table({"runs": {}})
 
 
+def test_search_only_selects_named_runs_in_grid_order_and_refuses_unknown(ablation):
+    names = [name for name, _, _ in ablation.search_grid()]
+    picked = [names[5], names[1]]
+    assert [n for n, _, _ in ablation._selected_search(picked)] == [names[1], names[5]]
+    assert [n for n, _, _ in ablation._selected_search(None)] == names
+    with pytest.raises(SystemExit, match=r"--only: unknown search runs \['bnn-sgd9-wd'\]"):
+        ablation._selected_search(["bnn-sgd9-wd", names[0]])
+
+
 def test_best_recipes_pick_the_best_validation_score(ablation):
     def run(row, lr, score):
         overrides = {"optimizer": "sgd", "learning_rate": lr, "decay_latent_weights": True}
