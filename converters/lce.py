@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from larq_irnet.converters import int8 as _int8
@@ -28,11 +29,19 @@ import tensorflow as tf
 from larq_compute_engine.mlir._tf_tfl_flatbuffer import convert_graphdef_to_tflite_flatbuffer
 from larq_compute_engine.mlir.python.converter import concrete_function_from_keras_model
 from larq_compute_engine.mlir.python.util import modify_integer_quantized_model_io_type
+from tensorflow.core.framework import graph_pb2
 from tensorflow.core.framework.types_pb2 import DataType
 from tensorflow.lite.python.util import get_tensor_name
+from tensorflow.python.framework import op_def_registry
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-__all__ = ["LCE_OPTIONS", "ConversionError", "ConversionResult", "convert"]
+__all__ = [
+    "LCE_OPTIONS",
+    "ConversionError",
+    "ConversionResult",
+    "convert",
+    "fold_weight_computations",
+]
 
 #: The keyword arguments of `larq_compute_engine.convert_keras_model` (LCE 0.16).
 LCE_OPTIONS = (
@@ -87,6 +96,116 @@ def _has_fake_quant(graph_def) -> bool:
     return not ops.isdisjoint(_FAKE_QUANT_OPS)
 
 
+def _tensor_node(name: str) -> tuple[str, int]:
+    """`(node, output index)` of a GraphDef input such as `"a/b:1"` or `"a/b"`."""
+    node, _, index = name.partition(":")
+    return node, int(index or 0)
+
+
+def fold_weight_computations(graph_def, outputs: Sequence[str]):
+    """`graph_def` with every computation that reads no model input replaced by its value.
+
+    A quantized kernel is computed from constants once the variables are frozen
+    (`sign(w)`; Libra-PB's mean, std, sign and scale), and the converter is meant to
+    fold it into one constant filter, which LCE's patterns need to find a binary
+    convolution. TensorFlow's MLIR constant folder declines an operation whose operands
+    exceed 128 MiB, so a large kernel (larq-zoo's XNORNet at 224x224: 9216x4096 scaled
+    sign weights) is otherwise computed on the device at every inference, and its binary
+    filter is not recognised. This evaluates each such computation where it meets the
+    model's data flow, once, with TensorFlow, and stores the result as a constant under
+    the same node name. Stateful operations and fake-quantization ops stay (LCE reads
+    the int8 ranges from the latter); so does everything after them.
+
+    # Arguments
+        graph_def: a frozen `GraphDef` (variables already constants).
+        outputs: the graph's output tensor names; nodes they do not need are dropped.
+
+    # Returns
+        A new `GraphDef`; `graph_def` is not changed.
+    """
+    nodes = {node.name: node for node in graph_def.node}
+
+    def sources(node) -> list[str]:
+        return [_tensor_node(i.lstrip("^"))[0] for i in node.input]
+
+    varying: dict[str, bool] = {}
+
+    def is_varying(name: str) -> bool:
+        # Iterative depth-first walk: deep networks exceed Python's recursion limit.
+        stack = [name]
+        while stack:
+            current = stack[-1]
+            if current in varying:
+                stack.pop()
+                continue
+            node = nodes[current]
+            pending = [s for s in sources(node) if s not in varying]
+            if pending:
+                stack.extend(pending)
+                continue
+            op = op_def_registry.get(node.op)
+            varying[current] = (
+                node.op == "Placeholder"
+                or node.op in _FAKE_QUANT_OPS
+                or op is None
+                or op.is_stateful
+                or any(varying[s] for s in sources(node))
+            )
+            stack.pop()
+        return varying[name]
+
+    for name in nodes:
+        is_varying(name)
+    consumed_outputs: dict[str, set[int]] = {}
+    for node in graph_def.node:
+        for name in node.input:
+            if not name.startswith("^"):
+                source, index = _tensor_node(name)
+                consumed_outputs.setdefault(source, set()).add(index)
+    # The constant computations that a varying node (or an output) reads.
+    frontier = sorted(
+        {
+            source
+            for node in graph_def.node
+            if varying[node.name]
+            for source in (_tensor_node(i)[0] for i in node.input if not i.startswith("^"))
+            if not varying[source]
+            and nodes[source].op not in ("Const", "Identity")
+            and consumed_outputs.get(source, {0}) == {0}
+        }
+    )
+    if not frontier:
+        return graph_def
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        values = session.run([f"{name}:0" for name in frontier])
+    folded = graph_pb2.GraphDef()
+    folded.versions.CopyFrom(graph_def.versions)
+    folded.library.CopyFrom(graph_def.library)
+    replaced = dict(zip(frontier, values, strict=True))
+    needed, stack = set(), [_tensor_node(name)[0] for name in outputs]
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        if name not in replaced:
+            stack.extend(sources(nodes[name]))
+    for node in graph_def.node:
+        if node.name not in needed:
+            continue
+        if node.name in replaced:
+            value = replaced[node.name]
+            constant = folded.node.add(name=node.name, op="Const", device=node.device)
+            constant.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
+            constant.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+        else:
+            folded.node.add().CopyFrom(node)
+    return folded
+
+
 def _graphdef_route(
     model: tf.keras.Model,
     *,
@@ -108,7 +227,9 @@ def _graphdef_route(
     function = concrete_function_from_keras_model(model)
     frozen = convert_variables_to_constants_v2(function, lower_control_flow=False)
     inputs = [t for t in frozen.inputs if t.dtype != tf.dtypes.resource]
-    graph_def = frozen.graph.as_graph_def()
+    graph_def = fold_weight_computations(
+        frozen.graph.as_graph_def(), [get_tensor_name(t) for t in frozen.outputs]
+    )
     quantize = _has_fake_quant(graph_def) or experimental_default_int8_range is not None
     shapes = []
     for tensor in inputs:

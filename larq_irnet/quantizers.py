@@ -141,12 +141,15 @@ def libra_standardize(
     dtype = w.dtype
     w = tf.cast(w, tf.float32) if dtype in _HALF else w
     axes = _reduction_axes(len(w.shape), channel_axes)
-    w_hat = w - tf.reduce_mean(w, axis=axes, keepdims=True)
-    all_equal = tf.reduce_max(w, axis=axes, keepdims=True) == tf.reduce_min(
-        w, axis=axes, keepdims=True
-    )
-    # Exactly 0 forward, the same gradient as w_hat.
-    w_hat = tf.where(all_equal, w_hat - tf.stop_gradient(w_hat), w_hat)
+    mean = tf.reduce_mean(w, axis=axes, keepdims=True)
+    w_min = tf.reduce_min(w, axis=axes, keepdims=True)
+    all_equal = tf.reduce_max(w, axis=axes, keepdims=True) == w_min
+    # An all-equal filter centres on its value, so w_hat is exactly 0 there (the
+    # float mean of n equal values need not equal them), with the mean's gradient.
+    # Only per-filter tensors are selected: a select over the whole kernel has
+    # operands too large for the converter to fold into a constant in big layers.
+    shift = tf.where(all_equal, w_min - mean, tf.zeros_like(mean))
+    w_hat = w - (mean + tf.stop_gradient(shift))
     if standardize:
         variance = tf.reduce_sum(tf.square(w_hat), axis=axes, keepdims=True) / (n - 1)
         w_hat = w_hat / tf.sqrt(variance + tf.cast(epsilon, w.dtype))

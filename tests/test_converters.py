@@ -5,12 +5,13 @@ import json
 import logging
 import os
 
-import larq_irnet  # noqa: F401  (first: selects Keras 2, registers the quantizers)
+import larq_irnet  # first: selects Keras 2, registers the quantizers
 from larq_irnet import cli
 from larq_irnet.converters import ConversionError, convert
 from larq_irnet.converters._io import load_keras_model
 from larq_irnet.converters.evaluate import evaluate_tflite
 from larq_irnet.converters.flatbuffer import op_histogram, op_names, read_graph, structure
+from larq_irnet.converters.lce import fold_weight_computations
 from larq_irnet.converters.report import layer_macs, quantizer_kind
 from larq_irnet.zoo import IRNetResNet20
 
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from larq_compute_engine.tflite.python.interpreter import Interpreter
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tiny import tiny_model
 
 BINARY = dict(
@@ -530,6 +532,67 @@ def test_graphdef_route_matches_lce_saved_model_route(tiny_h5):
     assert op_names(fast) == op_names(saved)
     x = np.random.default_rng(4).uniform(0, 255, (8, 28, 28, 1)).astype(np.float32)
     np.testing.assert_allclose(Interpreter(fast).predict(x), Interpreter(saved).predict(x))
+
+
+def _frozen(function, *specs):
+    concrete = tf.function(function).get_concrete_function(*specs)
+    frozen = convert_variables_to_constants_v2(concrete)
+    return frozen.graph.as_graph_def(), [t.name for t in frozen.outputs]
+
+
+def test_fold_weight_computations_evaluates_what_reads_no_input():
+    rng = np.random.default_rng(0)
+    w = tf.Variable(rng.normal(size=(6, 4)).astype(np.float32))
+    x = rng.normal(size=(3, 6)).astype(np.float32)
+    libra_pb = larq_irnet.quantizers.LibraPB()
+    libra_pb(w)  # builds its estimator state outside the function
+
+    def model(inputs):
+        kernel = libra_pb(w)
+        ranged = tf.quantization.fake_quant_with_min_max_args(w, min=-1.0, max=1.0)
+        return tf.matmul(inputs, kernel) + tf.reduce_sum(ranged), tf.reduce_sum(inputs)
+
+    graph_def, outputs = _frozen(model, tf.TensorSpec((3, 6), tf.float32))
+    folded = fold_weight_computations(graph_def, outputs)
+    ops = collections.Counter(node.op for node in folded.node)
+    # Libra-PB's statistics, sign and scale became one constant; the fake-quant op (LCE
+    # reads int8 ranges from it) and what reads the input stay.
+    assert not {"Mean", "Sqrt", "Sign", "Pow", "SelectV2", "Log"} & set(ops), ops
+    assert ops["FakeQuantWithMinMaxArgs"] == 1 and ops["MatMul"] == 1
+    assert ops["Placeholder"] == 1
+    assert len(folded.node) < len(graph_def.node)
+
+    def run(definition):
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.graph_util.import_graph_def(definition, name="")
+        with tf.compat.v1.Session(graph=graph) as session:
+            return session.run(outputs, {"inputs:0": x})
+
+    for a, b in zip(run(graph_def), run(folded), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Nothing to fold: the same GraphDef back.
+    plain, plain_outputs = _frozen(lambda v: v * 2.0, tf.TensorSpec((2,), tf.float32))
+    assert fold_weight_computations(plain, plain_outputs) is plain
+
+
+@pytest.mark.slow  # converts a layer with 37.7M weights
+def test_a_kernel_too_large_for_tensorflows_constant_folder_still_becomes_lce_bconv2d():
+    # 9216 x 4096 scaled sign weights (larq-zoo XNORNet's first classifier layer at
+    # 224x224): TensorFlow's MLIR folder refuses operands over 128 MiB, so without
+    # folding the weights first their mean magnitude was computed on the device at
+    # every inference and the layer stayed a float CONV_2D.
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((1, 1, 9216))
+    x = lq.layers.QuantConv2D(
+        4096,
+        1,
+        input_quantizer="ste_sign",
+        kernel_quantizer="magnitude_aware_sign",
+        use_bias=False,
+    )(inputs)
+    result = convert(tf.keras.Model(inputs, x), strict=True)
+    assert result.report.op_histogram == {"LceQuantize": 1, "LceBconv2d": 1}
 
 
 # --- benchmark ---------------------------------------------------------------------------
