@@ -41,20 +41,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from larq_irnet import experiments
 from larq_irnet.callbacks import InformationDiagnostics
-from larq_irnet.io import atomic_path, atomic_write, file_lock
+from larq_irnet.experiments import Run, best_recipes, train_runs
+from larq_irnet.io import atomic_path
 from larq_irnet.layers import binarized_weights
 from larq_irnet.quantizers import ede_default_k
 from larq_irnet.recipes import get_recipe
-from larq_irnet.run_directory import HISTORY, MODEL, RunDirectoryInUse, read_history
-from larq_irnet.training import train
+from larq_irnet.run_directory import HISTORY, read_history
 
 import numpy as np
 
@@ -307,9 +307,7 @@ def history_columns(path: Path) -> dict[str, list[float]]:
 
 def load_results(path: Path) -> dict:
     """The results file, or an empty one."""
-    if not path.is_file():
-        return {"recipe": RECIPE, "runs": {}}
-    return json.loads(path.read_text())
+    return experiments.load_results(path, recipe=RECIPE)
 
 
 def search_name(binarization: str, overrides: dict) -> str:
@@ -336,19 +334,6 @@ def search_grid() -> list[tuple[str, str, dict]]:
                 }
                 runs.append((search_name(binarization, overrides), binarization, overrides))
     return runs
-
-
-def best_recipes(search: dict) -> dict[str, dict]:
-    """Per searched row, the overrides of its run with the best final validation accuracy."""
-    best: dict[str, dict] = {}
-    for run in search["runs"].values():
-        current = best.get(run["binarization"])
-        if current is None or run["final_validation_accuracy"] > current["score"]:
-            best[run["binarization"]] = {
-                "score": run["final_validation_accuracy"],
-                "overrides": run["overrides"],
-            }
-    return {row: entry["overrides"] for row, entry in best.items()}
 
 
 def search_table(search: dict) -> str:
@@ -535,54 +520,32 @@ def train_rows(
     score: str,
     header: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Train each (name, `train` keywords) row not in the results file yet; save after each.
+    """Train each (name, `train` keywords) row with `larq_irnet.experiments.train_runs`.
 
-    Rows run in `args.output_dir / name`; `entry(summary, run_dir, kwargs)` makes a row's
-    results entry, written to `args.results` under its lock as soon as the row finishes,
-    with the keys of `header` (e.g. the protocol and its budget) set at the top. A
-    keyword `row` names the row in the entry and is not passed to `train`. A row with a
-    teacher (`distill_from`, a run directory) that has no `model.h5` yet is skipped: an
-    earlier row of this or another process trains it.
+    Rows run in `args.output_dir / name` with `InformationDiagnostics`; `entry(summary,
+    run_dir, kwargs)` makes a row's results entry in `args.results`, with the keys of
+    `header` at the top. A keyword `row` names the row in the entry and is not passed
+    to `train`.
     """
-    for name, kwargs in rows:
-        run_dir = args.output_dir / name
-        if name in load_results(args.results)["runs"] and not run_dir.exists():
-            # Run directories are scratch (e.g. lost with a machine); the results file is kept.
-            print(
-                f"== {name}: finished in {args.results}, {run_dir} is gone; not retraining "
-                "(delete its entry there to run it again)",
-                flush=True,
-            )
-            continue
-        teacher = kwargs.get("distill_from")
-        if teacher is not None and not (teacher / MODEL).is_file():
-            print(f"== {name}: skipped, its teacher {teacher} has no {MODEL} yet", flush=True)
-            continue
-        print(f"== {name} -> {run_dir}", flush=True)
-        try:
-            summary = train(
-                RECIPE,
-                output_dir=run_dir,
-                **{"epochs": args.epochs, **{k: v for k, v in kwargs.items() if k != "row"}},
-                steps_per_epoch=args.steps_per_epoch,
-                train_limit=args.train_limit,
-                data_dir=args.data_dir,
-                extra_callbacks=[InformationDiagnostics()],
-                verbose=2,
-            )
-        except RunDirectoryInUse as error:
-            # Several ablation processes share out the rows: each trains the next free one.
-            print(f"== {name}: skipped, {error}", flush=True)
-            continue
-        row = entry(summary, run_dir, kwargs)
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        # Another ablation process may write its row meanwhile: re-read under its lock.
-        with file_lock(args.results.parent / f".{args.results.name}.lock"):
-            results = {**load_results(args.results), **(header or {})}
-            results["runs"][name] = row
-            atomic_write(args.results, json.dumps(results, indent=1) + "\n")
-        print(f"== {name}: {score} {summary[score]:.4f}", flush=True)
-    return load_results(args.results)
+    runs = [
+        Run(name, {k: v for k, v in kwargs.items() if k != "row"}, kwargs) for name, kwargs in rows
+    ]
+    return train_runs(
+        runs,
+        recipe=RECIPE,
+        output_dir=args.output_dir,
+        results=args.results,
+        entry=lambda summary, run_dir, run: entry(summary, run_dir, run.info),
+        header=header,
+        callbacks=lambda: [InformationDiagnostics()],
+        score=score,
+        log=lambda line: print(line, flush=True),
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        train_limit=args.train_limit,
+        data_dir=args.data_dir,
+        verbose=2,
+    )
 
 
 def _runs(results: dict, row: str) -> list[dict]:

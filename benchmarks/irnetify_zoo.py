@@ -1,15 +1,21 @@
 """Does IR-Net help a network it was not designed for? larq-zoo's QuickNetSmall, twice.
 
 larq-zoo's QuickNetSmall (`larq_zoo.sota.QuickNetSmall`, `weights=None`) trains on
-Fashion-MNIST twice per seed, under the same recipe (`fashion_mnist-resnet20-1w1a`:
-SGD 0.1, momentum 0.9, cosine, coupled L2 1e-4, EDE T 1e-3 -> 10, 10 epochs), changing
-only the quantizers:
+Fashion-MNIST twice per seed, changing only the quantizers:
 
 - `zoo`: the network as larq-zoo builds it (`ste_sign` inputs and kernels,
   `weight_clip`);
 - `irnet`: `larq_irnet.irnetify(network)` (Libra-PB kernels with their filter axes, EDE
   sign inputs, no `weight_clip`); `train` adds `EDECallback` because the model has EDE
   quantizers.
+
+Recipe: `fashion_mnist-resnet20-1w1a` (cosine decay, coupled L2 1e-4 on the float
+weights, EDE T 1e-3 -> 10, 10 epochs) with, by default (`--protocol tuned`), each
+method's optimizer, learning rate and latent-weight decay from the recipe search of
+`benchmarks/ablation.py --search` (issue 12's tuned protocol): the best of plain
+binary's search runs for `zoo`, the best of IR-Net's for `irnet` (`SEARCH_ROW`), as
+chosen on the validation split. `--protocol paper` trains both on the recipe as
+written (SGD 0.1).
 
 Input: QuickNet needs at least 32x32, so the 28x28x1 images are padded by 2 pixels of 0
 (black, Fashion-MNIST's background) on every side, *before* the rescaling to [-1, 1]
@@ -30,7 +36,6 @@ the full test set (all 10,000 images) and the per-epoch history.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -39,9 +44,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import larq_irnet  # noqa: E402  (first: selects Keras 2, registers the quantizers)
-from larq_irnet.io import atomic_write, file_lock  # noqa: E402
-from larq_irnet.run_directory import HISTORY, RunDirectoryInUse, read_history  # noqa: E402
-from larq_irnet.training import train  # noqa: E402
+from larq_irnet import experiments  # noqa: E402
+from larq_irnet.run_directory import HISTORY, read_history  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
@@ -49,6 +53,10 @@ RECIPE = "fashion_mnist-resnet20-1w1a"
 METHODS = ("zoo", "irnet")
 SEEDS = (0, 1)
 RESULTS = Path(__file__).resolve().parent / "results" / "irnetify_zoo.json"
+SEARCH_RESULTS = Path(__file__).resolve().parent / "results" / "search.json"
+#: The search row whose best recipe each method trains with `--protocol tuned`: the
+#: network's own quantizers are plain binary's (sign + STE), irnetify's are IR-Net's.
+SEARCH_ROW = {"zoo": "bnn", "irnet": "irnet"}
 PADDED = 32
 
 
@@ -92,44 +100,60 @@ def run_name(method: str, seed: int) -> str:
 
 def load_results(path: Path) -> dict:
     """The results file, or an empty one."""
-    if path.exists():
-        return json.loads(path.read_text())
-    return {"recipe": RECIPE, "runs": {}}
+    return experiments.load_results(path, recipe=RECIPE)
+
+
+def tuned_overrides(search_results: Path) -> dict[str, dict]:
+    """Each method's recipe overrides: the best search run of its `SEARCH_ROW`.
+
+    # Raises
+        SystemExit: the search has no result for a method's row yet.
+    """
+    best = experiments.best_recipes(experiments.load_results(search_results))
+    missing = sorted({row for row in SEARCH_ROW.values() if row not in best})
+    if missing:
+        raise SystemExit(
+            f"--protocol tuned: {search_results} has no search result for "
+            f"{', '.join(missing)}; run `python benchmarks/ablation.py --search` first "
+            "or pass --protocol paper"
+        )
+    return {method: best[row] for method, row in SEARCH_ROW.items()}
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Train every selected run not in the results file yet; save results after each."""
-    runs = [(m, s) for m in METHODS for s in SEEDS if not args.only or run_name(m, s) in args.only]
-    for method, seed in runs:
-        name = run_name(method, seed)
-        run_dir = args.output_dir / name
-        if name in load_results(args.results)["runs"]:
-            print(f"== {name}: finished in {args.results}", flush=True)
-            continue
-        print(f"== {name} -> {run_dir}", flush=True)
-        try:
-            summary = train(
-                RECIPE,
-                output_dir=run_dir,
-                seed=seed,
-                epochs=args.epochs,
-                steps_per_epoch=args.steps_per_epoch,
-                train_limit=args.train_limit,
-                data_dir=args.data_dir,
-                overrides={
+    """Train every selected run not finished yet; save results after each."""
+    recipes = tuned_overrides(args.search_results) if args.protocol == "tuned" else {}
+    header = {"protocol": args.protocol, "recipes": recipes}
+    previous = load_results(args.results).get("protocol")
+    if previous not in (None, args.protocol):
+        raise SystemExit(
+            f"--protocol {args.protocol}: {args.results} holds {previous}-protocol runs; "
+            "pass another --results"
+        )
+    runs = [
+        experiments.Run(
+            run_name(method, seed),
+            {
+                "seed": seed,
+                "overrides": {
+                    **recipes.get(method, {}),
                     "model": padded_network,
                     "model_kwargs": {"network": args.network, "method": method},
                 },
-                verbose=2,
-            )
-        except RunDirectoryInUse as error:
-            print(f"== {name}: skipped, {error}", flush=True)
-            continue
+            },
+            {"method": method, "seed": seed},
+        )
+        for method in METHODS
+        for seed in SEEDS
+        if not args.only or run_name(method, seed) in args.only
+    ]
+
+    def entry(summary: dict, run_dir: Path, run: experiments.Run) -> dict:
         history = read_history(run_dir / HISTORY)
-        entry = {
+        return {
             "network": args.network,
-            "method": method,
-            "seed": seed,
+            **run.info,
+            "recipe": recipes.get(run.info["method"]),
             "final_test_accuracy": summary["final_test_accuracy"],
             "epochs": summary.get("epochs"),
             "train_seconds": summary.get("train_seconds"),
@@ -139,13 +163,22 @@ def run(args: argparse.Namespace) -> dict:
                 if key in history
             },
         }
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        with file_lock(args.results.parent / f".{args.results.name}.lock"):
-            results = load_results(args.results)
-            results["runs"][name] = entry
-            atomic_write(args.results, json.dumps(results, indent=1) + "\n")
-        print(f"== {name}: final test accuracy {summary['final_test_accuracy']:.4f}", flush=True)
-    return load_results(args.results)
+
+    return experiments.train_runs(
+        runs,
+        recipe=RECIPE,
+        output_dir=args.output_dir,
+        results=args.results,
+        entry=entry,
+        header=header,
+        score="final_test_accuracy",
+        log=lambda line: print(line, flush=True),
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        train_limit=args.train_limit,
+        data_dir=args.data_dir,
+        verbose=2,
+    )
 
 
 def table(results: dict) -> str:
@@ -171,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", type=Path, default=Path("runs/irnetify_zoo"))
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--protocol",
+        choices=("tuned", "paper"),
+        default="tuned",
+        help="tuned: each method on its search row's best recipe (SEARCH_ROW); paper: both "
+        "on the recipe as written",
+    )
+    parser.add_argument("--search-results", type=Path, default=SEARCH_RESULTS)
     parser.add_argument("--network", default="QuickNetSmall", choices=sorted(NETWORKS))
     parser.add_argument("--only", nargs="+", metavar="RUN", help="e.g. irnet-seed0 zoo-seed1")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")

@@ -1,6 +1,6 @@
 """The layers depend one way (docs/architecture.md), read from every module's imports.
 
-From the bottom: core <- zoo <- training (data, recipes, training, run_directory);
+From the bottom: core <- zoo <- training (data, recipes, training, run_directory, experiments);
 converters use core and zoo only; the top (report, demo, cli, and the package root,
 the users' entry point that re-exports) may import anything.
 """
@@ -37,6 +37,7 @@ LAYERS = {
     "larq_irnet.recipes": "training",
     "larq_irnet.training": "training",
     "larq_irnet.run_directory": "training",
+    "larq_irnet.experiments": "training",
     "larq_irnet.distillation": "training",
     "larq_irnet.optimization": "training",
     "larq_irnet.training_cli": "training",

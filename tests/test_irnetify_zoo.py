@@ -24,19 +24,53 @@ def script(load_benchmark, monkeypatch):
     return module
 
 
-def test_both_methods_train_and_a_rerun_skips_finished_runs(script, tmp_path, fashion_mnist):
+def search_file(path, scores):
+    """A search results file: {(row, optimizer, lr): validation accuracy}."""
+    runs = {}
+    for (row, optimizer, lr), score in scores.items():
+        overrides = {"optimizer": optimizer, "learning_rate": lr, "decay_latent_weights": True}
+        runs[f"{row}-{optimizer}{lr:g}"] = {
+            "binarization": row,
+            "overrides": overrides,
+            "final_validation_accuracy": score,
+        }
+    path.write_text(json.dumps({"runs": runs}))
+    return path
+
+
+def test_both_methods_train_on_their_searched_recipes_and_a_rerun_skips_finished_runs(
+    script, tmp_path, fashion_mnist
+):
     results = tmp_path / "results.json"
+    search = search_file(
+        tmp_path / "search.json",
+        {
+            ("bnn", "sgd", 0.1): 0.7,
+            ("bnn", "adam", 0.004): 0.8,  # plain binary's best: the zoo network's recipe
+            ("irnet", "sgd", 0.1): 0.9,
+            ("irnet", "adam", 0.004): 0.85,
+        },
+    )
     argv = [
         "--network", "tiny", "--epochs", "1", "--steps-per-epoch", "2", "--train-limit", "256",
         "--output-dir", str(tmp_path / "runs"), "--results", str(results),
-        "--only", "zoo-seed0", "irnet-seed0",
+        "--search-results", str(search), "--only", "zoo-seed0", "irnet-seed0",
     ]  # fmt: skip
     assert script.main(argv) == 0
-    runs = json.loads(results.read_text())["runs"]
+    content = json.loads(results.read_text())
+    runs = content["runs"]
     assert sorted(runs) == ["irnet-seed0", "zoo-seed0"]
     for run in runs.values():
         assert run["network"] == "tiny" and 0.0 <= run["final_test_accuracy"] <= 1.0
         assert len(run["history"]["val_accuracy"]) == 1
+    assert content["protocol"] == "tuned"
+    for name, optimizer, lr in (("zoo-seed0", "adam", 0.004), ("irnet-seed0", "sgd", 0.1)):
+        config = json.loads((tmp_path / "runs" / name / "config.json").read_text())
+        assert (config["recipe"]["optimizer"], config["recipe"]["learning_rate"]) == (
+            optimizer,
+            lr,
+        )
+        assert runs[name]["recipe"]["optimizer"] == optimizer
     # irnetify gave the model EDE quantizers, so train() added EDECallback (it logs ede_t).
     assert "ede_t" in read_history(tmp_path / "runs" / "irnet-seed0" / HISTORY)
     assert "ede_t" not in read_history(tmp_path / "runs" / "zoo-seed0" / HISTORY)
@@ -59,3 +93,12 @@ def test_the_wrapper_pads_28_to_32_and_irnetify_opens_the_network(script):
         if hasattr(layer, "kernel_quantizer") and layer.kernel_quantizer
     }
     assert quantizers == {"LibraPB"}
+
+
+def test_tuned_protocol_without_a_search_result_is_refused_by_name(script, tmp_path):
+    search = search_file(tmp_path / "search.json", {("bnn", "sgd", 0.1): 0.7})
+    argv = ["--network", "tiny", "--search-results", str(search)]
+    argv += ["--output-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "r.json")]
+    with pytest.raises(SystemExit, match="has no search result for irnet"):
+        script.main(argv)
+    assert not (tmp_path / "runs").exists()

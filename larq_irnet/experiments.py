@@ -1,0 +1,155 @@
+"""Train a set of named runs into one results file: resumable, shared between processes.
+
+An experiment (an ablation table, a recipe search, a comparison over seeds) is a list
+of named runs of one recipe, each with its own `larq_irnet.training.train` keywords,
+and a JSON results file that holds one entry per finished run:
+
+```python
+from larq_irnet.experiments import Run, train_runs
+
+runs = [Run(f"{b}-seed{s}", {"binarization": b, "seed": s}) for b in ("bnn", "irnet")
+        for s in (0, 1)]
+results = train_runs(
+    runs,
+    recipe="fashion_mnist-resnet20-1w1a",
+    output_dir="runs/compare",
+    results="compare.json",
+    entry=lambda summary, run_dir, run: {"top1": summary["final_test_accuracy"]},
+)
+```
+
+- Each run trains in its own run directory, `output_dir/<name>`: rerunning the
+  experiment after an interruption continues an unfinished run from its last epoch,
+  and a finished one returns at once.
+- The results file is rewritten atomically, under a lock, as soon as a run finishes.
+  A run whose entry is there but whose run directory is gone (run directories are
+  scratch, e.g. lost with a machine) is not trained again.
+- Several processes may run the same experiment at once, e.g. one single-threaded
+  process per core: a run that another process is training is skipped, so each takes
+  the next free one.
+- A run that distils from a teacher run directory (`distill_from`) whose `model.h5`
+  does not exist yet is skipped: an earlier run of this or another process trains it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from larq_irnet.io import atomic_write, file_lock
+from larq_irnet.run_directory import MODEL, RunDirectoryInUse
+from larq_irnet.training import train
+
+__all__ = ["Run", "best_recipes", "load_results", "train_runs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One named run of an experiment.
+
+    # Arguments
+        name: the run's name: its directory under `output_dir` and its results key.
+        train_kwargs: keywords of `larq_irnet.training.train` (e.g. `binarization`,
+            `seed`, `overrides`, `distill_from`), on top of the experiment's.
+        info: anything the results entry needs besides them (e.g. a table row's name).
+    """
+
+    name: str
+    train_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def load_results(path: str | os.PathLike, **defaults: Any) -> dict:
+    """The results file at `path`, or `{**defaults, "runs": {}}` if there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return {**defaults, "runs": {}}
+    return json.loads(path.read_text())
+
+
+def train_runs(
+    runs: Sequence[Run],
+    *,
+    recipe: str,
+    output_dir: str | os.PathLike,
+    results: str | os.PathLike,
+    entry: Callable[[dict, Path, Run], dict],
+    header: Mapping[str, Any] | None = None,
+    callbacks: Callable[[], list] | None = None,
+    score: str | None = None,
+    log: Callable[[str], None] = print,
+    **train_kwargs: Any,
+) -> dict:
+    """Train each run that is not finished yet, and record it in `results` when it is.
+
+    # Arguments
+        runs: the runs, trained in this order.
+        recipe: the recipe every run trains (`larq_irnet.recipes`).
+        output_dir: the parent of the runs' directories.
+        results: the JSON results file; created if missing.
+        entry: `entry(summary, run_dir, run)` -> the run's results entry, from `train`'s
+            summary (see `larq_irnet.training.train`).
+        header: keys set at the top of the results file (e.g. the protocol and budget).
+        callbacks: returns fresh extra Keras callbacks for each run.
+        score: a summary key to log when a run finishes (e.g. `"final_test_accuracy"`).
+        log: where progress lines go.
+        **train_kwargs: `train` keywords shared by every run (epochs, data_dir, ...);
+            a run's own `train_kwargs` take precedence.
+
+    # Returns
+        The results file's content after the last run.
+    """
+    output_dir, results = Path(output_dir), Path(results)
+    for run in runs:
+        run_dir = output_dir / run.name
+        if run.name in load_results(results)["runs"] and not run_dir.exists():
+            log(
+                f"== {run.name}: finished in {results}, {run_dir} is gone; not retraining "
+                "(delete its entry there to run it again)"
+            )
+            continue
+        teacher = run.train_kwargs.get("distill_from")
+        if teacher is not None and not (Path(teacher) / MODEL).is_file():
+            log(f"== {run.name}: skipped, its teacher {teacher} has no {MODEL} yet")
+            continue
+        log(f"== {run.name} -> {run_dir}")
+        try:
+            summary = train(
+                recipe,
+                output_dir=run_dir,
+                **{**train_kwargs, **run.train_kwargs},
+                extra_callbacks=callbacks() if callbacks else (),
+            )
+        except RunDirectoryInUse as error:
+            log(f"== {run.name}: skipped, {error}")
+            continue
+        row = entry(summary, run_dir, run)
+        results.parent.mkdir(parents=True, exist_ok=True)
+        # Another process may record its run meanwhile: re-read under the lock.
+        with file_lock(results.parent / f".{results.name}.lock"):
+            content = {**load_results(results), **(header or {})}
+            content["runs"][run.name] = row
+            atomic_write(results, json.dumps(content, indent=1) + "\n")
+        if score is not None:
+            log(f"== {run.name}: {score} {summary[score]:.4f}")
+    return load_results(results)
+
+
+def best_recipes(search: Mapping[str, Any]) -> dict[str, dict]:
+    """Per binarization, the recipe overrides of its search run with the best score.
+
+    `search` is a recipe search's results (`benchmarks/ablation.py --search`): entries
+    with `binarization`, `overrides` and `final_validation_accuracy` (scored on a
+    validation split carved from the training data, never the test set). Ties keep the
+    run listed first.
+    """
+    best: dict[str, tuple[float, dict]] = {}
+    for run in search["runs"].values():
+        current = best.get(run["binarization"])
+        if current is None or run["final_validation_accuracy"] > current[0]:
+            best[run["binarization"]] = (run["final_validation_accuracy"], run["overrides"])
+    return {binarization: overrides for binarization, (_, overrides) in best.items()}

@@ -1,0 +1,101 @@
+"""larq_irnet.experiments: which runs train, what the results file records, best recipes.
+
+`train` is replaced by a recorder here: what it trains is tested in test_training.py and,
+through the benchmarks that use this module, in test_ablation.py and test_irnetify_zoo.py.
+"""
+
+import json
+
+from larq_irnet import experiments
+from larq_irnet.experiments import Run, best_recipes, load_results, train_runs
+from larq_irnet.run_directory import RunDirectoryInUse
+
+import pytest
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """Replace `train`: record its calls, make the run directory, return a summary."""
+    calls = []
+
+    def fake_train(recipe, *, output_dir, **kwargs):
+        if (output_dir / "busy").exists():
+            raise RunDirectoryInUse(f"{output_dir} is locked by another process")
+        output_dir.mkdir(parents=True, exist_ok=True)
+        calls.append((recipe, output_dir.name, kwargs))
+        return {"final_test_accuracy": 0.5 + kwargs.get("seed", 0) / 10}
+
+    monkeypatch.setattr(experiments, "train", fake_train)
+    return calls
+
+
+def entry(summary, run_dir, run):
+    return {"top1": summary["final_test_accuracy"], **run.info}
+
+
+def test_runs_train_in_order_with_shared_and_own_keywords(trained, tmp_path):
+    runs = [Run("a", {"seed": 1}, {"row": "x"}), Run("b", {"seed": 2, "epochs": 5})]
+    lines = []
+    results = train_runs(
+        runs,
+        recipe="r",
+        output_dir=tmp_path / "runs",
+        results=tmp_path / "out" / "results.json",
+        entry=entry,
+        header={"protocol": "p"},
+        callbacks=lambda: ["callback"],
+        score="final_test_accuracy",
+        log=lines.append,
+        epochs=3,
+    )
+    assert [(recipe, name) for recipe, name, _ in trained] == [("r", "a"), ("r", "b")]
+    assert trained[0][2] == {"seed": 1, "epochs": 3, "extra_callbacks": ["callback"]}
+    assert trained[1][2]["epochs"] == 5  # a run's own keywords win
+    assert results == json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["protocol"] == "p"
+    assert results["runs"] == {"a": {"top1": 0.6, "row": "x"}, "b": {"top1": 0.7}}
+    assert "== a: final_test_accuracy 0.6000" in lines
+
+
+def test_finished_runs_without_a_directory_locked_runs_and_missing_teachers_are_skipped(
+    trained, tmp_path
+):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"runs": {"gone": {"top1": 0.9}}}))
+    (tmp_path / "runs" / "busy-run").mkdir(parents=True)
+    (tmp_path / "runs" / "busy-run" / "busy").touch()
+    runs = [
+        Run("gone"),
+        Run("busy-run"),
+        Run("student", {"distill_from": tmp_path / "runs" / "teacher"}),
+        Run("teacher"),
+    ]
+    lines = []
+    train_runs(
+        runs, recipe="r", output_dir=tmp_path / "runs", results=path, entry=entry, log=lines.append
+    )
+    assert [name for _, name, _ in trained] == ["teacher"]
+    assert any("gone" in line and "not retraining" in line for line in lines)
+    assert any("busy-run: skipped" in line and "locked" in line for line in lines)
+    assert any("student: skipped, its teacher" in line for line in lines)
+    assert set(load_results(path)["runs"]) == {"gone", "teacher"}
+
+
+def test_load_results_of_a_missing_file_has_the_defaults(tmp_path):
+    assert load_results(tmp_path / "none.json", recipe="r") == {"recipe": "r", "runs": {}}
+
+
+def test_best_recipes_take_each_binarizations_best_validation_score():
+    def run(binarization, lr, score):
+        return {
+            "binarization": binarization,
+            "overrides": {"learning_rate": lr},
+            "final_validation_accuracy": score,
+        }
+
+    search = {"runs": {"1": run("bnn", 0.1, 0.8), "2": run("bnn", 0.03, 0.85)}}
+    search["runs"] |= {"3": run("irnet", 0.1, 0.9), "4": run("irnet", 0.03, 0.9)}
+    assert best_recipes(search) == {
+        "bnn": {"learning_rate": 0.03},
+        "irnet": {"learning_rate": 0.1},  # a tie keeps the run listed first
+    }
