@@ -131,6 +131,7 @@ DTE_EPSILON = 0.1
 DTE_BAND_FRACTION = 0.25
 """Default fraction of a standardized Gaussian input inside DTE's band; not measured yet."""
 _SIGMA_EPSILON = 1e-5  # BatchNormalization's, in the same units (activations' variance)
+_FLAT_CHANNEL = 1e-3  # variance / mean^2 at or below which a channel has no spread (dte_sigma)
 
 
 def dte_band_width(fraction: float) -> float:
@@ -159,7 +160,7 @@ def dte_sigma(x: tf.Tensor) -> tf.Tensor:
     axes (batch and space for NHWC activations, the filter for HWIO kernels):
 
     \\[ \sigma_c = \sqrt{\mathrm{Var}_c(x) + 10^{-5}}, \qquad
-        \sigma_c = 1 \text{ where all } x_c \text{ are equal} \\]
+        \sigma_c = 1 \text{ where } \mathrm{Var}_c(x) \le 10^{-3}\,\bar{x}_c^2 \\]
 
     the population variance, as BatchNormalization's in training. A channel without
     spread has no distribution to follow and gets sigma = 1 (the scale of standardized
@@ -167,21 +168,23 @@ def dte_sigma(x: tf.Tensor) -> tf.Tensor:
     (`tf.stop_gradient`). Computed in float32; shape 1 on the reduced axes, as `x` on
     the last.
 
-    The variance comes from one pass over `x` (`tf.nn.sufficient_statistics`: the sums
-    of x and x^2), half the cost of `tf.nn.moments`' two (it runs in every backward
-    pass, on every binary layer's input). Its float32 rounding grows with
-    (mean / std)^2: about 1e-7 relative for a centred channel, 1e-3 at |mean| = 100 std,
-    which only moves the soft region's width by as much.
+    It runs in every backward pass, on every binary layer's input, so it reads `x`
+    once: the variance comes from the sums of x and x^2 (`tf.nn.sufficient_statistics`,
+    half the cost of `tf.nn.moments`' two passes). Its float32 rounding grows with
+    (mean / std)^2 (about 1e-7 relative for a centred channel, 1e-3 at |mean| = 100
+    std), and for an all-equal channel it is not 0 but up to ~1e-4 mean^2; so a channel
+    counts as without spread when its std is below 3.2% of its |mean| (a variance
+    below 1e-3 mean^2, which also holds for an all-zero channel). Such a channel lies
+    on one side of zero far from it, where its sign cannot flip, so this replaces the
+    exact all-equal test (two more passes over `x`) at no cost that matters.
     """
     x = tf.cast(x, tf.float32)
     axes = list(range(len(x.shape) - 1))
     if not axes:
         return tf.ones_like(x)
     counts, sums, squares, _ = tf.nn.sufficient_statistics(x, axes, keepdims=True)
-    _, variance = tf.nn.normalize_moments(counts, sums, squares, shift=None)
-    variance = tf.maximum(variance, 0.0)
-    # All-equal, not variance == 0: the float32 variance of a constant is not always 0.
-    spread = tf.reduce_max(x, axis=axes, keepdims=True) > tf.reduce_min(x, axis=axes, keepdims=True)
+    mean, variance = tf.nn.normalize_moments(counts, sums, squares, shift=None)
+    spread = variance > _FLAT_CHANNEL * tf.square(mean)
     sigma = tf.where(spread, tf.sqrt(variance + _SIGMA_EPSILON), tf.ones_like(variance))
     return tf.stop_gradient(sigma)
 

@@ -11,7 +11,7 @@ import math
 import larq_irnet  # (first: selects Keras 2, registers the quantizers)
 from larq_irnet.callbacks import ede_quantizers, set_ede
 from larq_irnet.converters import load_keras_model
-from larq_irnet.estimators import ScheduledSign, dte_band_width, dte_gradient
+from larq_irnet.estimators import ScheduledSign, dte_band_width, dte_gradient, dte_sigma
 from larq_irnet.io import estimator_state_entries, h5_without_estimator_state
 from larq_irnet.quantizers import DTESign, IMBSign
 from larq_irnet.schedules import dte_values
@@ -28,9 +28,11 @@ T_MIN, T_MAX, N = 0.1, 10.0, 20
 
 
 def np_sigma(x):
-    """Per-channel (last axis) population std of x, 1 for a channel without spread."""
-    var = x.reshape(-1, x.shape[-1]).var(axis=0)
-    return np.where(var > 0, np.sqrt(var + 1e-5), 1.0)
+    """Per-channel (last axis) population std of x, 1 for a channel without spread
+    (std at most 3.2% of |mean|: variance <= 1e-3 mean^2)."""
+    flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    var, mean = flat.var(axis=0), flat.mean(axis=0)
+    return np.where(var > 1e-3 * mean**2, np.sqrt(var + 1e-5), 1.0)
 
 
 def np_dte(x, sigma, t, k, band, epsilon, width):
@@ -116,6 +118,18 @@ def test_the_band_keeps_epsilon_in_stage_2_and_nothing_outside():
     quantizer.set_state(band=0.0)  # stage 1: no floor
     _, no_band = grad_of(quantizer, x)
     assert np.all(no_band[inside & (np.abs(u) > 0.3)] < 1e-6)
+
+
+def test_a_channel_concentrated_far_from_zero_counts_as_without_spread():
+    rng = np.random.default_rng(2)
+    x = np.empty((4, 5, 5, 3), np.float32)
+    x[..., 0] = 1.0 + 0.01 * rng.standard_normal((4, 5, 5))  # std 1% of the mean: flat
+    x[..., 1] = 1.0 + 0.1 * rng.standard_normal((4, 5, 5))  # 10%: its own spread
+    x[..., 2] = 0.0  # all zero: flat
+    sigma = dte_sigma(tf.constant(x)).numpy().reshape(-1)
+    assert sigma[0] == 1.0 and sigma[2] == 1.0
+    np.testing.assert_allclose(sigma[1], np.sqrt(x[..., 1].var() + 1e-5), rtol=1e-4)
+    np.testing.assert_allclose(sigma, np_sigma(x), rtol=1e-4)
 
 
 def test_zero_variance_channel_gets_sigma_one():

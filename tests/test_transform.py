@@ -358,7 +358,7 @@ ZOO_INPUT_SIZE = {"XNORNet": 224}
 #: The networks CI converts (one per family: Bi-Real ResNet, QuickNet, BinaryDenseNet;
 #: DoReFaNet for its 4096x4096 binary dense layer, whose Libra-PB kernel once stayed
 #: unfolded in the graph);
-#: converting all 14 twice takes about 20 minutes here, more than CI's whole budget.
+#: converting all 14 twice takes about 7 minutes here, half of CI's whole run.
 #: `LARQ_IRNET_ALL_ZOO=1 pytest tests/test_transform.py -m slow` runs every network.
 CI_NETWORKS = {"BiRealNet", "QuickNetSmall", "BinaryDenseNet28", "DoReFaNet"}
 
