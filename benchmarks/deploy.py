@@ -165,13 +165,26 @@ def plot_chart(chart: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name, n in chart["networks"].items():
-        if n["published_top1"] is None:
-            continue
-        x, y = n["latency_ms_1_threads"], n["published_top1"]
+    points = sorted(
+        (n["published_top1"], n["latency_ms_1_threads"], name, n["source"])
+        for name, n in chart["networks"].items()
+        if n["published_top1"] is not None
+    )
+    # Labels to the right of their points, moved up where they would overlap (networks
+    # of the same shape sit within a fraction of a millisecond and a point of top-1).
+    label_y = []
+    for y, _, _, _ in points:
+        label_y.append(max(y, label_y[-1] + 1.1) if label_y else y)
+    for (y, x, name, source), text_y in zip(points, label_y, strict=True):
         axes.scatter(x, y, color="tab:red" if name.startswith("IRNet") else "tab:blue")
-        axes.annotate(f"{name}\n({n['source']})", (x, y), (5, 4), textcoords="offset points",
-                      fontsize=8)  # fmt: skip
+        axes.annotate(
+            f"{name} ({source})",
+            (x, y),
+            (x + 0.15, text_y),
+            fontsize=8,
+            va="center",
+            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6},
+        )
     axes.set_xlabel(
         "measured latency, ms (x86-64, 1 thread, LCE 0.16 interpreter, "
         f"use_indirect_bgemm, {SIZE}x{SIZE})"
@@ -179,6 +192,8 @@ def plot_chart(chart: dict, path: Path) -> None:
     axes.set_ylabel("published ImageNet top-1, %")
     axes.set_title("Binary networks through LCE: accuracy (published) vs latency (measured)")
     axes.margins(x=0.25, y=0.15)
+    right = max(x for _, x, _, _ in points) if points else 0.0
+    axes.set_xlim(right=right + 0.4 * (right - axes.get_xlim()[0]) + 1.0)
     axes.grid(alpha=0.3)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,11 @@
 """benchmarks/deploy.py --chart on a tiny network: one interleaved run, JSON, PNG."""
 
 import json
+from pathlib import Path
 
 from larq_irnet.converters.benchmark import MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_chart_measures_writes_beside_other_results_and_plots(
@@ -36,3 +39,9 @@ def test_chart_measures_writes_beside_other_results_and_plots(
     plot.unlink()
     assert deploy.main(argv + ["--plot", str(plot), "--plot-only", "--networks", "nope"]) == 0
     assert plot.exists()
+
+
+def test_the_deployment_guide_shows_the_committed_chart(load_benchmark):
+    deploy = load_benchmark("deploy")
+    chart = json.loads((ROOT / "benchmarks" / "deploy.json").read_text())["chart"]
+    assert deploy.chart_table(chart) in (ROOT / "docs" / "deploy.md").read_text()
