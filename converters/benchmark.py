@@ -30,6 +30,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 from larq_irnet.converters.flatbuffer import op_histogram, structure
@@ -135,7 +136,11 @@ def _make_runner(flatbuffer: bytes, image: np.ndarray, setting: tuple) -> Runner
         label = ", ".join(f"{k}={v}" for k, v in flags) or "defaults"
         return Runner(f"larq_compute_engine Interpreter({label})", run, setting)
     # TFLite's Python interpreter applies its default delegate, XNNPACK, to float models.
-    tflite = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1)
+    # TF 2.19 warns that it moves to the ai_edge_litert package (not a dependency here);
+    # it is the reference runtime these timings compare LCE with, so that notice is dropped.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+        tflite = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1)
     tflite.allocate_tensors()
     input_index = tflite.get_input_details()[0]["index"]
     output_index = tflite.get_output_details()[0]["index"]

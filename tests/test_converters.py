@@ -4,11 +4,13 @@ import collections
 import json
 import logging
 import os
+import warnings
 
 import larq_irnet  # first: selects Keras 2, registers the quantizers
 from larq_irnet import cli
 from larq_irnet.converters import ConversionError, convert
 from larq_irnet.converters._io import load_keras_model
+from larq_irnet.converters.benchmark import _make_runner
 from larq_irnet.converters.evaluate import evaluate_tflite
 from larq_irnet.converters.flatbuffer import op_histogram, op_names, read_graph, structure
 from larq_irnet.converters.lce import fold_weight_computations
@@ -596,6 +598,16 @@ def test_a_kernel_too_large_for_tensorflows_constant_folder_still_becomes_lce_bc
 
 
 # --- benchmark ---------------------------------------------------------------------------
+
+
+def test_timing_the_float_twin_with_tflite_prints_no_deprecation_notice():
+    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
+    flatbuffer = convert(model).flatbuffer
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runner = _make_runner(flatbuffer, np.zeros((1, 4), np.float32), ("tflite", ()))
+        runner.run()
+    assert not [w for w in caught if "tf.lite.Interpreter is deprecated" in str(w.message)]
 
 
 @pytest.mark.slow  # converts and times interpreters
