@@ -259,7 +259,16 @@ _SUMMARY_KEYS = (
 )
 #: Rows whose per-layer entropy is drawn: plain binary against the two with Libra-PB.
 _ENTROPY_ROWS = ("bnn-seed0", "libra_pb-seed0", "irnet-seed0")
-_HISTORY_KEYS = ("accuracy", "val_accuracy", "loss", "val_loss", "ede_t", "entropy_mean")
+_HISTORY_KEYS = (
+    "accuracy",
+    "val_accuracy",
+    "loss",
+    "val_loss",
+    "ede_t",
+    "dte_t",
+    "entropy_mean",
+    "flip_ratio_mean",
+)
 
 
 def run_name(row: str, seed: int) -> str:
@@ -695,6 +704,22 @@ def plot(results: dict, out_dir: Path, protocol: Protocol = PAPER) -> list[Path]
         right.legend(fontsize=8)
         save(fig, "entropy.png")
 
+    flips = [(n, r) for n, r in sorted(runs.items()) if r["history"].get("flip_ratio_mean")]
+    if flips:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for name, run in flips:
+            ratio = [100 * v for v in run["history"]["flip_ratio_mean"]]
+            ax.semilogy(range(1, len(ratio) + 1), ratio, marker=".", label=name, **style(run))
+        ax.set(
+            xlabel="epoch",
+            ylabel="% of binary weights",
+            title="weights whose sign flipped during the epoch (mean of layers)",
+        )
+        ax.grid(alpha=0.3, which="both")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        save(fig, "flip_ratio.png")
+
     ede = [(n, r) for n, r in sorted(runs.items()) if "ede_t" in r["history"]]
     if ede:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -707,6 +732,51 @@ def plot(results: dict, out_dir: Path, protocol: Protocol = PAPER) -> list[Path]
         ax.legend()
         save(fig, "ede_schedule.png")
     return written
+
+
+def plot_search(search: dict, out_dir: Path) -> Path:
+    """The search's final validation accuracy per row and grid point, as grouped bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    columns = [(o, lr, latent) for o, lr in SEARCH_OPTIMIZERS for latent in SEARCH_LATENT_DECAY]
+    best = best_recipes(search)
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(columns)
+    for j, (o, lr, latent) in enumerate(columns):
+        overrides = {"optimizer": o, "learning_rate": lr, "decay_latent_weights": latent}
+        xs, ys, edges = [], [], []
+        for i, row in enumerate(SEARCH_ROWS):
+            run = search["runs"].get(search_name(row, overrides))
+            if run is not None:
+                xs.append(i - 0.4 + (j + 0.5) * width)
+                ys.append(100 * run["final_validation_accuracy"])
+                edges.append("k" if best.get(row) == overrides else "none")
+        ax.bar(xs, ys, width, color=f"C{j}", edgecolor=edges, linewidth=1.5)
+    ax.set_xticks(range(len(SEARCH_ROWS)), [TUNED_ROWS[r].label for r in SEARCH_ROWS])
+    scores = [100 * r["final_validation_accuracy"] for r in search["runs"].values()]
+    if scores:
+        ax.set_ylim(min(scores) - 2, max(scores) + 2)
+    ax.set(
+        ylabel="validation accuracy (%)",
+        title=f"Recipe search: {SEARCH_EPOCHS} epochs, {VALIDATION_SIZE} validation images "
+        "carved from the training set (black edge: the row's best)",
+    )
+    ax.grid(alpha=0.3, axis="y")
+    handles = [
+        Patch(color=f"C{j}", label=f"{o} {lr:g}, latent wd {'on' if latent else 'off'}")
+        for j, (o, lr, latent) in enumerate(columns)
+    ]
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "search.png"
+    with atomic_path(path) as temp:
+        fig.savefig(temp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -769,6 +839,12 @@ def main(argv: list[str] | None = None) -> int:
     args.results = args.results or Path(
         "benchmarks/results/search.json" if args.search else protocol.results
     )
+    if args.search and args.plots:
+        search = load_results(args.results)
+        if not search["runs"]:
+            raise SystemExit(f"{args.results}: no finished search runs to plot")
+        print(plot_search(search, args.plots))
+        return 0
     if args.search:
         search = run_search(args)
         print(search_table(search))

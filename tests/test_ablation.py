@@ -112,6 +112,7 @@ def test_rows_results_table_and_plots(
         "accuracy.png",
         "ede_schedule.png",
         "entropy.png",
+        "flip_ratio.png",
     ]
 
 
@@ -197,6 +198,24 @@ def test_search_only_selects_named_runs_in_grid_order_and_refuses_unknown(ablati
     assert [n for n, _, _ in ablation._selected_search(None)] == names
     with pytest.raises(SystemExit, match=r"--only: unknown search runs \['bnn-sgd9-wd'\]"):
         ablation._selected_search(["bnn-sgd9-wd", names[0]])
+
+
+def test_search_plot_draws_every_finished_run(ablation, tmp_path):
+    search = {"runs": {}}
+    for name, binarization, overrides in ablation.search_grid()[:5]:
+        search["runs"][name] = {
+            "binarization": binarization,
+            "overrides": overrides,
+            "final_validation_accuracy": 0.5 + len(search["runs"]) / 100,
+        }
+    results = tmp_path / "search.json"
+    results.write_text(json.dumps(search))
+    argv = ["--search", "--results", str(results), "--plots", str(tmp_path / "plots")]
+    assert ablation.main(argv) == 0
+    assert (tmp_path / "plots" / "search.png").stat().st_size > 10_000
+    results.write_text(json.dumps({"runs": {}}))
+    with pytest.raises(SystemExit, match="no finished search runs to plot"):
+        ablation.main(argv)
 
 
 def test_best_recipes_pick_the_best_validation_score(ablation):
