@@ -50,7 +50,7 @@ from typing import Any
 from larq_irnet import experiments
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.experiments import Run, best_recipes, train_runs
-from larq_irnet.io import atomic_path
+from larq_irnet.io import atomic_path, atomic_write
 from larq_irnet.layers import binarized_weights
 from larq_irnet.quantizers import ede_default_k
 from larq_irnet.recipes import get_recipe
@@ -779,6 +779,68 @@ def plot_search(search: dict, out_dir: Path) -> Path:
     return path
 
 
+#: The results page's generated blocks: name -> (results file, what goes between the markers).
+DOCS_BLOCKS = ("paper", "search", "tuned")
+
+
+def docs_block(name: str, search: dict, paper: dict, tuned: dict) -> str:
+    """The markdown of one generated block of docs/results.md (see `update_docs`)."""
+    if name == "paper":
+        return "\n".join([table(paper), "", *(f"- {line}" for line in comparisons(paper))])
+    if name == "search":
+        best = best_recipes(search)
+        lines = [search_table(search), ""]
+        for row in SEARCH_ROWS:
+            if row in best:
+                o = best[row]
+                latent = "on" if o["decay_latent_weights"] else "off"
+                lines.append(
+                    f"- best recipe for {TUNED_ROWS[row].label}: {o['optimizer']} "
+                    f"{o['learning_rate']:g}, latent weight decay {latent}"
+                )
+        done, total = len(search["runs"]), len(search_grid())
+        lines.append(f"- search runs finished: {done} of {total}")
+        return "\n".join(lines)
+    if name == "tuned":
+        tuned_protocol = PROTOCOLS["tuned"]
+        budget = tuned.get("epochs")
+        lines = [
+            recipe_table(tuned_recipes(search)[0]),
+            "",
+            f"Budget: {budget} epochs per row." if budget else "Budget: no row has run yet.",
+            "",
+            table(tuned, tuned_protocol),
+            "",
+            *(f"- {line}" for line in comparisons(tuned, tuned_protocol)),
+        ]
+        return "\n".join(lines)
+    raise ValueError(f"unknown docs block {name!r}; expected one of {DOCS_BLOCKS}")
+
+
+def update_docs(path: Path, search_path: Path) -> list[str]:
+    """Rewrite the generated blocks of the results page at `path` from the results files.
+
+    A block sits between `<!-- ablation:NAME -->` and `<!-- /ablation:NAME -->` (NAME in
+    `DOCS_BLOCKS`); text outside the markers is kept. Returns the names rewritten.
+
+    # Raises
+        SystemExit: a block's markers are missing or out of order.
+    """
+    text = path.read_text()
+    search = load_results(search_path)
+    paper = load_results(Path(PAPER.results))
+    tuned = load_results(Path(PROTOCOLS["tuned"].results))
+    for name in DOCS_BLOCKS:
+        start, end = f"<!-- ablation:{name} -->", f"<!-- /ablation:{name} -->"
+        head, found, rest = text.partition(start)
+        body, closed, tail = rest.partition(end)
+        if not found or not closed:
+            raise SystemExit(f"{path}: no {start} ... {end} block")
+        text = f"{head}{start}\n{docs_block(name, search, paper, tuned)}\n{end}{tail}"
+    atomic_write(path, text)
+    return list(DOCS_BLOCKS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -822,6 +884,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
+        "--update-docs",
+        type=Path,
+        default=None,
+        metavar="PAGE",
+        help="only rewrite the generated tables of PAGE (docs/results.md) from the results files",
+    )
+    parser.add_argument(
         "--plots",
         type=Path,
         default=None,
@@ -829,6 +898,10 @@ def main(argv: list[str] | None = None) -> int:
         help="only draw the figures from the results file into DIR",
     )
     args = parser.parse_args(argv)
+    if args.update_docs:
+        names = update_docs(args.update_docs, args.search_results)
+        print(f"{args.update_docs}: rewrote the {', '.join(names)} blocks")
+        return 0
     if args.latent_scale:
         for name, value in measure_latent_scale().items():
             print(f"median 1/std of the latent weights, {name} ResNet-20: {value:.4f}")

@@ -167,13 +167,38 @@ def test_comparisons_state_each_target_against_the_seed_spread(ablation):
     ]
 
 
-def test_docs_results_shows_the_results_file(ablation):
-    """docs/results.md carries the table and comparisons of the committed results."""
-    results = ablation.load_results(ROOT / "benchmarks" / "results" / "ablation.json")
+def test_docs_results_shows_the_results_files(ablation):
+    """docs/results.md's generated blocks are what the committed results files give
+    (`ablation.py --update-docs docs/results.md` rewrites them)."""
+    results = ROOT / "benchmarks" / "results"
+    search, paper, tuned = (
+        ablation.load_results(results / name)
+        for name in ("search.json", "ablation.json", "ablation_tuned.json")
+    )
     text = (ROOT / "docs" / "results.md").read_text()
-    assert ablation.table(results) in text
-    for line in ablation.comparisons(results):
-        assert f"- {line}" in text
+    assert ablation.table(paper) in text
+    for name in ablation.DOCS_BLOCKS:
+        after = text.split(f"<!-- ablation:{name} -->\n")[1]
+        block = after.split(f"\n<!-- /ablation:{name} -->")[0]
+        assert block == ablation.docs_block(name, search, paper, tuned), name
+
+
+def test_update_docs_rewrites_only_the_blocks_and_names_missing_markers(ablation, tmp_path):
+    page = tmp_path / "results.md"
+    page.write_text(
+        "intro\n<!-- ablation:paper -->\nold\n<!-- /ablation:paper -->\nmiddle\n"
+        "<!-- ablation:search -->\n<!-- /ablation:search -->\n"
+        "<!-- ablation:tuned -->\nstale\n<!-- /ablation:tuned -->\nend\n"
+    )
+    search = ROOT / "benchmarks" / "results" / "search.json"
+    assert ablation.main(["--update-docs", str(page), "--search-results", str(search)]) == 0
+    text = page.read_text()
+    assert text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
+    assert "old" not in text and "stale" not in text
+    assert "| Full precision |" in text
+    page.write_text("no markers\n")
+    with pytest.raises(SystemExit, match=r"no <!-- ablation:paper --> \.\.\. .* block"):
+        ablation.main(["--update-docs", str(page)])
 
 
 def test_search_grid_covers_each_row_and_optimizer(ablation):
