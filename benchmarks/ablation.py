@@ -817,7 +817,7 @@ def docs_block(name: str, search: dict, paper: dict, tuned: dict) -> str:
     raise ValueError(f"unknown docs block {name!r}; expected one of {DOCS_BLOCKS}")
 
 
-def update_docs(path: Path, search_path: Path) -> list[str]:
+def update_docs(path: Path, search_path: Path, tuned_path: Path | None = None) -> list[str]:
     """Rewrite the generated blocks of the results page at `path` from the results files.
 
     A block sits between `<!-- ablation:NAME -->` and `<!-- /ablation:NAME -->` (NAME in
@@ -829,7 +829,7 @@ def update_docs(path: Path, search_path: Path) -> list[str]:
     text = path.read_text()
     search = load_results(search_path)
     paper = load_results(Path(PAPER.results))
-    tuned = load_results(Path(PROTOCOLS["tuned"].results))
+    tuned = load_results(tuned_path or Path(PROTOCOLS["tuned"].results))
     for name in DOCS_BLOCKS:
         start, end = f"<!-- ablation:{name} -->", f"<!-- /ablation:{name} -->"
         head, found, rest = text.partition(start)
@@ -862,6 +862,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=Path("benchmarks/results/search.json"),
         help="the search's results, which --protocol tuned takes its recipes from",
+    )
+    parser.add_argument(
+        "--tuned-results",
+        type=Path,
+        default=Path(PROTOCOLS["tuned"].results),
+        help="with --update-docs: the tuned protocol's results",
     )
     parser.add_argument(
         "--search",
@@ -899,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.update_docs:
-        names = update_docs(args.update_docs, args.search_results)
+        names = update_docs(args.update_docs, args.search_results, args.tuned_results)
         print(f"{args.update_docs}: rewrote the {', '.join(names)} blocks")
         return 0
     if args.latent_scale:
