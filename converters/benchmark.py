@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 from larq_irnet.converters.flatbuffer import op_histogram, structure
 from larq_irnet.converters.lce import convert
-from larq_irnet.io import atomic_write
+from larq_irnet.io import atomic_write, check_output_path
 
 import larq as lq
 import larq_compute_engine as lce
@@ -448,6 +448,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark from parsed arguments; returns the exit code."""
     models = ["tiny"] if args.tiny else [m.strip() for m in args.models.split(",") if m.strip()]
     try:
+        check_output_path(args.output, "--output")
         results = benchmark(
             models,
             repeats=args.repeats,

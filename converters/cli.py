@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from larq_irnet.io import check_output_path
 
 __all__ = ["LoadSplit", "add_parser", "check_output_path"]
 
@@ -40,29 +41,6 @@ def _load(args: argparse.Namespace, name: str, split: str) -> tuple:
             "cifar-10-python.tar.gz (nothing is downloaded)"
         )
     return args.load_split(name, args.data_dir, split)
-
-
-def check_output_path(path: str | os.PathLike, what: str) -> None:
-    """Refuse an output path that cannot be written, before any work is done.
-
-    # Arguments
-        path: the file to be written (atomically: a temporary file beside it, renamed).
-        what: what the file is, for the message (`"--report"`, ...).
-
-    # Raises
-        ValueError: one line naming `path` and what was expected: it is a directory,
-            its parent is missing or not a directory, or the parent is not writable.
-    """
-    path = Path(path)
-    parent = path.parent
-    if path.is_dir():
-        raise ValueError(f"{what} {path}: is a directory; expected a file path")
-    if not parent.exists():
-        raise ValueError(f"{what} {path}: directory {parent} does not exist")
-    if not parent.is_dir():
-        raise ValueError(f"{what} {path}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {path}: directory {parent} is not writable")
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -41,11 +41,13 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from larq_irnet.io import h5_without_estimator_state
+from larq_irnet.layers import binarized_weights, without_starved_weights_warning
 
 import h5py
 import tensorflow as tf
@@ -637,7 +639,8 @@ def load_teacher(
             ignored for whole-model files.
 
     # Returns
-        The model, with `trainable = False`.
+        The model, with `trainable = False`. A teacher with binarized layers is loaded
+        with a `UserWarning` (RBD expects a full-precision one).
 
     # Raises
         FileNotFoundError: nothing is at the path, or the run directory has no
@@ -667,10 +670,18 @@ def load_teacher(
                 teacher.load_weights(weights_file)
         else:
             with h5_without_estimator_state(path) as model_file:
-                teacher = tf.keras.models.load_model(model_file, compile=False)
+                with without_starved_weights_warning():
+                    teacher = tf.keras.models.load_model(model_file, compile=False)
     except (OSError, ValueError) as error:
         if str(error).startswith("load_teacher:"):
             raise
         raise ValueError(f"load_teacher: cannot load {path}: {error}") from None
+    binary = binarized_weights(teacher)
+    if binary:
+        warnings.warn(
+            f"load_teacher: {path} has {len(binary)} binarized layers; RBD is designed to "
+            "distil from a full-precision teacher (binarization='fp')",
+            stacklevel=2,
+        )
     teacher.trainable = False
     return teacher

@@ -29,6 +29,7 @@ results = train_runs(
   the next free one.
 - A run that distils from a teacher run directory (`distill_from`) whose `model.h5`
   does not exist yet is skipped: an earlier run of this or another process trains it.
+  A teacher given as a model file or a zoo weights name trains at once.
 """
 
 from __future__ import annotations
@@ -71,6 +72,20 @@ def load_results(path: str | os.PathLike, **defaults: Any) -> dict:
     return json.loads(path.read_text())
 
 
+def _teacher_pending(teacher: str | os.PathLike) -> bool:
+    """Whether `teacher` names a run directory whose `model.h5` is not written yet.
+
+    A model file and a zoo weights name (e.g. `"fashion_mnist"`, no path separator) are
+    ready as they are; a path that is a directory, or a path (not a bare name) that does
+    not exist yet, is a teacher run that another run or process is still training.
+    """
+    path = Path(teacher)
+    if path.is_file():
+        return False
+    is_path = isinstance(teacher, os.PathLike) or os.sep in str(teacher) or path.is_dir()
+    return is_path and not (path / MODEL).is_file()
+
+
 def train_runs(
     runs: Sequence[Run],
     *,
@@ -102,6 +117,11 @@ def train_runs(
 
     # Returns
         The results file's content after the last run.
+
+    # Raises
+        ValueError: from `train`, for a bad recipe or keyword (checked before a run
+            writes anything).
+        json.JSONDecodeError: `results` exists but is not JSON.
     """
     output_dir, results = Path(output_dir), Path(results)
     for run in runs:
@@ -113,7 +133,7 @@ def train_runs(
             )
             continue
         teacher = run.train_kwargs.get("distill_from")
-        if teacher is not None and not (Path(teacher) / MODEL).is_file():
+        if teacher is not None and _teacher_pending(teacher):
             log(f"== {run.name}: skipped, its teacher {teacher} has no {MODEL} yet")
             continue
         log(f"== {run.name} -> {run_dir}")
@@ -145,10 +165,12 @@ def best_recipes(search: Mapping[str, Any]) -> dict[str, dict]:
     `search` is a recipe search's results (`benchmarks/ablation.py --search`): entries
     with `binarization`, `overrides` and `final_validation_accuracy` (scored on a
     validation split carved from the training data, never the test set). Ties keep the
-    run listed first.
+    run listed first; an entry without a score (None) is not a candidate.
     """
     best: dict[str, tuple[float, dict]] = {}
     for run in search["runs"].values():
+        if run.get("final_validation_accuracy") is None:
+            continue
         current = best.get(run["binarization"])
         if current is None or run["final_validation_accuracy"] > current[0]:
             best[run["binarization"]] = (run["final_validation_accuracy"], run["overrides"])

@@ -21,6 +21,7 @@ except ImportError:  # Windows
 __all__ = [
     "atomic_path",
     "atomic_write",
+    "check_output_path",
     "estimator_state_entries",
     "file_lock",
     "h5_without_estimator_state",
@@ -236,3 +237,26 @@ def h5_without_estimator_state(path: str | os.PathLike) -> Iterator[Path]:
                             del group[entry]
                     _write_names(group, "weight_names", keep)
         yield copy
+
+
+def check_output_path(path: str | os.PathLike, what: str) -> None:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    # Arguments
+        path: the file to be written (atomically: a temporary file beside it, renamed).
+        what: what the file is, for the message (`"--report"`, ...).
+
+    # Raises
+        ValueError: one line naming `path` and what was expected: it is a directory,
+            its parent is missing or not a directory, or the parent is not writable.
+    """
+    path = Path(path)
+    parent = path.parent
+    if path.is_dir():
+        raise ValueError(f"{what} {path}: is a directory; expected a file path")
+    if not parent.exists():
+        raise ValueError(f"{what} {path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ValueError(f"{what} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: directory {parent} is not writable")

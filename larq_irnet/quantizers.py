@@ -134,8 +134,11 @@ def libra_standardize(
         \\(w_{std}\\), the shape of `w`.
 
     # Raises
-        ValueError: a kernel with fewer than 2 weights per filter (no std exists).
+        ValueError: a kernel with fewer than 2 weights per filter (no std exists), or
+            `epsilon` not a finite real number >= 0.
     """
+    if real(epsilon, "epsilon", owner="libra_standardize") < 0:
+        raise ValueError(f"libra_standardize: `epsilon` must be >= 0, got epsilon={epsilon!r}.")
     if standardize:
         n = _check_filter_size(w.shape, channel_axes, "libra_standardize")
     dtype = w.dtype

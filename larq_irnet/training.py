@@ -295,6 +295,26 @@ class _Teacher:
         }
 
 
+#: The distillation keywords of `train` and their defaults (used only with `distill_from`).
+DISTILLATION_DEFAULTS = {"alignment_weight": 1.0, "logits_weight": 0.0, "distill_temperature": 4.0}
+
+
+def _no_teacher(alignment_weight: float, logits_weight: float, temperature: float) -> None:
+    """Refuse distillation weights given without a teacher: they would be ignored."""
+    given = {
+        "alignment_weight": alignment_weight,
+        "logits_weight": logits_weight,
+        "distill_temperature": temperature,
+    }
+    changed = [f"{k}={v!r}" for k, v in given.items() if v != DISTILLATION_DEFAULTS[k]]
+    if changed:
+        raise ValueError(
+            f"{', '.join(changed)} only apply with `distill_from` (a teacher); pass one or "
+            "leave them at their defaults"
+        )
+    return None
+
+
 def _resolve_teacher(
     distill_from: str | os.PathLike,
     alignment_weight: float,
@@ -889,7 +909,7 @@ def train(
         teacher=(
             _resolve_teacher(distill_from, alignment_weight, logits_weight, distill_temperature)
             if distill_from is not None
-            else None
+            else _no_teacher(alignment_weight, logits_weight, distill_temperature)
         ),
     )
     # MultiWorkerMirroredStrategy must exist before anything else touches the runtime.

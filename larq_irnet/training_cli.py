@@ -11,7 +11,13 @@ from typing import Any
 from larq_irnet import run_directory
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.recipes import OPTIMIZERS, RECIPES
-from larq_irnet.training import INTERRUPTED, STRATEGIES, RunDirectoryInUse, train
+from larq_irnet.training import (
+    DISTILLATION_DEFAULTS,
+    INTERRUPTED,
+    STRATEGIES,
+    RunDirectoryInUse,
+    train,
+)
 from larq_irnet.zoo import BINARIZATIONS
 
 __all__ = ["add_parser"]
@@ -69,6 +75,23 @@ def _run(args: argparse.Namespace) -> int:
     if not args.recipe:
         print("larq-irnet train: error: pass --recipe NAME (see --list-recipes)", file=sys.stderr)
         return 2
+    distillation = {
+        "--alignment-weight": args.alignment_weight,
+        "--logits-weight": args.logits_weight,
+        "--distill-temperature": args.distill_temperature,
+    }
+    given = [flag for flag, value in distillation.items() if value is not None]
+    if given and args.distill_from is None:
+        print(
+            f"larq-irnet train: error: {', '.join(given)} only apply with --distill-from "
+            "(a teacher); pass one or drop them",
+            file=sys.stderr,
+        )
+        return 2
+    weights = {
+        name: value if value is not None else DISTILLATION_DEFAULTS[name]
+        for name, value in zip(DISTILLATION_DEFAULTS, distillation.values(), strict=True)
+    }
     extra = [InformationDiagnostics()] if args.diagnostics else []
     output_dir = Path(args.output_dir) if args.output_dir else _default_output_dir(args)
     try:
@@ -87,9 +110,7 @@ def _run(args: argparse.Namespace) -> int:
             overrides=_recipe_overrides(args),
             extra_callbacks=extra,
             distill_from=args.distill_from,
-            alignment_weight=args.alignment_weight,
-            logits_weight=args.logits_weight,
-            distill_temperature=args.distill_temperature,
+            **weights,
             # Progress bars on a terminal, one line per epoch in a log file.
             verbose=1 if sys.stdout.isatty() else 2,
         )
@@ -251,21 +272,21 @@ def _add_distillation_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--alignment-weight",
         type=_non_negative_float,
-        default=1.0,
+        default=None,
         metavar="LAMBDA",
         help="weight of the attention-map alignment term (default 1.0; with --distill-from)",
     )
     group.add_argument(
         "--logits-weight",
         type=_non_negative_float,
-        default=0.0,
+        default=None,
         metavar="MU",
         help="weight of the temperature-scaled KL on the logits (default 0: none)",
     )
     group.add_argument(
         "--distill-temperature",
         type=_positive_float,
-        default=4.0,
+        default=None,
         metavar="T",
         help="temperature of the KL term (default 4.0)",
     )

@@ -40,6 +40,12 @@ its |w| <= 1 mask starves weights that leave [-1, 1]) are dropped where the kern
 quantizer is replaced; Libra-PB standardizes each filter, so its weights cannot starve.
 Weights are copied; the new quantizers' scheduled state (EDE's t and k) starts at its
 initial values, and `EDECallback` sets it from the first epoch.
+
+"Deploy it unchanged" means the same operators and size after conversion, not the same
+function: Libra-PB binarizes each filter after subtracting its mean (and IMB likewise),
+so the binary weights, and the outputs, differ from the original's wherever a filter's
+latent weights are not already balanced. The transformed model is meant to be trained;
+pretrained binary weights do not keep their accuracy until it is.
 """
 
 from __future__ import annotations

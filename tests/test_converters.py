@@ -610,6 +610,22 @@ def test_timing_the_float_twin_with_tflite_prints_no_deprecation_notice():
     assert not [w for w in caught if "tf.lite.Interpreter is deprecated" in str(w.message)]
 
 
+@pytest.mark.parametrize("where", ["missing/b.json", "."])
+def test_benchmark_refuses_an_unwritable_output_before_any_work(
+    where, tmp_path, capsys, monkeypatch
+):
+    from larq_irnet.converters import benchmark
+
+    started = []
+    monkeypatch.setattr(benchmark, "benchmark", lambda *a, **k: started.append(a) or {})
+    output = tmp_path / where
+    code = cli.main(["benchmark", "--tiny", "--output", str(output)])
+    err = capsys.readouterr().err
+    assert code != 0 and "--output" in err and str(output) in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not started
+
+
 @pytest.mark.slow  # converts and times interpreters
 def test_benchmark_tiny_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"

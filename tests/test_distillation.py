@@ -497,3 +497,11 @@ def test_two_workers_distil_to_the_same_student(tmp_path, teacher_file, fmnist_s
     assert records[0]["history"] == records[1]["history"]
     alignment = records[0]["history"]["alignment_loss"]
     assert alignment[1] < alignment[0] and records[0]["history"]["ede_t"] == [0.1, 1.0]
+
+
+def test_a_binary_teacher_loads_with_a_warning_that_names_it(tmp_path):
+    path = tmp_path / "binary.h5"
+    tiny_model(input_shape=SHAPE, num_classes=10, binarization="irnet").save(path)
+    with pytest.warns(UserWarning, match=r"binary.h5 has \d+ binarized layers; RBD is designed"):
+        teacher = load_teacher(path)
+    assert not teacher.trainable

@@ -81,6 +81,23 @@ def test_finished_runs_without_a_directory_locked_runs_and_missing_teachers_are_
     assert set(load_results(path)["runs"]) == {"gone", "teacher"}
 
 
+def test_a_teacher_model_file_or_zoo_name_is_ready_at_once(trained, tmp_path):
+    model = tmp_path / "teacher.h5"
+    model.write_bytes(b"")
+    runs = [
+        Run("from-file", {"distill_from": model}),
+        Run("from-zoo", {"distill_from": "fashion_mnist"}),
+        Run("from-dir", {"distill_from": str(tmp_path / "runs" / "not-yet")}),
+    ]
+    lines = []
+    train_runs(
+        runs, recipe="r", output_dir=tmp_path / "runs", results=tmp_path / "r.json",
+        entry=entry, log=lines.append,
+    )  # fmt: skip
+    assert [name for _, name, _ in trained] == ["from-file", "from-zoo"]
+    assert any("from-dir: skipped, its teacher" in line for line in lines)
+
+
 def test_load_results_of_a_missing_file_has_the_defaults(tmp_path):
     assert load_results(tmp_path / "none.json", recipe="r") == {"recipe": "r", "runs": {}}
 
@@ -95,6 +112,7 @@ def test_best_recipes_take_each_binarizations_best_validation_score():
 
     search = {"runs": {"1": run("bnn", 0.1, 0.8), "2": run("bnn", 0.03, 0.85)}}
     search["runs"] |= {"3": run("irnet", 0.1, 0.9), "4": run("irnet", 0.03, 0.9)}
+    search["runs"]["5"] = run("bnn", 0.01, None)  # no score: not a candidate
     assert best_recipes(search) == {
         "bnn": {"learning_rate": 0.03},
         "irnet": {"learning_rate": 0.1},  # a tie keeps the run listed first

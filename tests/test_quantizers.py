@@ -736,3 +736,9 @@ def test_dirnet_get_config_round_trips(quantizer):
     assert type(restored) is type(quantizer)
     assert restored.get_config() == quantizer.get_config()
     assert restored.state() == quantizer.state()
+
+
+@pytest.mark.parametrize("epsilon", [-1.0, float("nan"), "0.1"])
+def test_libra_standardize_refuses_a_bad_epsilon_by_name(epsilon):
+    with pytest.raises(ValueError, match=r"libra_standardize: `epsilon` must be"):
+        libra_standardize(tf.ones((3, 2)), epsilon=epsilon)

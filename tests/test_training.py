@@ -597,6 +597,18 @@ def test_a_missing_teacher_is_a_one_line_error_writing_nothing(tmp_path, capsys)
     assert not run_dir.exists()
 
 
+def test_distillation_weights_without_a_teacher_are_refused_not_ignored(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", "--output-dir", str(run_dir)]
+    assert main([*argv, "--alignment-weight", "2", "--distill-temperature", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--alignment-weight, --distill-temperature only apply with --distill-from" in err
+    with pytest.raises(ValueError, match=r"logits_weight=0.5 only apply with `distill_from`"):
+        train(TINY, output_dir=run_dir, logits_weight=0.5)
+    assert not run_dir.exists()
+
+
 def test_latent_lr_scale_is_sgd_with_a_scaled_learning_rate_on_the_latent_weights():
     scale, lr = 7.5, 0.05
     x = np.random.default_rng(0).uniform(0, 255, (16, 28, 28, 1)).astype(np.float32)
