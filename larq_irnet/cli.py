@@ -17,12 +17,11 @@ def load_split(name: str, data_dir: str | None, split: str) -> tuple:
     """(images, labels) of `split` ("train" or "test") of an in-memory dataset.
 
     The `LoadSplit` that `larq-irnet convert --int8` and `evaluate` use
-    (`larq_irnet.data.load_arrays`).
+    (`larq_irnet.data.load_split`: only that split's files are read).
     """
-    from larq_irnet.data import load_arrays
+    from larq_irnet.data import load_split as load
 
-    train, test = load_arrays(name, data_dir)
-    return train if split == "train" else test
+    return load(name, data_dir, split)
 
 
 #: Subcommand modules and the options their `add_parser` takes.

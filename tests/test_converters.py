@@ -15,6 +15,7 @@ from larq_irnet.converters.evaluate import evaluate_tflite
 from larq_irnet.converters.flatbuffer import op_histogram, op_names, read_graph, structure
 from larq_irnet.converters.lce import fold_weight_computations
 from larq_irnet.converters.report import layer_macs, quantizer_kind
+from larq_irnet.data import FASHION_MNIST_DIR
 from larq_irnet.zoo import IRNetResNet20
 
 import larq as lq
@@ -489,6 +490,19 @@ def test_cli_evaluate_refuses_a_file_that_is_not_a_tflite_model(tmp_path, capsys
     assert cli.main(argv + ["--no-progress"]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert str(bogus) in line and "not a TFLite model" in line
+
+
+def test_cli_evaluate_needs_only_the_test_files(tiny_h5, tmp_path, capsys, fashion_mnist):
+    _, h5 = tiny_h5
+    tflite = tmp_path / "tiny.tflite"
+    assert cli.main(["convert", str(h5), "-o", str(tflite)]) == 0
+    data_dir = tmp_path / "t10k-only"
+    data_dir.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (data_dir / name).symlink_to(FASHION_MNIST_DIR / name)
+    argv = ["evaluate", str(tflite), "--dataset", "fashion_mnist", "--data-dir", str(data_dir)]
+    assert cli.main(argv + ["--limit", "20", "--no-progress"]) == 0
+    assert "top-1 accuracy" in capsys.readouterr().out
 
 
 def test_failed_conversion_leaves_existing_file_untouched(tmp_path, capsys):

@@ -88,6 +88,36 @@ def test_corrupt_fashion_mnist_file_names_the_file(tmp_path):
         sources.load_fashion_mnist(tmp_path / "missing")
 
 
+T10K_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def test_the_fashion_mnist_test_split_needs_only_the_t10k_files(tmp_path, fashion_mnist):
+    for name in T10K_FILES:
+        (tmp_path / name).symlink_to(sources.FASHION_MNIST_DIR / name)
+    _, (x_test, y_test) = fashion_mnist
+    images, labels = sources.load_split("fashion_mnist", tmp_path, "test")
+    np.testing.assert_array_equal(images, x_test)
+    np.testing.assert_array_equal(labels, y_test)
+    batches = pipelines.make_dataset("fashion_mnist", "test", 5000, data_dir=tmp_path)
+    assert sum(len(y) for _, y in batches) == 10000
+    # The training split still names its missing file.
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz"):
+        sources.load_split("fashion_mnist", tmp_path, "train")
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte.gz"):
+        sources.load_split("fashion_mnist", tmp_path / "missing", "test")
+    with pytest.raises(ValueError, match="split"):
+        sources.load_split("fashion_mnist", tmp_path, "validation")
+
+
+def test_the_cifar10_test_split_needs_only_test_batch(tmp_path):
+    _, written = write_cifar_dir(tmp_path, counts={"test_batch": 3})
+    images, labels = sources.load_split("cifar10", tmp_path, "test")
+    assert images.shape == (3, 32, 32, 3)
+    np.testing.assert_array_equal(labels, written["test_batch"][1])
+    with pytest.raises(FileNotFoundError, match="data_batch_1"):
+        sources.load_split("cifar10", tmp_path, "train")
+
+
 def test_fashion_mnist_without_files_or_internet_says_what_to_do(monkeypatch, tmp_path):
     import tensorflow_datasets as tfds
 

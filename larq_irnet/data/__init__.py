@@ -8,7 +8,7 @@ Three modules, as larq-zoo keeps its datasets apart from their preprocessing:
 
 | module | what it holds |
 |---|---|
-| `sources` | where the data comes from: `DATASETS`, `load_arrays`, the file readers |
+| `sources` | where the data comes from: `DATASETS`, `load_arrays`, `load_split`, the file readers |
 | `augmentation` | `pad_crop_flip`, `imagenet_train_image`, `imagenet_eval_image`, jitter |
 | `pipelines` | `make_dataset`, and the `array_dataset` / `jpeg_dataset` streams under it |
 
@@ -47,6 +47,7 @@ from larq_irnet.data.sources import (
     load_arrays,
     load_cifar10,
     load_fashion_mnist,
+    load_split,
     read_idx,
 )
 
@@ -65,6 +66,7 @@ __all__ = [
     "load_arrays",
     "load_cifar10",
     "load_fashion_mnist",
+    "load_split",
     "make_dataset",
     "pad_crop_flip",
     "pipelines",

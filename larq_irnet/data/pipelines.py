@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from larq_irnet.data.augmentation import imagenet_eval_image, imagenet_train_image, pad_crop_flip
-from larq_irnet.data.sources import _SPLITS, _imagenet_builder, dataset_info, load_arrays
+from larq_irnet.data.sources import _SPLITS, _imagenet_builder, dataset_info, load_split
 
 import numpy as np
 import tensorflow as tf
@@ -293,15 +293,16 @@ def make_dataset(
         return _imagenet_dataset(
             split, batch_size, augment, data_dir, seed, start_batch, limit if training else None
         )
-    train, test = load_arrays(name, data_dir)
-    if validation_size >= len(train[0]):
-        raise ValueError(
-            f"validation_size={validation_size} leaves none of the {len(train[0])} "
-            f"{name} training examples to train on."
-        )
     if split == "test":
-        images, labels = test
+        # Only the test split's files are read (Fashion-MNIST: the two t10k files).
+        images, labels = load_split(name, data_dir, "test")
     else:
+        train = load_split(name, data_dir, "train")
+        if validation_size >= len(train[0]):
+            raise ValueError(
+                f"validation_size={validation_size} leaves none of the {len(train[0])} "
+                f"{name} training examples to train on."
+            )
         cut = len(train[0]) - validation_size
         part = slice(None, cut) if training else slice(cut, None)
         images, labels = train[0][part], train[1][part]

@@ -32,6 +32,7 @@ __all__ = [
     "load_arrays",
     "load_cifar10",
     "load_fashion_mnist",
+    "load_split",
     "read_idx",
 ]
 
@@ -161,12 +162,44 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def _fashion_mnist_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of one split of Fashion-MNIST, reading only that split's two files."""
+    images_name, labels_name, count = _FASHION_MNIST_FILES[split]
+    images = read_idx(data_dir / images_name)
+    labels = read_idx(data_dir / labels_name)
+    if images.shape != (count, 28, 28) or labels.shape != (count,):
+        raise ValueError(
+            f"{data_dir}: expected {count} images of 28x28 in {images_name} and "
+            f"{count} labels in {labels_name}, got shapes {images.shape} and "
+            f"{labels.shape}"
+        )
+    if labels.max() > 9:
+        raise ValueError(
+            f"{data_dir / labels_name}: expected labels 0-9, got labels up to {labels.max()}"
+        )
+    return images[..., None], labels.astype(np.int64)
+
+
+def _fashion_mnist_dir(data_dir: str | os.PathLike | None, splits: tuple[str, ...]) -> Path:
+    data_dir = Path(data_dir) if data_dir is not None else FASHION_MNIST_DIR
+    if not data_dir.is_dir():
+        names = [n for split in splits for n in _FASHION_MNIST_FILES[split][:2]]
+        raise FileNotFoundError(
+            f"Fashion-MNIST directory not found: {data_dir}. Expected the IDX files "
+            f"{names} there; install the Debian package dataset-fashion-mnist or pass the "
+            "directory."
+        )
+    return data_dir
+
+
 def load_fashion_mnist(
     data_dir: str | os.PathLike | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Fashion-MNIST from its four IDX files: ((x_train, y_train), (x_test, y_test)).
 
-    Images are uint8 of shape (N, 28, 28, 1), labels int64 of shape (N,).
+    Images are uint8 of shape (N, 28, 28, 1), labels int64 of shape (N,). To read one
+    split only (the test split needs only the two `t10k-` files), use
+    `load_split("fashion_mnist", data_dir, "test")`.
 
     # Arguments
         data_dir: directory holding `train-images-idx3-ubyte.gz`,
@@ -179,29 +212,9 @@ def load_fashion_mnist(
         ValueError: a file that cannot be read as IDX (see `read_idx`), or that holds
             other shapes than 60,000/10,000 images of 28x28 and their labels 0-9.
     """
-    data_dir = Path(data_dir) if data_dir is not None else FASHION_MNIST_DIR
-    if not data_dir.is_dir():
-        raise FileNotFoundError(
-            f"Fashion-MNIST directory not found: {data_dir}. Expected the four IDX files "
-            f"{[n for f in _FASHION_MNIST_FILES.values() for n in f[:2]]} there; install "
-            "the Debian package dataset-fashion-mnist or pass the directory."
-        )
-    splits = []
-    for images_name, labels_name, count in _FASHION_MNIST_FILES.values():
-        images = read_idx(data_dir / images_name)
-        labels = read_idx(data_dir / labels_name)
-        if images.shape != (count, 28, 28) or labels.shape != (count,):
-            raise ValueError(
-                f"{data_dir}: expected {count} images of 28x28 in {images_name} and "
-                f"{count} labels in {labels_name}, got shapes {images.shape} and "
-                f"{labels.shape}"
-            )
-        if labels.max() > 9:
-            raise ValueError(
-                f"{data_dir / labels_name}: expected labels 0-9, got labels up to {labels.max()}"
-            )
-        splits.append((images[..., None], labels.astype(np.int64)))
-    return splits[0], splits[1]
+    data_dir = _fashion_mnist_dir(data_dir, _SPLITS)
+    train, test = (_fashion_mnist_split(data_dir, split) for split in _SPLITS)
+    return train, test
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -288,45 +301,46 @@ def load_cifar10(
     if not data_dir.is_dir():
         raise FileNotFoundError(f"CIFAR-10 directory not found: {data_dir}. {_CIFAR10_LAYOUT}")
     batch_dir = _cifar10_batch_dir(data_dir)
-    splits = []
-    for split in _SPLITS:
-        parts = [_read_cifar10_batch(batch_dir / name) for name in CIFAR10_BATCHES[split]]
-        splits.append(
-            (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-        )
-    return splits[0], splits[1]
+    train, test = (_cifar10_split(batch_dir, split) for split in _SPLITS)
+    return train, test
 
 
-def _tfds_arrays(
-    name: str, data_dir: str | os.PathLike | None, download: bool
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _cifar10_split(batch_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of one split of CIFAR-10, reading only that split's batch files."""
+    parts = [_read_cifar10_batch(batch_dir / name) for name in CIFAR10_BATCHES[split]]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _tfds_split(
+    name: str, data_dir: str | os.PathLike | None, download: bool, split: str
+) -> tuple[np.ndarray, np.ndarray]:
     import tensorflow_datasets as tfds
 
-    splits = []
-    for split in ("train", "test"):
-        images, labels = tfds.as_numpy(
-            tfds.load(
-                name,
-                split=split,
-                batch_size=-1,
-                as_supervised=True,
-                data_dir=None if data_dir is None else os.fspath(data_dir),
-                download=download,
-            )
+    images, labels = tfds.as_numpy(
+        tfds.load(
+            name,
+            split=split,
+            batch_size=-1,
+            as_supervised=True,
+            data_dir=None if data_dir is None else os.fspath(data_dir),
+            download=download,
         )
-        splits.append((images, labels.astype(np.int64)))
-    return splits[0], splits[1]
+    )
+    return images, labels.astype(np.int64)
 
 
-def _load_arrays_uncached(
-    name: str, data_dir: str | os.PathLike | None = None
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _load_split_uncached(
+    name: str, data_dir: str | os.PathLike | None, split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of `split` of `name`, reading only the files of that split."""
     dataset_info(name)
+    if split not in _SPLITS:
+        raise ValueError(f"`split` must be one of {_SPLITS}, got split={split!r}.")
     if name == "fashion_mnist":
         if data_dir is not None or FASHION_MNIST_DIR.is_dir():
-            return load_fashion_mnist(data_dir)
+            return _fashion_mnist_split(_fashion_mnist_dir(data_dir, (split,)), split)
         try:
-            return _tfds_arrays("fashion_mnist", None, download=True)
+            return _tfds_split("fashion_mnist", None, True, split)
         except Exception as e:  # tfds raises many kinds when it cannot download
             raise FileNotFoundError(
                 f"No Fashion-MNIST data: {FASHION_MNIST_DIR} does not exist (install the "
@@ -336,13 +350,13 @@ def _load_arrays_uncached(
             ) from e
     if name == "cifar10":
         if data_dir is None:
-            return _tfds_arrays("cifar10", None, download=True)
+            return _tfds_split("cifar10", None, True, split)
         data_dir = Path(data_dir).expanduser()
         batch_dir = _cifar10_batch_dir(data_dir)
         if any((batch_dir / f).exists() for files in CIFAR10_BATCHES.values() for f in files):
-            return load_cifar10(data_dir)
+            return _cifar10_split(batch_dir, split)
         if (data_dir / "cifar10").is_dir():
-            return _tfds_arrays("cifar10", data_dir, download=False)
+            return _tfds_split("cifar10", data_dir, False, split)
         raise FileNotFoundError(
             f"No CIFAR-10 data in {data_dir}: found neither the python batch files nor a "
             f"tensorflow-datasets `cifar10/` directory. {_CIFAR10_LAYOUT}"
@@ -350,6 +364,13 @@ def _load_arrays_uncached(
     raise ValueError(
         f"load_arrays: {name!r} is too large to load into memory; use make_dataset({name!r}, ...)."
     )
+
+
+def _load_arrays_uncached(
+    name: str, data_dir: str | os.PathLike | None = None
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    train, test = (_load_split_uncached(name, data_dir, split) for split in _SPLITS)
+    return train, test
 
 
 def load_arrays(
@@ -367,23 +388,45 @@ def load_arrays(
             None reads (and, the first time, downloads) tfds `cifar10` in tfds' default
             directory.
 
-    The arrays are cached (read-only) per (name, data_dir), so building the training
-    and the test pipeline reads the files once.
+    The arrays are cached (read-only) per (name, data_dir, split), so building the
+    training and the test pipeline reads the files once. `load_split` reads one split.
 
     # Raises
         ValueError: an unknown name, ImageNet, or a corrupt file (naming it).
         FileNotFoundError: no data where it was looked for, saying what was expected.
     """
+    train, test = (load_split(name, data_dir, split) for split in _SPLITS)
+    return train, test
+
+
+def load_split(
+    name: str, data_dir: str | os.PathLike | None, split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split of a small dataset in memory: (images, labels), uint8 NHWC images.
+
+    Reads only the files of that split: Fashion-MNIST's test split needs only
+    `t10k-images-idx3-ubyte.gz` and `t10k-labels-idx1-ubyte.gz`, CIFAR-10's only
+    `test_batch`. The arrays are the ones `load_arrays` returns (the same cache).
+
+    # Arguments
+        name: `"fashion_mnist"` or `"cifar10"`.
+        data_dir: where the data is, as for `load_arrays`.
+        split: `"train"` or `"test"`.
+
+    # Raises
+        ValueError: an unknown name or split, ImageNet, or a corrupt file (naming it).
+        FileNotFoundError: no data where it was looked for, saying what was expected.
+    """
     key = None if data_dir is None else os.fspath(Path(data_dir).expanduser().resolve())
-    return _cached_arrays(name, key)
+    return _cached_split(name, key, split)
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_arrays(name: str, data_dir: str | None):
-    splits = _load_arrays_uncached(name, data_dir)
-    for array in (array for split in splits for array in split):
-        array.flags.writeable = False
-    return splits
+@functools.lru_cache(maxsize=4)
+def _cached_split(name: str, data_dir: str | None, split: str):
+    images, labels = _load_split_uncached(name, data_dir, split)
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
 
 
 def _imagenet_builder(data_dir: str | os.PathLike | None):
