@@ -230,16 +230,22 @@ def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     # Raises
         FileNotFoundError: the file does not exist.
-        ValueError: the file has no header, no rows, no numeric column, or rows longer
-            than its header.
+        ValueError: the file is not UTF-8 text or not CSV, has no header, no rows, no
+            numeric column, rows longer than its header, no `epoch` column, or an
+            `epoch` that is not an integer >= 0 in some row.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: expected {EXPECTED_RUN_DIR}.")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        names = reader.fieldnames
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            names = reader.fieldnames
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(
+            f"{path}: cannot read as CSV text ({type(e).__name__}): expected {EXPECTED_RUN_DIR}."
+        ) from e
     if not names or not rows:
         raise ValueError(f"{path} has no epochs in it: expected {EXPECTED_RUN_DIR}.")
     if any(None in row for row in rows):
@@ -251,13 +257,23 @@ def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
     columns = {name: np.array([_to_float(row.get(name)) for row in rows]) for name in names}
     if not any(np.isfinite(values).any() for values in columns.values()):
         raise ValueError(f"{path} has no numeric column: expected {EXPECTED_RUN_DIR}.")
-    if "epoch" in columns and np.isfinite(columns["epoch"]).all():
-        last_row_of_epoch = {int(e): i for i, e in enumerate(columns["epoch"])}
-        order = [last_row_of_epoch[e] for e in sorted(last_row_of_epoch)]
-        columns = {name: values[order] for name, values in columns.items()}
-    else:
-        columns["epoch"] = np.arange(len(rows), dtype=float)
-    return columns
+    if "epoch" not in columns:
+        header = ",".join(names)
+        header = header if len(header) <= 60 else header[:57] + "..."
+        raise ValueError(
+            f"{path} has no `epoch` column (header {header!r}): expected {EXPECTED_RUN_DIR}."
+        )
+    epochs = columns["epoch"]
+    bad = ~(np.isfinite(epochs) & (epochs >= 0) & (epochs == np.round(epochs)))
+    if bad.any():
+        line = int(np.argmax(bad)) + 2
+        raise ValueError(
+            f"{path}, line {line}: epoch {rows[line - 2]['epoch']!r} is not an integer >= 0: "
+            f"expected {EXPECTED_RUN_DIR}."
+        )
+    last_row_of_epoch = {int(e): i for i, e in enumerate(epochs)}
+    order = [last_row_of_epoch[e] for e in sorted(last_row_of_epoch)]
+    return {name: values[order] for name, values in columns.items()}
 
 
 def _to_float(value: str | None) -> float:

@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import re
 
 from larq_irnet import cli
 from larq_irnet.callbacks import EDECallback, InformationDiagnostics
@@ -147,6 +148,31 @@ def test_missing_or_empty_history_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no numeric column"):
         write_report(tmp_path)
     assert not (tmp_path / "report" / "report.md").exists()
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (
+            b"garbage\x00,,\n1,2\n",
+            r"history\.csv has no `epoch` column \(header 'garbage\\x00,,'\)",
+        ),
+        (b"loss,accuracy\n0.5,0.9\n", "has no `epoch` column"),
+        (b"epoch,loss\n0,1.0\nx,0.9\n", r"history\.csv, line 3: epoch 'x' is not an integer >= 0"),
+        (b"epoch,loss\n0.5,1.0\n", "line 2: epoch '0.5' is not an integer"),
+        (b"epoch,loss\n\xff\xfe,1\n", "cannot read as CSV text"),
+    ],
+)
+def test_a_history_that_is_not_a_csvlogger_file_is_a_one_line_error(
+    tmp_path, capsys, content, expected
+):
+    (tmp_path / "history.csv").write_bytes(content)
+    assert cli.main(["report", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert re.search(expected, line), line
+    assert str(tmp_path / "history.csv") in line and "epoch,loss" in line
+    assert captured.out == "" and not (tmp_path / "report").exists()
 
 
 def test_histogram_layers_must_be_positive(tmp_path, binary_run):
