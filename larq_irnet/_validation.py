@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 from typing import Any
 
 
-def real(value: Any, name: str, *, owner: str = "", above: float | None = None) -> float:
+def real(
+    value: Any,
+    name: str,
+    *,
+    owner: str = "",
+    above: float | None = None,
+    above_name: str | None = None,
+) -> float:
     """`value` as a finite float, or a ValueError naming `name` and the value.
 
     Any real number type is accepted (Python and NumPy ints and floats), `bool` is not.
-    With `above`, the value must be strictly greater.
+    With `above`, the value must be strictly greater; `above_name` names where that bound
+    comes from (another argument), so the message reads "> t_min (10.0)".
     """
     prefix = f"{owner}: " if owner else ""
-    bound = "" if above is None else f" > {above!r}"
+    if above is None:
+        bound = ""
+    elif above_name is not None:
+        bound = f" > {above_name} ({above!r})"
+    else:
+        bound = f" > {above!r}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{prefix}`{name}` must be a real number{bound}, got {name}={value!r}.")
     result = float(value)
@@ -23,3 +37,33 @@ def real(value: Any, name: str, *, owner: str = "", above: float | None = None) 
     if above is not None and not result > above:
         raise ValueError(f"{prefix}`{name}` must be{bound}, got {name}={value!r}.")
     return result
+
+
+def int_argument(text: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """An argparse `type` for an integer in [minimum, maximum]; the error says the range.
+
+    argparse prefixes the message with the option (`argument --layers: ...`).
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        if maximum is not None:
+            expected = f"an integer from {minimum} to {maximum}"
+        elif minimum == 1:
+            expected = "a positive integer"
+        else:
+            expected = f"an integer >= {minimum}"
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_int_argument(text: str) -> int:
+    """An argparse `type` for an integer >= 1."""
+    return int_argument(text)
+
+
+def non_negative_int_argument(text: str) -> int:
+    """An argparse `type` for an integer >= 0."""
+    return int_argument(text, minimum=0)

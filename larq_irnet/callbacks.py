@@ -242,7 +242,7 @@ class EDECallback(EstimatorScheduler):
         total: int | None = None,
     ):
         t_min = real(t_min, "t_min", owner="EDECallback", above=0.0)
-        t_max = real(t_max, "t_max", owner="EDECallback", above=t_min)
+        t_max = real(t_max, "t_max", owner="EDECallback", above=t_min, above_name="t_min")
         super().__init__(_ede_schedule(t_min, t_max), update_freq=update_freq, total=total)
         self.t_min = t_min
         self.t_max = t_max

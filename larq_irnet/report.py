@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from larq_irnet import run_directory
+from larq_irnet._validation import positive_int_argument
 from larq_irnet.information import binarized_kernels, sign_entropy, standardized_kernel
 from larq_irnet.io import atomic_path, atomic_write
 from larq_irnet.quantizers import LibraPB, libra_standardize
@@ -445,7 +446,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument(
         "--layers",
-        type=int,
+        type=positive_int_argument,
         default=4,
         help="binarized layers to show weight histograms for (default: 4)",
     )

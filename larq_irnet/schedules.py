@@ -114,7 +114,7 @@ def ede_schedule(t_min: float = 0.1, t_max: float = 10.0) -> EDESchedule:
         ValueError: naming the argument and its value.
     """
     t_min = real(t_min, "t_min", owner="ede_schedule", above=0.0)
-    t_max = real(t_max, "t_max", owner="ede_schedule", above=t_min)
+    t_max = real(t_max, "t_max", owner="ede_schedule", above=t_min, above_name="t_min")
     return EDESchedule(t_min, t_max)
 
 

@@ -65,6 +65,7 @@ import tensorflow as tf
 
 __all__ = [
     "INTERRUPTED",
+    "MAX_SEED",
     "STRATEGIES",
     "LatentScaledSGD",
     "RunDirectoryInUse",
@@ -85,6 +86,8 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 _MIN_TEST_BATCH = 256
 #: The exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
 INTERRUPTED = 130
+#: The largest seed `train` takes (NumPy's global generator accepts 0 .. 2**32 - 1).
+MAX_SEED = 2**32 - 1
 #: The installed distribution's version (the package root re-exports it as `__version__`;
 #: importing the root from here would run the layers the wrong way).
 _VERSION = importlib.metadata.version("larq-irnet")
@@ -220,6 +223,11 @@ class _EpochCheckpoint(tf.keras.callbacks.Callback):
 def _positive(value: int | None, name: str) -> None:
     if value is not None and not (isinstance(value, int) and value > 0):
         raise ValueError(f"`{name}` must be a positive integer or None, got {name}={value!r}.")
+
+
+def _check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+        raise ValueError(f"`seed` must be an integer from 0 to {MAX_SEED}, got seed={seed!r}.")
 
 
 def callback_identity(callback: tf.keras.callbacks.Callback) -> str:
@@ -839,7 +847,8 @@ def train(
         batch_size: override the recipe's global batch size.
         strategy: one of `STRATEGIES`.
         data_dir: where the dataset is (`larq_irnet.data.make_dataset`).
-        seed: seed of initialization, data order and augmentation.
+        seed: seed of initialization, data order and augmentation, 0 to `MAX_SEED`
+            (2**32 - 1).
         train_limit: train on the first `train_limit` training examples only.
         validation_size: hold out the last `validation_size` training examples and
             validate on them every epoch instead of on the test set (for choosing a
@@ -974,6 +983,7 @@ def _plan(
         (train_limit, "train_limit"),
     ):
         _positive(value, name)
+    _check_seed(seed)
     if strategy not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}, got strategy={strategy!r}.")
     if not (isinstance(validation_size, int) and validation_size >= 0):

@@ -9,11 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from larq_irnet import run_directory
+from larq_irnet._validation import (
+    int_argument,
+    non_negative_int_argument,
+    positive_int_argument,
+)
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.recipes import OPTIMIZERS, RECIPES
 from larq_irnet.training import (
     DISTILLATION_DEFAULTS,
     INTERRUPTED,
+    MAX_SEED,
     STRATEGIES,
     RunDirectoryInUse,
     train,
@@ -50,14 +56,8 @@ def _recipe_table() -> str:
     )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _seed(text: str) -> int:
+    return int_argument(text, minimum=0, maximum=MAX_SEED)
 
 
 def _default_output_dir(args: argparse.Namespace) -> Path:
@@ -186,15 +186,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="the model's binarization, a row of the ablation tables: "
         f"{', '.join(BINARIZATIONS)}; default the recipe's",
     )
-    parser.add_argument("--epochs", type=_positive_int, metavar="N", help="override epochs")
+    parser.add_argument("--epochs", type=positive_int_argument, metavar="N", help="override epochs")
     parser.add_argument(
         "--steps-per-epoch",
-        type=_positive_int,
+        type=positive_int_argument,
         metavar="N",
         help="optimizer steps per epoch (default: one pass over the training data)",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, metavar="B", help="override the global batch size"
+        "--batch-size",
+        type=positive_int_argument,
+        metavar="B",
+        help="override the global batch size",
     )
     parser.add_argument(
         "--strategy",
@@ -208,10 +211,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run directory (default runs/<recipe>[-<binarization>]-seed<seed>)",
     )
     parser.add_argument("--data-dir", metavar="DIR", help="where the dataset is")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--seed", type=_seed, default=0, help=f"random seed, 0 to {MAX_SEED} (default 0)"
+    )
     parser.add_argument(
         "--train-limit",
-        type=_positive_int,
+        type=positive_int_argument,
         metavar="N",
         help="train on the first N training examples only",
     )
@@ -230,7 +235,7 @@ def _add_protocol_arguments(group: argparse._ArgumentGroup) -> None:
     """The options of the tuned protocol: a validation split and recipe overrides."""
     group.add_argument(
         "--validation-size",
-        type=int,
+        type=non_negative_int_argument,
         default=0,
         metavar="N",
         help="validate every epoch on the last N training images, held out from training, "

@@ -239,6 +239,11 @@ def test_callback_refuses_non_finite_and_non_real_at_construction(kwargs, argume
     assert shown in str(raised.value)
 
 
+def test_t_max_below_t_min_names_t_min():
+    with pytest.raises(ValueError, match=r"`t_max` must be > t_min \(10\.0\), got t_max=0\.1"):
+        EDECallback(t_min=10, t_max=0.1)
+
+
 @pytest.mark.parametrize(
     "t_min,t_max", [(np.float32(0.1), 10.0), (np.float64(1e-3), np.int64(10)), (1, 10)]
 )

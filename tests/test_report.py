@@ -180,6 +180,15 @@ def test_histogram_layers_must_be_positive(tmp_path, binary_run):
         write_report(binary_run, output_dir=tmp_path, histogram_layers=0)
 
 
+def test_cli_layers_must_be_positive_and_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["report", str(tmp_path), "--layers", "0"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("argument --layers: expected a positive integer, got '0'")
+    assert not (tmp_path / "report").exists()
+
+
 def test_unusable_output_directories_are_one_line_errors(tmp_path, binary_run, read_only, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("x")

@@ -384,6 +384,8 @@ def test_a_run_written_before_an_option_existed_stays_the_same_run(tmp_path, fas
         ({"overrides": {"model_kwargs": {"depth": 3}}}, r"model arguments \{'depth': 3\}"),
         ({"data_dir": "/nonexistent/fashion"}, r"/nonexistent/fashion"),
         ({"validation_size": -1}, r"`validation_size` must be an integer >= 0"),
+        ({"seed": -1}, r"`seed` must be an integer from 0 to 4294967295, got seed=-1"),
+        ({"seed": 99999999999}, r"`seed` must be an integer from 0 to 4294967295"),
     ],
 )
 def test_a_bad_argument_writes_nothing(tmp_path, arguments, expected):
@@ -399,6 +401,26 @@ def test_cli_bad_binarization_is_one_line_and_writes_nothing(tmp_path, capsys):
     assert main([*argv, "--binarization", "foo"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "binarization='foo'" in err
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--seed", "-1", "argument --seed: expected an integer from 0 to 4294967295, got '-1'"),
+        ("--seed", "99999999999", "argument --seed: expected an integer from 0 to 4294967295"),
+        ("--validation-size", "-1", "argument --validation-size: expected an integer >= 0"),
+    ],
+)
+def test_cli_out_of_range_options_name_the_option_and_the_range(
+    tmp_path, capsys, option, value, expected
+):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", "--output-dir", str(run_dir)]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, option, value])
+    assert exit_.value.code == 2
+    assert expected in capsys.readouterr().err.strip().splitlines()[-1]
     assert not run_dir.exists()
 
 
