@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import zipfile
 from pathlib import Path
 
 from larq_irnet.io import h5_without_estimator_state
@@ -43,8 +45,10 @@ def load_keras_model(path: str | os.PathLike, *, safe_mode: bool = True) -> tf.k
     elif not path.is_file():
         raise FileNotFoundError(f"model not found: {path}")
     elif path.suffix == ".keras":
+        _check_keras_file(path)
         kwargs = {"safe_mode": safe_mode}
     elif path.suffix in (".h5", ".hdf5"):
+        _check_h5_model(path)
         kwargs = {}
     else:
         raise ValueError(
@@ -55,10 +59,83 @@ def load_keras_model(path: str | os.PathLike, *, safe_mode: bool = True) -> tf.k
         with h5_without_estimator_state(path) as model_file, without_starved_weights_warning():
             model = tf.keras.models.load_model(model_file, compile=False, **kwargs)
     except Exception as e:
-        raise ValueError(f"{path}: cannot load as a Keras model: {e}") from e
+        # Keras names the file by an object's repr (`<... GFile object at 0x...>`).
+        message = _OBJECT_REPR.sub("the file", str(e).strip()).splitlines()
+        raise ValueError(
+            f"{path}: cannot load as a Keras model: {message[0] if message else type(e).__name__}"
+        ) from e
     if not isinstance(model, tf.keras.Model):
         raise ValueError(
             f"{path}: loaded a {type(model).__name__}, not a Keras model; save the model "
             "with model.save()"
         )
     return model
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>")
+
+
+def _starts_with(path: Path, signature: bytes) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(signature)) == signature
+
+
+def _check_keras_file(path: Path) -> None:
+    """A `.keras` file is a zip archive (Keras 3 format); say so when it is not."""
+    if zipfile.is_zipfile(path):
+        return
+    if _starts_with(path, _HDF5_SIGNATURE):
+        raise ValueError(
+            f"{path}: an HDF5 file named .keras; expected a .keras zip archive (written by "
+            "model.save('model.keras')). Rename it to .h5 to load it as an HDF5 model."
+        )
+    raise ValueError(
+        f"{path}: not a zip archive; expected a .keras model file written by "
+        "model.save('model.keras')"
+    )
+
+
+def _check_h5_model(path: Path) -> None:
+    """A `.h5` file holds a whole model (with its config), not only weights."""
+    if not _starts_with(path, _HDF5_SIGNATURE):
+        raise ValueError(
+            f"{path}: not an HDF5 file; expected a .h5 model written by model.save('model.h5')"
+        )
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            has_config = "model_config" in f.attrs
+            weights_only = "layer_names" in f.attrs
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read as HDF5 ({e}); expected a .h5 model") from e
+    if has_config:
+        return
+    if weights_only:
+        raise ValueError(f"{path}: {_weights_only_advice(path)}")
+    raise ValueError(
+        f"{path}: an HDF5 file without a model config; expected a .h5 model written by "
+        "model.save('model.h5')"
+    )
+
+
+def _weights_only_advice(path: Path) -> str:
+    """What to do with a weights-only `.h5` (from `save_weights`): build, load, save."""
+    from larq_irnet.zoo.registry import WEIGHTS, sha256sum
+
+    text = "a weights-only .h5 (written by save_weights: no model config), not a model"
+    digest = sha256sum(path)
+    for name, entry in sorted(WEIGHTS.items()):
+        if entry.sha256 == digest:
+            shape, classes = entry.kwargs.get("input_shape"), entry.kwargs.get("num_classes")
+            return (
+                f"{text}: the zoo weights {name!r}. Save the model they fit first, in Python "
+                f"`larq_irnet.zoo.{entry.model}(input_shape={shape}, num_classes={classes}, "
+                f"weights={name!r}).save('model.h5')`, then convert model.h5"
+            )
+    return (
+        f"{text}. Build the model it fits with the arguments it was trained with, load the "
+        f"weights and save it, e.g. `larq_irnet.zoo.IRNetResNet20(..., weights='{path}')"
+        ".save('model.h5')`, then convert model.h5"
+    )

@@ -91,28 +91,54 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_tflite(path: str) -> bytes:
+    """The bytes of a `.tflite` file; a one-line ValueError naming it otherwise."""
+    expected = "expected a .tflite model written by `larq-irnet convert`"
+    file = Path(path)
+    if file.is_dir():
+        raise ValueError(f"{path}: is a directory; {expected}")
+    if not file.exists():
+        raise ValueError(f"{path}: no such file; {expected}")
+    try:
+        flatbuffer = file.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror or e}); {expected}") from e
+    # A TFLite flatbuffer carries the file identifier "TFL3" at bytes 4-8.
+    if flatbuffer[4:8] != b"TFL3":
+        raise ValueError(
+            f"{path}: not a TFLite model ({len(flatbuffer)} bytes, no TFL3 identifier); {expected}"
+        )
+    return flatbuffer
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from larq_irnet.converters._io import load_keras_model
     from larq_irnet.converters.evaluate import AGREEMENT_THRESHOLD, evaluate_tflite
 
+    # Each error names what it is about: the .tflite file, --keras, or the dataset.
     try:
-        if args.limit is not None and args.limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {args.limit}")
-        flatbuffer = Path(args.tflite).read_bytes()
-        images, labels = _load(args, args.dataset, "test")
-        if args.limit is not None:
-            images, labels = images[: args.limit], labels[: args.limit]
-        keras_model = None
-        if args.keras:
+        flatbuffer = _read_tflite(args.tflite)
+    except ValueError as e:
+        return _error("evaluate", str(e))
+    keras_model = None
+    if args.keras:
+        try:
             keras_model = load_keras_model(args.keras, safe_mode=not args.unsafe)
+        except (OSError, ValueError) as e:
+            return _error("evaluate", f"--keras: {e}")
+    try:
+        images, labels = _load(args, args.dataset, "test")
+    except (OSError, ValueError) as e:
+        where = f"--data-dir {args.data_dir}" if args.data_dir else f"--dataset {args.dataset}"
+        return _error("evaluate", f"{where}: {e}")
+    if args.limit is not None:
+        images, labels = images[: args.limit], labels[: args.limit]
+    try:
         result = evaluate_tflite(
             flatbuffer, images, labels, keras_model=keras_model, progress=not args.no_progress
         )
     except (OSError, ValueError) as e:
-        message = str(e)
-        if args.tflite not in message:
-            message = f"{args.tflite}: {message}"
-        return _error("evaluate", message)
+        return _error("evaluate", f"{args.tflite}: {e}")
     print(
         f"{args.tflite}: top-1 accuracy {result.accuracy:.4f} on {result.examples} "
         f"{args.dataset} test images ({result.seconds:.1f} s in LCE's interpreter)"
@@ -148,6 +174,7 @@ def add_parser(subparsers: argparse._SubParsersAction, *, load_split: LoadSplit)
             images `evaluate` scores and `convert --int8` calibrates on (the top layer
             passes `larq_irnet.data`'s; see `LoadSplit`).
     """
+    from larq_irnet._validation import positive_int_argument
     from larq_irnet.converters.benchmark import add_arguments
 
     convert = subparsers.add_parser(
@@ -207,7 +234,10 @@ def add_parser(subparsers: argparse._SubParsersAction, *, load_split: LoadSplit)
     )
     evaluate.add_argument("--keras", help="the Keras model the .tflite was converted from")
     evaluate.add_argument(
-        "--limit", type=int, help="score only the first N test images (for quick checks)"
+        "--limit",
+        type=positive_int_argument,
+        metavar="N",
+        help="score only the first N test images (for quick checks)",
     )
     evaluate.add_argument(
         "--unsafe", action="store_true", help="allow Python code in .keras files (trusted only)"

@@ -17,6 +17,7 @@ from larq_irnet.converters.lce import fold_weight_computations
 from larq_irnet.converters.report import layer_macs, quantizer_kind
 from larq_irnet.data import FASHION_MNIST_DIR
 from larq_irnet.zoo import IRNetResNet20
+from larq_irnet.zoo.registry import WEIGHTS, WEIGHTS_DIR
 
 import larq as lq
 import numpy as np
@@ -503,6 +504,78 @@ def test_cli_evaluate_needs_only_the_test_files(tiny_h5, tmp_path, capsys, fashi
     argv = ["evaluate", str(tflite), "--dataset", "fashion_mnist", "--data-dir", str(data_dir)]
     assert cli.main(argv + ["--limit", "20", "--no-progress"]) == 0
     assert "top-1 accuracy" in capsys.readouterr().out
+
+
+#: Enough of a flatbuffer for the file checks: the TFL3 identifier at bytes 4-8.
+FAKE_TFLITE = b"\x1c\x00\x00\x00TFL3" + bytes(32)
+
+
+def evaluate_error(argv, capsys):
+    assert cli.main(["evaluate", *argv, "--dataset", "fashion_mnist", "--no-progress"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("larq-irnet evaluate: error: ") and "Errno" not in line
+    return line.removeprefix("larq-irnet evaluate: error: ")
+
+
+def test_cli_evaluate_names_a_missing_or_unreadable_tflite(tmp_path, capsys):
+    missing = tmp_path / "missing.tflite"
+    expected = "expected a .tflite model written by `larq-irnet convert`"
+    assert evaluate_error([str(missing)], capsys) == f"{missing}: no such file; {expected}"
+    assert evaluate_error([str(tmp_path)], capsys) == f"{tmp_path}: is a directory; {expected}"
+
+
+def test_cli_evaluate_names_the_argument_an_error_is_about(tmp_path, capsys):
+    tflite = tmp_path / "model.tflite"
+    tflite.write_bytes(FAKE_TFLITE)
+    missing = tmp_path / "missing.h5"
+    line = evaluate_error([str(tflite), "--keras", str(missing)], capsys)
+    assert line == f"--keras: model not found: {missing}"
+    line = evaluate_error([str(tflite), "--data-dir", str(tmp_path / "nope")], capsys)
+    assert line.startswith(f"--data-dir {tmp_path / 'nope'}: Fashion-MNIST directory not found")
+    assert str(tflite) not in line
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["evaluate", str(tflite), "--dataset", "fashion_mnist", "--limit", "0"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("argument --limit: expected a positive integer, got '0'")
+
+
+def test_cli_convert_explains_a_weights_only_h5(tmp_path, capsys):
+    shipped = WEIGHTS_DIR / WEIGHTS["fashion_mnist"].filename
+    assert cli.main(["convert", str(shipped), "-o", str(tmp_path / "w.tflite")]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{shipped}: a weights-only .h5" in line and "object at 0x" not in line
+    assert "IRNetResNet20(input_shape=(28, 28, 1), num_classes=10, " in line
+    assert "weights='fashion_mnist').save('model.h5')" in line
+    # Weights of one's own: how to build, load and save.
+    mine = tmp_path / "mine.h5"
+    tiny_model(input_shape=(28, 28, 1)).save_weights(mine)
+    with pytest.raises(ValueError, match=r"weights-only \.h5.*weights='.*mine\.h5'"):
+        load_keras_model(mine)
+    assert not (tmp_path / "w.tflite").exists()
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("notamodel.keras", b"not a zip", "not a zip archive; expected a .keras model file"),
+        ("notamodel.h5", b"not hdf5", "not an HDF5 file; expected a .h5 model"),
+    ],
+)
+def test_convert_says_what_a_model_file_should_be(tmp_path, capsys, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert cli.main(["convert", str(path), "-o", str(tmp_path / "out.tflite")]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{path}: {expected}" in line and "signature" not in line
+
+
+def test_an_h5_named_keras_is_told_to_be_renamed(tiny_h5, tmp_path):
+    _, h5 = tiny_h5
+    misnamed = tmp_path / "model.keras"
+    misnamed.write_bytes(h5.read_bytes())
+    with pytest.raises(ValueError, match="an HDF5 file named .keras.*Rename it to .h5"):
+        load_keras_model(misnamed)
 
 
 def test_failed_conversion_leaves_existing_file_untouched(tmp_path, capsys):
