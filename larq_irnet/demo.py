@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from larq_irnet import run_directory
+from larq_irnet._validation import non_negative_int_argument, positive_int_argument
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.converters import convert, load_keras_model
 from larq_irnet.converters.benchmark import interleaved_latency, runner_for
@@ -56,8 +57,24 @@ def run_demo(
         data_dir: directory of the Fashion-MNIST IDX files (default: the Debian
             package's, else a tensorflow-datasets download).
         repeats: single-image latency measurements per model (medians are reported).
+
+    # Raises
+        ValueError: `epochs`, `train_limit` or `repeats` is not a positive integer (or
+            None for `train_limit`), `output_dir` is not a writable directory, or a
+            dataset file is corrupt; all checked before the first step is printed.
+        FileNotFoundError: the Fashion-MNIST files are missing.
     """
+    for value, name in ((epochs, "epochs"), (train_limit, "train_limit"), (repeats, "repeats")):
+        if value is None and name == "train_limit":
+            continue
+        if isinstance(value, bool) or not (isinstance(value, int) and value > 0):
+            raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}.")
     run_dir = Path(output_dir)
+    # The demo writes its files into the run directory, finished run or not.
+    run_directory.check_writable(run_dir, "--output-dir")
+    # The dataset too: a missing file is an error before "[1/5] training ..." (cached,
+    # so training and scoring do not read the files again).
+    load_arrays("fashion_mnist", data_dir)
     say = _Story(steps=5)
     say(f"training IR-Net ResNet-20 on Fashion-MNIST ({epochs} epochs) into {run_dir}")
     summary = train(
@@ -179,11 +196,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[1],
     )
     parser.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument(
-        "--train-limit", type=int, default=30000, help="training images used (0: all 60,000)"
+        "--epochs", type=positive_int_argument, default=2, help="training epochs (default 2)"
+    )
+    parser.add_argument(
+        "--train-limit",
+        type=non_negative_int_argument,
+        default=30000,
+        help="training images used (default 30000; 0: all 60,000)",
     )
     parser.add_argument("--data-dir", default=None, help="directory of the IDX files")
-    parser.add_argument("--repeats", type=int, default=20, help="latency measurements")
+    parser.add_argument(
+        "--repeats",
+        type=positive_int_argument,
+        default=20,
+        help="latency measurements (default 20)",
+    )
     parser.set_defaults(func=_run)
     return parser

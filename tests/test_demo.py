@@ -3,6 +3,7 @@
 import json
 
 from larq_irnet.cli import main
+from larq_irnet.demo import run_demo
 
 import pytest
 
@@ -30,3 +31,37 @@ def test_demo_trains_converts_evaluates_and_reports(tmp_path, capsys):
     ]
     assert "epoch 1/1 (" in printed and "entropy/" not in printed
     assert max(len(line) for line in printed.splitlines()) <= 200
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--epochs", "-1", "argument --epochs: expected a positive integer, got '-1'"),
+        ("--train-limit", "-5", "argument --train-limit: expected an integer >= 0, got '-5'"),
+        ("--repeats", "0", "argument --repeats: expected a positive integer, got '0'"),
+    ],
+)
+def test_bad_options_fail_before_the_first_step(tmp_path, capsys, option, value, expected):
+    out = tmp_path / "demo"
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--output-dir", str(out), option, value])
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip().splitlines()[-1].endswith(expected)
+    assert not out.exists()
+
+
+def test_run_demo_checks_its_arguments_and_data_before_the_first_step(tmp_path, capsys):
+    out = tmp_path / "demo"
+    with pytest.raises(ValueError, match=r"`epochs` must be a positive integer, got epochs=-1"):
+        run_demo(out, epochs=-1)
+    with pytest.raises(ValueError, match=r"`train_limit` must be a positive integer"):
+        run_demo(out, train_limit=-5)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        run_demo(out, data_dir=tmp_path / "nowhere")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert main(["demo", "--output-dir", str(a_file)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"--output-dir {a_file} is a file" in captured.err
+    assert not out.exists()
