@@ -76,7 +76,7 @@ def run_demo(
     # so training and scoring do not read the files again).
     load_arrays("fashion_mnist", data_dir)
     say = _Story(steps=5)
-    say(f"training IR-Net ResNet-20 on Fashion-MNIST ({epochs} epochs) into {run_dir}")
+    say(f"training IR-Net ResNet-20 on Fashion-MNIST ({_epochs(epochs)}) into {run_dir}")
     summary = train(
         DEMO_RECIPE,
         output_dir=run_dir,
@@ -146,11 +146,15 @@ class _Story:
         print(f"[{self.done}/{self.steps}] {what}", flush=True)
 
 
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
 def _print_headline(demo: dict[str, Any]) -> None:
     size, latency = demo["size_bytes"], demo["latency_ms_median"]
     print(
         f"\nRun directory: {demo['run_dir']}\n"
-        f"IR-Net ResNet-20 on Fashion-MNIST, {demo['epochs']} epochs on "
+        f"IR-Net ResNet-20 on Fashion-MNIST, {_epochs(demo['epochs'])} on "
         f"{demo['train_examples']} images:\n"
         f"  test accuracy (full {demo['test_examples']} images): "
         f"Keras {100 * demo['keras_test_accuracy']:.2f}%, "

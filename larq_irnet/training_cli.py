@@ -124,19 +124,33 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
+    print(_summary_line(summary, output_dir))
+    return 0
+
+
+def _summary_line(summary: dict[str, Any], output_dir: Path) -> str:
+    """The line `train` ends with; epochs counted from 1, as the epoch lines ("epoch 1/10").
+
+    `summary.json` and `history.csv` keep Keras' 0-based epoch numbers (`best_epoch`).
+    """
+    epochs = summary["epochs"]
     if summary.get("validation_size"):
         scores = (
             f"final validation accuracy {summary['final_validation_accuracy']:.4f} on "
             f"{summary['validation_size']} held-out training images; "
         )
+    elif summary.get("best_epoch") is not None:
+        scores = (
+            f"best epoch {summary['best_epoch'] + 1}/{epochs}: "
+            f"{summary['best_epoch_test_accuracy']:.4f}; "
+        )
     else:
-        scores = f"best epoch {summary['best_epoch']}: {summary['best_epoch_test_accuracy']:.4f}; "
-    print(
+        scores = ""
+    return (
         f"final test accuracy {summary['final_test_accuracy']:.4f} on "
-        f"{summary['test_examples']} test images after {summary['epochs']} epochs "
-        f"({scores}{output_dir / run_directory.SUMMARY})"
+        f"{summary['test_examples']} test images after {epochs} "
+        f"epoch{'' if epochs == 1 else 's'} ({scores}{output_dir / run_directory.SUMMARY})"
     )
-    return 0
 
 
 def _recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:

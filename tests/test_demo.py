@@ -30,6 +30,7 @@ def test_demo_trains_converts_evaluates_and_reports(tmp_path, capsys):
         f"[{i}/5]" for i in range(1, 6)
     ]
     assert "epoch 1/1 (" in printed and "entropy/" not in printed
+    assert "(1 epoch) into" in printed and "Fashion-MNIST, 1 epoch on 256 images" in printed
     assert max(len(line) for line in printed.splitlines()) <= 200
 
 

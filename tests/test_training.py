@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import larq_irnet  # noqa: F401
-from larq_irnet import training
+from larq_irnet import training, training_cli
 from larq_irnet.callbacks import InformationDiagnostics, ede_quantizers
 from larq_irnet.cli import main
 from larq_irnet.layers import binarized_weights
@@ -422,6 +422,33 @@ def test_cli_out_of_range_options_name_the_option_and_the_range(
     assert exit_.value.code == 2
     assert expected in capsys.readouterr().err.strip().splitlines()[-1]
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "epochs, best, validation_size, expected",
+    [
+        (1, 0, 0, "after 1 epoch (best epoch 1/1: 0.6000; "),
+        (3, 1, 0, "after 3 epochs (best epoch 2/3: 0.6000; "),
+        (1, 0, 100, "after 1 epoch (final validation accuracy 0.7000 on 100 held-out"),
+    ],
+)
+def test_cli_summary_counts_epochs_from_1(
+    tmp_path, capsys, monkeypatch, epochs, best, validation_size, expected
+):
+    summary = {
+        "epochs": epochs,
+        "best_epoch": best,
+        "best_epoch_test_accuracy": None if validation_size else 0.6,
+        "validation_size": validation_size,
+        "final_validation_accuracy": 0.7 if validation_size else None,
+        "final_test_accuracy": 0.5,
+        "test_examples": 10000,
+    }
+    monkeypatch.setattr(training_cli, "train", lambda *args, **kwargs: summary)
+    argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", "--output-dir", str(tmp_path)]
+    assert main(argv) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("final test accuracy 0.5000 on 10000 test images ") and expected in line
 
 
 def test_unusable_output_directories_are_one_line_errors(tmp_path, read_only, capsys):
