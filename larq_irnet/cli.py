@@ -33,11 +33,22 @@ _COMMAND_MODULES: tuple[tuple[str, dict], ...] = (
 )
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (`larq-irnet train: error:
+    argument --seed: ...`), without argparse's usage block before it; `--help` has it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand registered."""
+    """The argument parser with every subcommand registered.
+
+    Subcommand parsers share its class, so every usage error is one line.
+    """
     from larq_irnet import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="larq-irnet",
         description="Train IR-Net binary networks with Larq and deploy them with LCE.",
     )

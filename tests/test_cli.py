@@ -25,6 +25,22 @@ def test_no_command_prints_help_and_fails(capsys):
     assert "usage: larq-irnet" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bogus"], "larq-irnet: error: argument COMMAND: invalid choice: 'bogus'"),
+        (["train", "--seed", "-1"], "larq-irnet train: error: argument --seed: expected an"),
+        (["convert"], "larq-irnet convert: error: the following arguments are required"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(message) and "usage:" not in err
+
+
 def test_version(capsys):
     from larq_irnet import __version__
 
