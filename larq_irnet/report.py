@@ -302,14 +302,16 @@ def _markdown(
         )
         if c in last
     ]
+    # Epochs are counted from 1 here, as the training log prints them (history.csv: from 0).
+    cells = {c: _format(last[c] + 1 if c == "epoch" else last[c]) for c in shown}
     lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(_format(last[c]) for c in shown) + " |", ""]
+    lines += ["| " + " | ".join(cells[c] for c in shown) + " |", ""]
     if _has(history, "val_accuracy"):
         best = int(np.nanargmax(history["val_accuracy"]))
         lines += [
             f"Best epoch (for reference only; the result is the final epoch above): "
             f"val_accuracy {history['val_accuracy'][best]:.4g} at epoch "
-            f"{int(history['epoch'][best])}.",
+            f"{int(history['epoch'][best]) + 1} of {len(history['epoch'])}.",
             "",
         ]
 

@@ -91,6 +91,10 @@ def test_report_of_a_binary_run_writes_every_plot_and_the_summary(binary_run, ca
     assert "| best_epoch.val_accuracy | 0.375 |" in text
     history = read_history(binary_run / "history.csv")
     assert len(history["epoch"]) == 3
+    # Epochs counted from 1, as the training log prints them (history.csv counts from 0).
+    best = int(np.nanargmax(history["val_accuracy"]))
+    assert f"at epoch {best + 1} of 3." in text
+    assert "| epoch | loss |" in text and "\n| 3 | " in text
     for layer in ("binary_0", "binary_1", "binary_2"):
         entropy = history[f"entropy/{layer}"][-1]
         qerror = history[f"qerror/{layer}"][-1]
@@ -119,7 +123,7 @@ def test_report_of_a_full_precision_run_skips_what_it_has_no_data_for(tmp_path):
     assert "Not available:" in text and "summary.json does not exist" in text
     # No val_accuracy column: no best-epoch line.
     assert "Best epoch" not in text
-    assert "| 3 | 0.5 | 0.8 | 0.525 |" in text
+    assert "| 4 | 0.5 | 0.8 | 0.525 |" in text  # the 4th epoch (history.csv: epoch 3)
 
 
 def test_missing_model_is_skipped_with_its_path(tmp_path, binary_run):
