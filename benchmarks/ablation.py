@@ -334,41 +334,47 @@ def search_name(binarization: str, overrides: dict) -> str:
     return f"{binarization}-{overrides['optimizer']}{overrides['learning_rate']:g}-{latent}"
 
 
+def search_points() -> list[dict]:
+    """The grid's points as recipe overrides: each optimizer and rate, latent decay on/off."""
+    return [
+        {"optimizer": optimizer, "learning_rate": learning_rate, "decay_latent_weights": latent}
+        for optimizer, learning_rate in SEARCH_OPTIMIZERS
+        for latent in SEARCH_LATENT_DECAY
+    ]
+
+
+def point_label(overrides: Mapping[str, Any]) -> str:
+    """A grid point as the search table and figure name it: `sgd 0.1, latent wd on`."""
+    latent = "on" if overrides["decay_latent_weights"] else "off"
+    return f"{overrides['optimizer']} {overrides['learning_rate']:g}, latent wd {latent}"
+
+
 def search_grid() -> list[tuple[str, str, dict]]:
     """Every search run: (name, binarization, recipe overrides), the rows interleaved.
 
     Full precision has no latent binary weights, so it is searched over the optimizers only.
     """
-    runs = []
-    for optimizer, learning_rate in SEARCH_OPTIMIZERS:
-        for latent in SEARCH_LATENT_DECAY:
-            for binarization in SEARCH_ROWS:
-                if binarization == "fp" and not latent:
-                    continue
-                overrides = {
-                    "optimizer": optimizer,
-                    "learning_rate": learning_rate,
-                    "decay_latent_weights": latent,
-                }
-                runs.append((search_name(binarization, overrides), binarization, overrides))
-    return runs
+    return [
+        (search_name(binarization, overrides), binarization, overrides)
+        for overrides in search_points()
+        for binarization in SEARCH_ROWS
+        if binarization != "fp" or overrides["decay_latent_weights"]
+    ]
 
 
 def search_table(search: dict) -> str:
     """The search as a markdown table: final validation accuracy per row and grid point."""
-    columns = [(o, lr, latent) for o, lr in SEARCH_OPTIMIZERS for latent in SEARCH_LATENT_DECAY]
-    header = " | ".join(
-        f"{o} {lr:g}, latent wd {'on' if latent else 'off'}" for o, lr, latent in columns
-    )
+    columns = search_points()
+    header = " | ".join(point_label(overrides) for overrides in columns)
     lines = [f"| row | {header} |", "|---" * (len(columns) + 1) + "|"]
     best = best_recipes(search)
     for binarization in SEARCH_ROWS:
         cells = []
-        for o, lr, latent in columns:
-            overrides = {"optimizer": o, "learning_rate": lr, "decay_latent_weights": latent}
+        for overrides in columns:
             run = search["runs"].get(search_name(binarization, overrides))
             if run is None:
-                cells.append("n/a" if binarization == "fp" and not latent else "")
+                fp_only = binarization == "fp" and not overrides["decay_latent_weights"]
+                cells.append("n/a" if fp_only else "")
                 continue
             cell = f"{100 * run['final_validation_accuracy']:.2f}"
             cells.append(f"**{cell}**" if best.get(binarization) == overrides else cell)
@@ -557,7 +563,6 @@ def train_rows(
         header=header,
         callbacks=lambda: [InformationDiagnostics()],
         score=score,
-        log=lambda line: print(line, flush=True),
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         train_limit=args.train_limit,
@@ -751,12 +756,11 @@ def plot_search(search: dict, out_dir: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    columns = [(o, lr, latent) for o, lr in SEARCH_OPTIMIZERS for latent in SEARCH_LATENT_DECAY]
+    columns = search_points()
     best = best_recipes(search)
     fig, ax = plt.subplots(figsize=(11, 4.5))
     width = 0.8 / len(columns)
-    for j, (o, lr, latent) in enumerate(columns):
-        overrides = {"optimizer": o, "learning_rate": lr, "decay_latent_weights": latent}
+    for j, overrides in enumerate(columns):
         xs, ys, edges = [], [], []
         for i, row in enumerate(SEARCH_ROWS):
             run = search["runs"].get(search_name(row, overrides))
@@ -776,8 +780,7 @@ def plot_search(search: dict, out_dir: Path) -> Path:
     )
     ax.grid(alpha=0.3, axis="y")
     handles = [
-        Patch(color=f"C{j}", label=f"{o} {lr:g}, latent wd {'on' if latent else 'off'}")
-        for j, (o, lr, latent) in enumerate(columns)
+        Patch(color=f"C{j}", label=point_label(overrides)) for j, overrides in enumerate(columns)
     ]
     ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -172,7 +172,6 @@ def run(args: argparse.Namespace) -> dict:
         entry=entry,
         header=header,
         score="final_test_accuracy",
-        log=lambda line: print(line, flush=True),
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         train_limit=args.train_limit,

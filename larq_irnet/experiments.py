@@ -72,6 +72,10 @@ def load_results(path: str | os.PathLike, **defaults: Any) -> dict:
     return json.loads(path.read_text())
 
 
+def _print_now(line: str) -> None:
+    print(line, flush=True)
+
+
 def _teacher_pending(teacher: str | os.PathLike) -> bool:
     """Whether `teacher` names a run directory whose `model.h5` is not written yet.
 
@@ -96,7 +100,7 @@ def train_runs(
     header: Mapping[str, Any] | None = None,
     callbacks: Callable[[], list] | None = None,
     score: str | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = _print_now,
     **train_kwargs: Any,
 ) -> dict:
     """Train each run that is not finished yet, and record it in `results` when it is.
@@ -111,7 +115,8 @@ def train_runs(
         header: keys set at the top of the results file (e.g. the protocol and budget).
         callbacks: returns fresh extra Keras callbacks for each run.
         score: a summary key to log when a run finishes (e.g. `"final_test_accuracy"`).
-        log: where progress lines go.
+        log: where progress lines go (default: printed and flushed at once, so that a
+            log file of a background run is current).
         **train_kwargs: `train` keywords shared by every run (epochs, data_dir, ...);
             a run's own `train_kwargs` take precedence.
 

@@ -32,19 +32,19 @@ def np_schedule(i, n, t_min, t_max):
     return t, max(1 / t, 1)
 
 
-def tiny_model(seed=0):
+def tiny_model(seed=0, kernel_quantizer="libra_pb", input_quantizer="ede_sign"):
     tf.keras.utils.set_random_seed(seed)
     inputs = tf.keras.Input((6, 6, 2))
-    x = lq.layers.QuantConv2D(4, 3, padding="same", kernel_quantizer="libra_pb", use_bias=False)(
-        inputs
-    )
+    x = lq.layers.QuantConv2D(
+        4, 3, padding="same", kernel_quantizer=kernel_quantizer, use_bias=False
+    )(inputs)
     x = lq.layers.QuantConv2D(
         4,
         3,
         padding="same",
         pad_values=1.0,
-        input_quantizer="ede_sign",
-        kernel_quantizer="libra_pb",
+        input_quantizer=input_quantizer,
+        kernel_quantizer=kernel_quantizer,
         use_bias=False,
     )(x)
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
@@ -372,25 +372,7 @@ def np_dte_schedule(i, n, t_min, t_max, split=0.5):
 
 
 def dirnet_model(seed=0):
-    tf.keras.utils.set_random_seed(seed)
-    inputs = tf.keras.Input((6, 6, 2))
-    x = lq.layers.QuantConv2D(4, 3, padding="same", kernel_quantizer="imb", use_bias=False)(inputs)
-    x = lq.layers.QuantConv2D(
-        4,
-        3,
-        padding="same",
-        pad_values=1.0,
-        input_quantizer="imb_sign",
-        kernel_quantizer="imb",
-        use_bias=False,
-    )(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(x))
-    model.compile(
-        tf.keras.optimizers.SGD(0.1, momentum=0.9),
-        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    return model
+    return tiny_model(seed, kernel_quantizer="imb", input_quantizer="imb_sign")
 
 
 def np_in_band(model, width):
