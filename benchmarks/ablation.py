@@ -50,7 +50,7 @@ from typing import Any
 
 from larq_irnet import experiments
 from larq_irnet.callbacks import InformationDiagnostics
-from larq_irnet.experiments import Run, best_recipes, train_runs
+from larq_irnet.experiments import Run, best_recipes, grid_edges, train_runs
 from larq_irnet.io import atomic_path, atomic_write
 from larq_irnet.layers import binarized_weights
 from larq_irnet.quantizers import ede_default_k
@@ -500,6 +500,14 @@ def run_tuned(args: argparse.Namespace) -> dict:
             f"{', '.join(needed)} (needed by {sorted({r for r, _ in selected if r in missing})}); "
             "run `python benchmarks/ablation.py --search` first"
         )
+    edges = grid_edges(load_results(args.search_results))
+    on_edge = sorted({recipes[row][0] for row, _ in selected} & set(edges))
+    if on_edge and not args.allow_grid_edge:
+        raise SystemExit(
+            f"--protocol tuned: the best recipe of search row {on_edge[0]} is on the grid's "
+            f"edge ({edges[on_edge[0]]}); extend SEARCH_OPTIMIZERS and search again, or pass "
+            "--allow-grid-edge"
+        )
     epochs = args.epochs or get_recipe(RECIPE).epochs
     header = {
         "protocol": "tuned",
@@ -876,6 +884,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=Path("benchmarks/results/search.json"),
         help="the search's results, which --protocol tuned takes its recipes from",
+    )
+    parser.add_argument(
+        "--allow-grid-edge",
+        action="store_true",
+        help="--protocol tuned: train a row whose searched best rate is the highest or lowest "
+        "its optimizer was searched at (refused by default: the grid is to be extended)",
     )
     parser.add_argument(
         "--tuned-results",

@@ -103,13 +103,16 @@ def load_results(path: Path) -> dict:
     return experiments.load_results(path, recipe=RECIPE)
 
 
-def tuned_overrides(search_results: Path) -> dict[str, dict]:
+def tuned_overrides(search_results: Path, allow_grid_edge: bool = False) -> dict[str, dict]:
     """Each method's recipe overrides: the best search run of its `SEARCH_ROW`.
 
     # Raises
-        SystemExit: the search has no result for a method's row yet.
+        SystemExit: the search has no result for a method's row yet, or (unless
+            `allow_grid_edge`) a row's best is on the grid's edge
+            (`larq_irnet.experiments.grid_edges`).
     """
-    best = experiments.best_recipes(experiments.load_results(search_results))
+    search = experiments.load_results(search_results)
+    best = experiments.best_recipes(search)
     missing = sorted({row for row in SEARCH_ROW.values() if row not in best})
     if missing:
         raise SystemExit(
@@ -117,12 +120,24 @@ def tuned_overrides(search_results: Path) -> dict[str, dict]:
             f"{', '.join(missing)}; run `python benchmarks/ablation.py --search` first "
             "or pass --protocol paper"
         )
+    edges = experiments.grid_edges(search)
+    on_edge = sorted(set(SEARCH_ROW.values()) & set(edges))
+    if on_edge and not allow_grid_edge:
+        raise SystemExit(
+            f"--protocol tuned: the best recipe of search row {on_edge[0]} is on the grid's "
+            f"edge ({edges[on_edge[0]]}); extend the search grid "
+            "(benchmarks/ablation.py) or pass --allow-grid-edge"
+        )
     return {method: best[row] for method, row in SEARCH_ROW.items()}
 
 
 def run(args: argparse.Namespace) -> dict:
     """Train every selected run not finished yet; save results after each."""
-    recipes = tuned_overrides(args.search_results) if args.protocol == "tuned" else {}
+    recipes = (
+        tuned_overrides(args.search_results, args.allow_grid_edge)
+        if args.protocol == "tuned"
+        else {}
+    )
     header = {"protocol": args.protocol, "recipes": recipes}
     previous = load_results(args.results).get("protocol")
     if previous not in (None, args.protocol):
@@ -211,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         "on the recipe as written",
     )
     parser.add_argument("--search-results", type=Path, default=SEARCH_RESULTS)
+    parser.add_argument(
+        "--allow-grid-edge",
+        action="store_true",
+        help="tuned: train on a searched best rate that is the highest or lowest searched",
+    )
     parser.add_argument("--network", default="QuickNetSmall", choices=sorted(NETWORKS))
     parser.add_argument("--only", nargs="+", metavar="RUN", help="e.g. irnet-seed0 zoo-seed1")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")

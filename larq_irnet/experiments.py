@@ -45,7 +45,7 @@ from larq_irnet.io import atomic_write, file_lock
 from larq_irnet.run_directory import MODEL, RunDirectoryInUse
 from larq_irnet.training import train
 
-__all__ = ["Run", "best_recipes", "load_results", "train_runs"]
+__all__ = ["Run", "best_recipes", "grid_edges", "load_results", "train_runs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,3 +180,36 @@ def best_recipes(search: Mapping[str, Any]) -> dict[str, dict]:
         if current is None or run["final_validation_accuracy"] > current[0]:
             best[run["binarization"]] = (run["final_validation_accuracy"], run["overrides"])
     return {binarization: overrides for binarization, (_, overrides) in best.items()}
+
+
+def grid_edges(search: Mapping[str, Any]) -> dict[str, str]:
+    """The binarizations whose best recipe lies on the edge of the rates searched.
+
+    A best at the highest (or lowest) learning rate its optimizer was tried at says
+    nothing about the rates beyond it, so a recipe chosen there is not yet tuned. The
+    rates are those of the binarization's own scored runs in `search` (the results of
+    `benchmarks/ablation.py --search`, see `best_recipes`); an optimizer tried at one
+    rate only is on both edges.
+
+    # Returns
+        {binarization: why}, e.g. `{"fp": "adam 0.025 is the highest adam rate searched"}`,
+        for every binarization whose best is on an edge; empty when none is.
+    """
+    rates: dict[tuple[str, str], set[float]] = {}
+    for run in search["runs"].values():
+        if run.get("final_validation_accuracy") is None:
+            continue
+        key = (run["binarization"], run["overrides"]["optimizer"])
+        rates.setdefault(key, set()).add(run["overrides"]["learning_rate"])
+    edges = {}
+    for binarization, overrides in best_recipes(search).items():
+        optimizer, rate = overrides["optimizer"], overrides["learning_rate"]
+        tried = rates[(binarization, optimizer)]
+        side = [
+            name for name, end in (("highest", max(tried)), ("lowest", min(tried))) if rate == end
+        ]
+        if side:
+            edges[binarization] = (
+                f"{optimizer} {rate:g} is the {' and '.join(side)} {optimizer} rate searched"
+            )
+    return edges

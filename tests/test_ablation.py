@@ -328,6 +328,12 @@ def test_tuned_rows_take_their_family_recipe_and_missing_searches_are_named(
     _, missing = ablation.tuned_recipes(json.loads(path.read_text()))
     assert missing["irnet"] == ("irnet",) and missing["dirnet+rbd"] == ("dirnet", "irnet")
 
+    # So is a row whose best is at the highest or lowest rate searched, unless allowed.
+    path.write_text(json.dumps(_search(("bnn", 0.1, 0.8), ("bnn", 0.03, 0.7))))
+    with pytest.raises(SystemExit, match=r"row bnn is on the grid's edge \(sgd 0.1 is the high"):
+        ablation.main([*argv, "--only", "bnn-seed0"])
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "t.json").exists()
+
 
 def test_tuned_comparisons_state_spreads_and_the_gap_closed(ablation):
     runs = {
@@ -396,6 +402,7 @@ def test_tuned_protocol_trains_searched_recipes_and_distils_from_the_fp_row(
     argv = ["--protocol", "tuned", "--search-results", str(search)]
     argv += ["--output-dir", str(tmp_path / "runs"), "--results", str(results_path)]
     argv += ["--epochs", "1", "--steps-per-epoch", "2", "--train-limit", "256"]
+    argv += ["--allow-grid-edge"]  # one rate per row: every best is on the grid's edge
     # Its teacher is not trained yet: the distilled row waits for it.
     assert ablation.main([*argv, "--only", "irnet+rbd-seed0"]) == 0
     assert "irnet+rbd-seed0: skipped, its teacher" in capsys.readouterr().out

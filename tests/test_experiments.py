@@ -7,7 +7,7 @@ through the benchmarks that use this module, in test_ablation.py and test_irneti
 import json
 
 from larq_irnet import experiments
-from larq_irnet.experiments import Run, best_recipes, load_results, train_runs
+from larq_irnet.experiments import Run, best_recipes, grid_edges, load_results, train_runs
 from larq_irnet.run_directory import RunDirectoryInUse
 
 import pytest
@@ -116,4 +116,32 @@ def test_best_recipes_take_each_binarizations_best_validation_score():
     assert best_recipes(search) == {
         "bnn": {"learning_rate": 0.03},
         "irnet": {"learning_rate": 0.1},  # a tie keeps the run listed first
+    }
+
+
+def test_grid_edges_name_the_rows_whose_best_rate_is_the_highest_or_lowest_searched():
+    def run(binarization, optimizer, lr, score):
+        return {
+            "binarization": binarization,
+            "overrides": {"optimizer": optimizer, "learning_rate": lr},
+            "final_validation_accuracy": score,
+        }
+
+    runs = [
+        run("fp", "adam", 0.001, 0.80),
+        run("fp", "adam", 0.01, 0.85),  # fp: best at the highest adam rate
+        run("fp", "sgd", 0.1, 0.84),
+        run("bnn", "adam", 0.001, 0.70),
+        run("bnn", "adam", 0.004, 0.75),  # bnn: inside its adam rates
+        run("bnn", "adam", 0.01, 0.74),
+        run("bnn", "adam", 0.025, None),  # unscored: not a rate searched
+        run("irnet", "sgd", 0.1, 0.80),
+        run("irnet", "sgd", 0.03, 0.81),  # irnet: the lowest sgd rate
+        run("irnet", "adam", 0.01, 0.70),
+        run("dirnet", "sgd", 0.1, 0.5),  # one rate only: both edges
+    ]
+    assert grid_edges({"runs": {str(i): r for i, r in enumerate(runs)}}) == {
+        "fp": "adam 0.01 is the highest adam rate searched",
+        "irnet": "sgd 0.03 is the lowest sgd rate searched",
+        "dirnet": "sgd 0.1 is the highest and lowest sgd rate searched",
     }

@@ -46,8 +46,12 @@ def test_both_methods_train_on_their_searched_recipes_and_a_rerun_skips_finished
         tmp_path / "search.json",
         {
             ("bnn", "sgd", 0.1): 0.7,
+            ("bnn", "adam", 0.001): 0.75,
             ("bnn", "adam", 0.004): 0.8,  # plain binary's best: the zoo network's recipe
+            ("bnn", "adam", 0.01): 0.78,
+            ("irnet", "sgd", 0.03): 0.6,
             ("irnet", "sgd", 0.1): 0.9,
+            ("irnet", "sgd", 0.3): 0.88,
             ("irnet", "adam", 0.004): 0.85,
         },
     )
@@ -102,3 +106,18 @@ def test_tuned_protocol_without_a_search_result_is_refused_by_name(script, tmp_p
     with pytest.raises(SystemExit, match="has no search result for irnet"):
         script.main(argv)
     assert not (tmp_path / "runs").exists()
+
+
+def test_tuned_protocol_refuses_a_best_on_the_grids_edge(script, tmp_path):
+    scores = {("bnn", "adam", 0.001): 0.7, ("bnn", "adam", 0.01): 0.8}
+    scores |= {("irnet", "adam", 0.001): 0.8, ("irnet", "adam", 0.004): 0.9}
+    scores[("irnet", "adam", 0.01)] = 0.85
+    search = search_file(tmp_path / "search.json", scores)
+    argv = ["--network", "tiny", "--search-results", str(search)]
+    argv += ["--output-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "r.json")]
+    with pytest.raises(
+        SystemExit, match=r"search row bnn is on the grid's edge \(adam 0.01 is the highest adam"
+    ):
+        script.main(argv)
+    assert not (tmp_path / "runs").exists()
+    assert script.tuned_overrides(search, allow_grid_edge=True)["zoo"]["learning_rate"] == 0.01
