@@ -31,6 +31,7 @@ the full test set (all 10,000 images) and the per-epoch history.
     python benchmarks/irnetify_zoo.py                      # 2 methods x 2 seeds
     python benchmarks/irnetify_zoo.py --only irnet-seed0   # one run
     python benchmarks/irnetify_zoo.py --epochs 1 --steps-per-epoch 20 --output-dir /tmp/x
+    python benchmarks/irnetify_zoo.py --update-docs docs/results.md   # its block there
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import larq_irnet  # noqa: E402  (first: selects Keras 2, registers the quantizers)
 from larq_irnet import experiments  # noqa: E402
+from larq_irnet.io import rewrite_marked_blocks  # noqa: E402
 from larq_irnet.run_directory import HISTORY, read_history  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
@@ -213,6 +215,48 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def comparison(results: dict) -> list[str]:
+    """irnet against zoo: the difference of the means and each method's seed spread."""
+    scores = {
+        method: [100 * r["final_test_accuracy"] for r in results["runs"].values()
+                 if r["method"] == method]
+        for method in METHODS
+    }  # fmt: skip
+    if not all(scores.values()):
+        return ["irnet against zoo: not both methods have finished a run yet"]
+    mean = {m: sum(v) / len(v) for m, v in scores.items()}
+    spread = {m: max(v) - min(v) for m, v in scores.items()}
+    delta = mean["irnet"] - mean["zoo"]
+    runs = min(len(v) for v in scores.values())
+    lines = [
+        f"irnet - zoo: {delta:+.2f} points (means of {runs}+ seeds); seed spread (max - min): "
+        f"zoo {spread['zoo']:.2f}, irnet {spread['irnet']:.2f}"
+    ]
+    if runs > 1:
+        larger = max(spread.values())
+        verdict = "larger than" if abs(delta) > larger else "within"
+        lines.append(f"the difference is {verdict} the larger seed spread ({larger:.2f})")
+    return lines
+
+
+def docs_block(results: dict) -> str:
+    """The generated block of docs/results.md: recipes, table and comparison."""
+    lines = []
+    for method, recipe in sorted(results.get("recipes", {}).items()):
+        latent = "on" if recipe.get("decay_latent_weights") else "off"
+        lines.append(
+            f"- `{method}` trains {SEARCH_ROW[method]}'s searched recipe: "
+            f"{recipe['optimizer']} {recipe['learning_rate']:g}, latent weight decay {latent}"
+        )
+    budgets = sorted({r["epochs"] for r in results["runs"].values() if r.get("epochs")})
+    lines.append(
+        f"- budget: {', '.join(map(str, budgets))} epochs per run"
+        if budgets
+        else "- budget: no run has finished yet"
+    )
+    return "\n".join([*lines, "", table(results), "", *(f"- {x}" for x in comparison(results))])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -237,7 +281,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--update-docs",
+        type=Path,
+        default=None,
+        metavar="PAGE",
+        help="only rewrite PAGE's <!-- irnetify_zoo --> block (docs/results.md) from --results",
+    )
     args = parser.parse_args(argv)
+    if args.update_docs:
+        block = docs_block(load_results(args.results))
+        rewrite_marked_blocks(args.update_docs, {"irnetify_zoo": block})
+        print(f"{args.update_docs}: rewrote the irnetify_zoo block")
+        return 0
     known = {run_name(m, s) for m in METHODS for s in SEEDS}
     if set(args.only or ()) - known:
         parser.error(

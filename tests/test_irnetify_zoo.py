@@ -1,6 +1,7 @@
 """benchmarks/irnetify_zoo.py on a tiny budget: both methods train, results resume."""
 
 import json
+from pathlib import Path
 
 from larq_irnet.run_directory import HISTORY, read_history
 
@@ -121,3 +122,43 @@ def test_tuned_protocol_refuses_a_best_on_the_grids_edge(script, tmp_path):
         script.main(argv)
     assert not (tmp_path / "runs").exists()
     assert script.tuned_overrides(search, allow_grid_edge=True)["zoo"]["learning_rate"] == 0.01
+
+
+def _results(*runs):
+    """An irnetify_zoo results file's content: (method, seed, accuracy) per run."""
+    return {
+        "recipes": {
+            "zoo": {"optimizer": "adam", "learning_rate": 0.01, "decay_latent_weights": True},
+            "irnet": {"optimizer": "sgd", "learning_rate": 0.1, "decay_latent_weights": False},
+        },
+        "runs": {
+            f"{m}-seed{s}": {
+                "network": "QuickNetSmall", "method": m, "seed": s,
+                "final_test_accuracy": a, "epochs": 10,
+            }
+            for m, s, a in runs
+        },
+    }  # fmt: skip
+
+
+def test_comparison_states_the_difference_of_means_against_the_seed_spread(script):
+    results = _results(("zoo", 0, 0.80), ("zoo", 1, 0.82), ("irnet", 0, 0.85), ("irnet", 1, 0.86))
+    assert script.comparison(results) == [
+        "irnet - zoo: +4.50 points (means of 2+ seeds); seed spread (max - min): "
+        "zoo 2.00, irnet 1.00",
+        "the difference is larger than the larger seed spread (2.00)",
+    ]
+    close = _results(("zoo", 0, 0.80), ("zoo", 1, 0.82), ("irnet", 0, 0.81), ("irnet", 1, 0.815))
+    assert script.comparison(close)[1] == "the difference is within the larger seed spread (2.00)"
+    assert "not both methods" in script.comparison(_results(("zoo", 0, 0.8)))[0]
+    block = script.docs_block(results)
+    assert "- `zoo` trains bnn's searched recipe: adam 0.01, latent weight decay on" in block
+    assert "- budget: 10 epochs per run" in block
+    assert "| QuickNetSmall | irnet | 85.00 / 86.00 | 85.50 |" in block
+
+
+def test_results_page_shows_what_the_results_file_holds(script):
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "results.md").read_text()
+    block = page.split("<!-- irnetify_zoo -->\n")[1].split("\n<!-- /irnetify_zoo -->")[0]
+    assert block == script.docs_block(script.load_results(script.RESULTS))
