@@ -168,25 +168,75 @@ def dte_sigma(x: tf.Tensor) -> tf.Tensor:
     (`tf.stop_gradient`). Computed in float32; shape 1 on the reduced axes, as `x` on
     the last.
 
-    It runs in every backward pass, on every binary layer's input, so it reads `x`
-    once: the variance comes from the sums of x and x^2 (`tf.nn.sufficient_statistics`,
-    half the cost of `tf.nn.moments`' two passes). Its float32 rounding grows with
-    (mean / std)^2 (about 1e-7 relative for a centred channel, 1e-3 at |mean| = 100
-    std), and for an all-equal channel it is not 0 but up to ~1e-4 mean^2; so a channel
-    counts as without spread when its std is below 3.2% of its |mean| (a variance
-    below 1e-3 mean^2, which also holds for an all-zero channel). Such a channel lies
-    on one side of zero far from it, where its sign cannot flip, so this replaces the
-    exact all-equal test (two more passes over `x`) at no cost that matters.
+    A channel counts as without spread when its std is below 3.2% of its |mean| (a
+    variance at most 1e-3 mean^2, which holds for an all-equal or all-zero channel):
+    such a channel lies on one side of zero, far from it, where its sign cannot flip.
+
+    It runs in every backward pass, on every binary layer's input, so the moments come
+    from TensorFlow's fused batch-normalization kernel in training mode (one call; its
+    normalized output is discarded), which is faster here than `tf.nn.moments` or
+    `tf.nn.sufficient_statistics` (`_channel_moments`).
     """
     x = tf.cast(x, tf.float32)
-    axes = list(range(len(x.shape) - 1))
-    if not axes:
+    rank = len(x.shape)
+    if rank < 2:
         return tf.ones_like(x)
-    counts, sums, squares, _ = tf.nn.sufficient_statistics(x, axes, keepdims=True)
-    mean, variance = tf.nn.normalize_moments(counts, sums, squares, shift=None)
+    mean, variance = _channel_moments(x)
     spread = variance > _FLAT_CHANNEL * tf.square(mean)
     sigma = tf.where(spread, tf.sqrt(variance + _SIGMA_EPSILON), tf.ones_like(variance))
-    return tf.stop_gradient(sigma)
+    return tf.stop_gradient(tf.reshape(sigma, [1] * (rank - 1) + [-1]))
+
+
+def _as_nhwc(x: tf.Tensor) -> tf.Tensor:
+    """`x` as the 4-D NHWC tensor the fused batch-norm kernel takes (a free reshape)."""
+    return x if len(x.shape) == 4 else tf.reshape(x, [-1, 1, 1, tf.shape(x)[-1]])
+
+
+def _channel_moments(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per-channel (last axis) mean and population variance of float32 `x` (rank >= 2).
+
+    Through `tf.compat.v1.nn.fused_batch_norm` in training mode, which returns the batch
+    mean and the Bessel-corrected variance (rescaled here by (n - 1) / n; 0 for n = 1).
+    Shapes: `x` (..., C) -> two (C,) tensors.
+    """
+    x = _as_nhwc(x)
+    channels = tf.shape(x)[-1:]
+    ones, zeros = tf.ones(channels), tf.zeros(channels)
+    _, mean, corrected = tf.compat.v1.nn.fused_batch_norm(
+        x, ones, zeros, epsilon=_SIGMA_EPSILON, is_training=True
+    )
+    n = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+    return mean, tf.math.multiply_no_nan(corrected, (n - 1.0) / n)
+
+
+def _scale_channels(x: tf.Tensor, scale: tf.Tensor | float) -> tf.Tensor:
+    """`x * scale`, with `scale` a scalar or one value per channel (the last axis).
+
+    A float32 `x` of rank >= 2 with a per-channel `scale` goes through the fused
+    batch-norm kernel in inference mode, (x - 0) / sqrt(0.5 + 0.5) * scale + 0, exactly
+    `x * scale`: TensorFlow's broadcasting multiply by a per-channel vector takes about
+    twice as long as by a scalar, which DTE would pay twice in every backward pass. Any
+    other `scale` (a scalar, another broadcast, a float64 `x`) is a plain multiply.
+    """
+    scale = tf.convert_to_tensor(scale, x.dtype)
+    shape, channels = scale.shape, x.shape[-1] if x.shape.rank else None
+    per_channel = (
+        x.dtype == tf.float32
+        and 2 <= x.shape.rank
+        and 1 <= shape.rank <= x.shape.rank
+        and channels is not None
+        and shape[-1] == channels
+        and all(d == 1 for d in shape[:-1])
+    )
+    if not per_channel:
+        return x * scale
+    scale = tf.reshape(scale, [-1])
+    half = tf.fill(tf.shape(scale), 0.5)
+    zeros = tf.zeros_like(scale)
+    y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        _as_nhwc(x), scale, zeros, mean=zeros, variance=half, epsilon=0.5, is_training=False
+    )
+    return tf.reshape(y, tf.shape(x))
 
 
 def dte_gradient(
@@ -218,7 +268,8 @@ def dte_gradient(
     any, `sigma` (> 0) broadcastable to it, the state scalars.
 
     It runs in every backward pass, so the per-channel factors t / sigma and k t / sigma
-    are formed first (one multiply per element, as EDE's), and the floor is computed
+    are formed first and applied by the fused batch-norm kernel (`_scale_channels`,
+    about as fast as EDE's multiply by a scalar), and the floor is computed
     only when it can exceed the soft sign somewhere in the band: the soft sign falls
     with |u|, so that is when \(\beta\,\epsilon > k\,t\,(1 - \tanh^2(t\,b))\).
     """
@@ -227,7 +278,9 @@ def dte_gradient(
         tf.cast(v, dtype) for v in (x, sigma, t, k, band, epsilon, width)
     )
     inverse = 1.0 / sigma
-    soft = (k * t * inverse) * (1.0 - tf.square(tf.tanh(x_ * (t * inverse))))
+    soft = _scale_channels(
+        1.0 - tf.square(tf.tanh(_scale_channels(x_, t * inverse))), k * t * inverse
+    )
     floor = band * epsilon
 
     def with_floor():

@@ -11,7 +11,14 @@ import math
 import larq_irnet  # (first: selects Keras 2, registers the quantizers)
 from larq_irnet.callbacks import ede_quantizers, set_ede
 from larq_irnet.converters import load_keras_model
-from larq_irnet.estimators import ScheduledSign, dte_band_width, dte_gradient, dte_sigma
+from larq_irnet.estimators import (
+    ScheduledSign,
+    _channel_moments,
+    _scale_channels,
+    dte_band_width,
+    dte_gradient,
+    dte_sigma,
+)
 from larq_irnet.io import estimator_state_entries, h5_without_estimator_state
 from larq_irnet.quantizers import DTESign, IMBSign
 from larq_irnet.schedules import dte_values
@@ -215,6 +222,39 @@ def test_dte_gradient_function_broadcasts_a_per_channel_sigma():
     got = dte_gradient(x, sigma, 3.0, 1.0, 1.0, 0.2, 0.5).numpy()
     expected = np_dte(x.numpy().astype(np.float64), np.array([[0.5, 2.0]]), 3.0, 1.0, 1.0, 0.2, 0.5)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (2, 5, 3), (2, 4, 4, 3), (2, 2, 3, 2, 3)])
+def test_per_channel_scaling_and_moments_match_numpy_at_every_rank(shape):
+    # DTE's backward pass multiplies by per-channel factors and reads per-channel moments
+    # through the fused batch-norm kernel; both must be exactly what they stand for.
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) * [0.5, 2.0, 1e-3] + [0.0, 3.0, -1.0]).astype(np.float32)
+    scale = np.array([0.5, -2.0, 7.0], np.float32)
+    channel_shape = [1] * (len(shape) - 1) + [3]
+    scaled = _scale_channels(tf.constant(x), tf.constant(scale.reshape(channel_shape)))
+    np.testing.assert_array_equal(scaled.numpy(), x * scale)
+    assert _scale_channels(tf.constant(x), 2.0).numpy().tolist() == (x * 2.0).tolist()
+    mean, variance = _channel_moments(tf.constant(x))
+    axes = tuple(range(len(shape) - 1))
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean.numpy(), x64.mean(axes), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(variance.numpy(), x64.var(axes), rtol=1e-4, atol=1e-9)
+    one_sample = _channel_moments(tf.constant(x.reshape(-1, 3)[:1]))[1].numpy()
+    assert one_sample.tolist() == [0.0, 0.0, 0.0]  # n = 1: no spread, not nan
+
+
+def test_other_broadcasts_and_float64_scale_by_plain_multiplication():
+    x = np.random.default_rng(4).standard_normal((4, 3))
+    full = np.random.default_rng(5).standard_normal((4, 3))
+    np.testing.assert_array_equal(
+        _scale_channels(tf.constant(x.astype(np.float32)), tf.constant(full.astype(np.float32))),
+        x.astype(np.float32) * full.astype(np.float32),
+    )
+    np.testing.assert_array_equal(
+        _scale_channels(tf.constant(x), tf.constant([[1.0, 2.0, 3.0]], tf.float64)),
+        x * [1.0, 2.0, 3.0],
+    )
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, float("nan"), "0.5"])
