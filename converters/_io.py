@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import zipfile
@@ -120,19 +121,42 @@ def _check_h5_model(path: Path) -> None:
     )
 
 
+def _default_binarization(model: str) -> str | None:
+    """The default `binarization=` of the zoo model function `model` (None: it has none)."""
+    import larq_irnet.zoo
+
+    function = getattr(larq_irnet.zoo, model, None)
+    if function is None:
+        return None
+    parameter = inspect.signature(function).parameters.get("binarization")
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    return parameter.default
+
+
 def _weights_only_advice(path: Path) -> str:
-    """What to do with a weights-only `.h5` (from `save_weights`): build, load, save."""
+    """What to do with a weights-only `.h5` (from `save_weights`): build, load, save.
+
+    A file registered in the zoo (any variant of any name) gets the exact call that loads
+    it, with `binarization=` when the variant is not the model's default one.
+    """
     from larq_irnet.zoo.registry import WEIGHTS, sha256sum
 
     text = "a weights-only .h5 (written by save_weights: no model config), not a model"
     digest = sha256sum(path)
-    for name, entry in sorted(WEIGHTS.items()):
-        if entry.sha256 == digest:
+    for name, variants in sorted(WEIGHTS.items()):
+        for entry in variants:
+            if entry.sha256 != digest:
+                continue
             shape, classes = entry.kwargs.get("input_shape"), entry.kwargs.get("num_classes")
+            binarization = entry.binarization
+            choice = ""
+            if binarization is not None and binarization != _default_binarization(entry.model):
+                choice = f"binarization={binarization!r}, "
             return (
                 f"{text}: the zoo weights {name!r}. Save the model they fit first, in Python "
                 f"`larq_irnet.zoo.{entry.model}(input_shape={shape}, num_classes={classes}, "
-                f"weights={name!r}).save('model.h5')`, then convert model.h5"
+                f"{choice}weights={name!r}).save('model.h5')`, then convert model.h5"
             )
     return (
         f"{text}. Build the model it fits with the arguments it was trained with, load the "

@@ -59,7 +59,7 @@ from larq_irnet.optimization import (
 from larq_irnet.recipes import Recipe, get_recipe, model_function
 from larq_irnet.run_directory import RunDirectoryInUse, UnusableDirectory
 from larq_irnet.zoo import BINARIZATIONS, BITS
-from larq_irnet.zoo.registry import WEIGHTS, sha256sum
+from larq_irnet.zoo.registry import WEIGHTS, get_entry, sha256sum
 
 import tensorflow as tf
 
@@ -281,7 +281,7 @@ class _Teacher:
 
     `source` is the resolved path (a run directory, a whole-model file or a weights-only
     `.h5`) or the name of shipped zoo weights; `sha256` is that of the file loaded (a run
-    directory's `model.h5`, a SavedModel's `saved_model.pb`, the registered weights), so
+    directory's `model.h5`, a SavedModel's `saved_model.pb`, the registered fp variant), so
     a resume against a retrained teacher is refused.
     """
 
@@ -305,6 +305,10 @@ class _Teacher:
 
 #: The distillation keywords of `train` and their defaults (used only with `distill_from`).
 DISTILLATION_DEFAULTS = {"alignment_weight": 1.0, "logits_weight": 0.0, "distill_temperature": 4.0}
+
+
+#: The `binarization=` of the teacher built from a weights-only file or zoo weights.
+_TEACHER_BINARIZATION = "fp"
 
 
 def _no_teacher(alignment_weight: float, logits_weight: float, temperature: float) -> None:
@@ -347,7 +351,15 @@ def _resolve_teacher(
     path = Path(distill_from).expanduser()
     zoo = isinstance(distill_from, str) and distill_from in WEIGHTS and not path.exists()
     if zoo:
-        source, sha256 = distill_from, WEIGHTS[distill_from].sha256
+        # Zoo weights load into the student's fp twin (`_load_teacher`): their fp variant.
+        try:
+            entry = get_entry(distill_from, _TEACHER_BINARIZATION)
+        except ValueError as error:
+            raise ValueError(
+                "`distill_from`: the teacher is the student's full-precision twin "
+                f"(binarization={_TEACHER_BINARIZATION!r}). {error}"
+            ) from None
+        source, sha256 = distill_from, entry.sha256
     else:
         path = path.resolve()
         if not path.exists():
@@ -556,7 +568,7 @@ def _load_teacher(plan: _Plan, distribution: tf.distribute.Strategy) -> tf.keras
     teacher = plan.teacher
     if teacher is None:
         return None
-    twin_kwargs = {**plan.model_kwargs(), "binarization": "fp"}
+    twin_kwargs = {**plan.model_kwargs(), "binarization": _TEACHER_BINARIZATION}
     with distribution.scope():
         if teacher.zoo_weights:
             model = plan.build_model(**twin_kwargs, weights=teacher.source)
@@ -866,11 +878,12 @@ def train(
             from this full-precision teacher: a run directory of `train` (its
             `model.h5`), a whole-model file (`.h5`, `.keras`, SavedModel), a
             weights-only `.h5` or the name of zoo weights (both loaded into the
-            student's `binarization="fp"` twin). The teacher is loaded and frozen inside
-            the strategy's scope (every worker reads the same path); the Distiller is
-            what is fitted, evaluated and checkpointed, `model.h5` holds the student
-            alone. Recorded in `config.json` as `distillation` (the resolved path or
-            name and the file's sha256): a resume with another teacher is refused.
+            student's `binarization="fp"` twin; of a name, its fp variant). The teacher
+            is loaded and frozen inside the strategy's scope (every worker reads the
+            same path); the Distiller is what is fitted, evaluated and checkpointed,
+            `model.h5` holds the student alone. Recorded in `config.json` as
+            `distillation` (the resolved path or name and the file's sha256): a resume
+            with another teacher is refused.
         alignment_weight: λ >= 0, the weight of the alignment term.
         logits_weight: μ >= 0, the weight of the logits' KL term (0: none).
         distill_temperature: T > 0 of the KL term.
@@ -895,7 +908,8 @@ def train(
 
     # Raises
         ValueError: an argument out of range or a configuration that differs from the
-            run directory's (naming it), a teacher that cannot be loaded.
+            run directory's (naming it), a teacher that cannot be loaded, zoo weights
+            without a full-precision variant.
         FileNotFoundError: the dataset or the `distill_from` path is missing (naming it).
         RunDirectoryInUse: another process trains into `output_dir`.
     """

@@ -16,8 +16,8 @@ from larq_irnet.converters.flatbuffer import op_histogram, op_names, read_graph,
 from larq_irnet.converters.lce import fold_weight_computations
 from larq_irnet.converters.report import layer_macs, quantizer_kind
 from larq_irnet.data import FASHION_MNIST_DIR
-from larq_irnet.zoo import IRNetResNet20
-from larq_irnet.zoo.registry import WEIGHTS, WEIGHTS_DIR
+from larq_irnet.zoo import IRNetResNet20, registry
+from larq_irnet.zoo.registry import WEIGHTS_DIR, get_entry
 
 import larq as lq
 import numpy as np
@@ -541,7 +541,7 @@ def test_cli_evaluate_names_the_argument_an_error_is_about(tmp_path, capsys):
 
 
 def test_cli_convert_explains_a_weights_only_h5(tmp_path, capsys):
-    shipped = WEIGHTS_DIR / WEIGHTS["fashion_mnist"].filename
+    shipped = WEIGHTS_DIR / get_entry("fashion_mnist", "irnet").filename
     assert cli.main(["convert", str(shipped), "-o", str(tmp_path / "w.tflite")]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"{shipped}: a weights-only .h5" in line and "object at 0x" not in line
@@ -553,6 +553,34 @@ def test_cli_convert_explains_a_weights_only_h5(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"weights-only \.h5.*weights='.*mine\.h5'"):
         load_keras_model(mine)
     assert not (tmp_path / "w.tflite").exists()
+
+
+def test_weights_only_advice_names_a_variants_binarization(tmp_path, monkeypatch):
+    # Every variant of every name is recognized; the call that loads it names its
+    # binarization unless that is the model's default (irnet).
+    files, entries = {}, []
+    for binarization in ("irnet", "fp"):
+        files[binarization] = tmp_path / f"{binarization}.h5"
+        tiny_model(input_shape=(28, 28, 1), binarization=binarization).save_weights(
+            files[binarization]
+        )
+        kwargs = {"input_shape": (28, 28, 1), "num_classes": 10, "binarization": binarization}
+        entries.append(
+            registry.WeightsEntry(
+                model="IRNetResNet20",
+                filename=files[binarization].name,
+                sha256=registry.sha256sum(files[binarization]),
+                kwargs=kwargs,
+            )
+        )
+    monkeypatch.setitem(registry.WEIGHTS, "pair", tuple(entries))
+    call = "IRNetResNet20(input_shape=(28, 28, 1), num_classes=10, "
+    with pytest.raises(ValueError) as error:
+        load_keras_model(files["fp"])
+    assert f"{call}binarization='fp', weights='pair').save('model.h5')" in str(error.value)
+    with pytest.raises(ValueError) as error:
+        load_keras_model(files["irnet"])
+    assert f"{call}weights='pair').save('model.h5')" in str(error.value)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from larq_irnet.converters import convert
 from larq_irnet.converters.evaluate import evaluate_tflite
 from larq_irnet.io import estimator_state_entries
 from larq_irnet.zoo import IRNetResNet20
-from larq_irnet.zoo.registry import WEIGHTS, verified_path
+from larq_irnet.zoo.registry import get_entry, verified_path
 
 import pytest
 
@@ -14,7 +14,7 @@ STATED_ACCURACY = 0.8784  # README, IRNetResNet20's docstring, the registry entr
 @pytest.mark.slow  # the full test set, in Keras and through LCE
 def test_fashion_mnist_weights_reach_the_stated_accuracy(fashion_mnist):
     _, (x_test, y_test) = fashion_mnist
-    assert "87.84%" in WEIGHTS["fashion_mnist"].description
+    assert "87.84%" in get_entry("fashion_mnist", "irnet").description
     model = IRNetResNet20(input_shape=(28, 28, 1), num_classes=10, weights="fashion_mnist")
     result = convert(model, strict=True)
     evaluation = evaluate_tflite(

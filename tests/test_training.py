@@ -25,6 +25,7 @@ from larq_irnet.training import (
     make_schedule,
     train,
 )
+from larq_irnet.zoo import registry
 from larq_irnet.zoo.registry import sha256sum as registry_sha256
 
 import numpy as np
@@ -643,6 +644,66 @@ def test_a_missing_teacher_is_a_one_line_error_writing_nothing(tmp_path, capsys)
     assert "expected a number > 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"`alignment_weight` must be a finite number >= 0"):
         train(TINY, output_dir=run_dir, distill_from=missing, alignment_weight=-1.0)
+    assert not run_dir.exists()
+
+
+def tiny_zoo_model(*, input_shape, num_classes=10, binarization="irnet", weights=None):
+    """`tiny_model` taking `weights=` as the zoo does: a name's variant for `binarization`."""
+    model = tiny_model(input_shape=input_shape, num_classes=num_classes, binarization=binarization)
+    if weights is not None:
+        path, _ = registry.resolve_weights(weights, binarization)
+        model.load_weights(path)
+    return model
+
+
+@pytest.fixture
+def tiny_variants(tmp_path, monkeypatch):
+    """Zoo weights "tiny_pair" of `tiny_zoo_model`: an irnet variant (first) and an fp one."""
+    entries = {}
+    for seed, binarization in enumerate(("irnet", "fp")):
+        tf.keras.utils.set_random_seed(seed)
+        path = tmp_path / f"tiny_{binarization}.h5"
+        tiny_model(input_shape=(28, 28, 1), binarization=binarization).save_weights(path)
+        entries[binarization] = registry.WeightsEntry(
+            model="tiny_zoo_model",
+            filename=path.name,
+            sha256=registry_sha256(path),
+            kwargs={"input_shape": (28, 28, 1), "num_classes": 10, "binarization": binarization},
+        )
+    assert entries["irnet"].sha256 != entries["fp"].sha256
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setitem(registry.WEIGHTS, "tiny_pair", (entries["irnet"], entries["fp"]))
+    return entries
+
+
+def test_distilling_from_zoo_weights_takes_their_fp_variant(tmp_path, tiny_variants, fashion_mnist):
+    recipe = dataclasses.replace(TINY, model=tiny_zoo_model)
+    run_dir = tmp_path / "run"
+    run = dict(epochs=1, steps_per_epoch=1, batch_size=32, train_limit=64, verbose=0)
+    summary = train(recipe, output_dir=run_dir, distill_from="tiny_pair", **run)
+    assert summary["distill_from"] == "tiny_pair"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["distillation"]["teacher"] == "tiny_pair"
+    assert config["distillation"]["teacher_sha256"] == tiny_variants["fp"].sha256
+
+
+def test_zoo_weights_without_an_fp_variant_are_refused_writing_nothing(
+    tmp_path, tiny_variants, monkeypatch, capsys
+):
+    monkeypatch.setitem(registry.WEIGHTS, "tiny_solo", (tiny_variants["irnet"],))
+    run_dir = tmp_path / "run"
+    expected = (
+        "`distill_from`: the teacher is the student's full-precision twin "
+        "(binarization='fp'). Weights 'tiny_solo' have no variant for binarization='fp'; "
+        "registered binarizations: 'irnet'."
+    )
+    with pytest.raises(ValueError) as error:
+        train(TINY, output_dir=run_dir, distill_from="tiny_solo")
+    assert str(error.value) == expected
+    argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", "--output-dir", str(run_dir)]
+    assert main([*argv, "--distill-from", "tiny_solo"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err
     assert not run_dir.exists()
 
 

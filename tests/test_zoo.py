@@ -5,6 +5,7 @@ every layer, and shared by the parameter-count, LCE-conversion and summary tests
 """
 
 import ast
+import dataclasses
 import inspect
 import logging
 import re
@@ -461,7 +462,7 @@ def registered(saved_weights, monkeypatch):
         kwargs={"input_shape": (8, 8, 1), "num_classes": 10, "bits": "1w1a"},
     )
     monkeypatch.setattr(registry, "WEIGHTS_DIR", path.parent)
-    monkeypatch.setitem(registry.WEIGHTS, "test_weights", entry)
+    monkeypatch.setitem(registry.WEIGHTS, "test_weights", (entry,))
     return model, path, images, entry
 
 
@@ -490,15 +491,113 @@ def test_registered_weights_errors(registered, monkeypatch):
     monkeypatch.setitem(
         registry.WEIGHTS,
         "test_weights",
-        registry.WeightsEntry(
-            model=entry.model, filename=entry.filename, sha256="0" * 64, kwargs=entry.kwargs
-        ),
+        (dataclasses.replace(entry, sha256="0" * 64),),
     )
     with pytest.raises(ValueError, match="sha256"):
         IRNetResNet20(weights="test_weights")
     path.unlink()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         IRNetResNet20(weights="test_weights")
+
+
+@pytest.fixture
+def variants(tmp_path, monkeypatch):
+    """Weights "pair" with an irnet variant (first) and an fp one, over small files."""
+    entries = {}
+    for binarization in ("irnet", "fp"):
+        path = tmp_path / f"{binarization}.h5"
+        path.write_bytes(binarization.encode())
+        entries[binarization] = registry.WeightsEntry(
+            model="IRNetResNet20",
+            filename=path.name,
+            sha256=registry.sha256sum(path),
+            kwargs={"input_shape": (8, 8, 1), "num_classes": 10, "binarization": binarization},
+        )
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setitem(registry.WEIGHTS, "pair", (entries["irnet"], entries["fp"]))
+    return entries
+
+
+def test_a_name_holds_one_variant_per_binarization(variants, tmp_path, monkeypatch):
+    assert registry.get_entry("pair", "fp") is variants["fp"]
+    assert registry.get_entry("pair", "irnet") is variants["irnet"]
+    assert registry.get_entry("pair") is variants["irnet"]  # the first is the default
+    assert registry.resolve_weights("pair", "fp") == (tmp_path / "fp.h5", variants["fp"])
+    assert registry.verified_path("pair") == tmp_path / "irnet.h5"
+    with pytest.raises(ValueError, match=r"'pair' \(IRNetResNet20; binarization 'irnet', 'fp'\)"):
+        registry.get_entry("imagenet")
+    # A variant registered without a binarization fits any that has none of its own.
+    anything = dataclasses.replace(variants["fp"], kwargs={"input_shape": (8, 8, 1)})
+    monkeypatch.setitem(registry.WEIGHTS, "pair", (variants["irnet"], anything))
+    assert registry.get_entry("pair", "dirnet") is anything
+    assert registry.get_entry("pair", "irnet") is variants["irnet"]
+
+
+def test_a_binarization_without_a_variant_is_refused_naming_those_registered(variants, monkeypatch):
+    # Resolving the weights comes first: the error needs no model built.
+    with pytest.raises(ValueError) as error:
+        IRNetResNet20(weights="pair", binarization="dirnet")
+    assert str(error.value) == (
+        "Weights 'pair' have no variant for binarization='dirnet'; registered "
+        "binarizations: 'irnet', 'fp'."
+    )
+    monkeypatch.setitem(registry.WEIGHTS, "solo", (variants["irnet"],))
+    with pytest.raises(ValueError, match=r"'solo' have no variant for binarization='fp'; "):
+        IRNetResNet20(weights="solo", binarization="fp")
+    with pytest.raises(ValueError, match=r"binarization='fp'; registered binarizations: 'irnet'"):
+        registry.verified_path("solo", "fp")
+
+
+def test_each_variant_has_its_own_sha256_check(variants, tmp_path):
+    (tmp_path / "fp.h5").write_bytes(b"replaced")
+    with pytest.raises(ValueError, match=r"Weights 'pair' \(binarization='fp'\): .* sha256"):
+        IRNetResNet20(weights="pair", binarization="fp")
+    assert registry.verified_path("pair", "irnet") == tmp_path / "irnet.h5"
+    (tmp_path / "irnet.h5").unlink()
+    with pytest.raises(FileNotFoundError, match=r"'pair' \(binarization='irnet'\) are registered"):
+        registry.verified_path("pair", "irnet")
+
+
+def test_registered_variants_differ_by_binarization_the_models_default_first():
+    # `weights=name` without `binarization=` loads the model's default binarization's
+    # variant; `get_entry(name)` (the converters' advice, the tests) takes the first: the same.
+    for name, entries in registry.WEIGHTS.items():
+        assert entries, name
+        binarizations = [entry.binarization for entry in entries]
+        assert len(set(binarizations)) == len(binarizations), name
+        for entry in entries:
+            assert entry.binarization is None or entry.binarization in BINARIZATIONS, name
+        model = getattr(larq_irnet.zoo, entries[0].model)
+        default = inspect.signature(model).parameters["binarization"].default
+        if default in binarizations:
+            assert entries[0].binarization == default, name
+
+
+def test_two_variants_under_one_name_load_by_binarization(saved_model, tmp_path, monkeypatch):
+    irnet, images = saved_model
+    fp = IRNetResNet20(input_shape=(8, 8, 1), binarization="fp")
+    rng = np.random.default_rng(4)
+    fp.set_weights([rng.normal(0.5, 0.1, w.shape).astype("float32") for w in fp.weights])
+    entries = []
+    for binarization, model in (("irnet", irnet), ("fp", fp)):
+        path = tmp_path / f"{binarization}.h5"
+        model.save_weights(path)
+        entries.append(
+            registry.WeightsEntry(
+                model="IRNetResNet20",
+                filename=path.name,
+                sha256=registry.sha256sum(path),
+                kwargs={"input_shape": (8, 8, 1), "binarization": binarization},
+            )
+        )
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setitem(registry.WEIGHTS, "pair", tuple(entries))
+    expected_fp = fp(images).numpy()
+    assert not np.allclose(expected_fp, irnet(images).numpy())
+    loaded_fp = IRNetResNet20(weights="pair", binarization="fp")
+    np.testing.assert_array_equal(loaded_fp(images).numpy(), expected_fp)
+    loaded = IRNetResNet20(weights="pair")  # the default binarization, "irnet"
+    np.testing.assert_array_equal(loaded(images).numpy(), irnet(images).numpy())
 
 
 @pytest.mark.parametrize(

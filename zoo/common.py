@@ -45,7 +45,8 @@ ARGUMENTS: Mapping[str, str] = {
     "include_top": "whether to end with the classifier (else the last feature map).",
     "num_classes": "number of classes of the classifier.",
     "weights": (
-        "None (random), the path of a weights file, or a name of `larq_irnet.zoo.registry.WEIGHTS`."
+        "None (random), the path of a weights file, or a name of "
+        "`larq_irnet.zoo.registry.WEIGHTS` (its variant for `binarization` is loaded)."
     ),
     "structure": '`"bireal"` or `"normal"`; default as the authors (see above).',
     "bits": '`"1w1a"` or `"1w32a"`.',
@@ -154,16 +155,23 @@ def resolve_weights(
     weights: str | os.PathLike | None,
     input_shape: Sequence[int | None] | None,
     input_tensor: tf.Tensor | None,
+    binarization: str | None = None,
 ) -> tuple[os.PathLike | None, registry.WeightsEntry | None, Sequence[int | None] | None]:
     """Resolve `weights=` (see `registry.resolve_weights`) first of all arguments.
 
+    A registered name gives its variant for `binarization` (the model's `binarization=`).
     Registered weights carry the input shape they were trained at: it becomes the
     `input_shape` when neither `input_shape` nor `input_tensor` is given.
 
     # Returns
         (file to load or None, registry entry or None, input_shape).
+
+    # Raises
+        ValueError, TypeError, FileNotFoundError: as `registry.resolve_weights`, e.g. a
+            registered name without a variant for `binarization` (a one-line ValueError
+            naming the name, the binarization and those registered).
     """
-    path, entry = registry.resolve_weights(weights)
+    path, entry = registry.resolve_weights(weights, binarization)
     if entry is not None and input_shape is None and input_tensor is None:
         input_shape = entry.kwargs.get("input_shape")
     return path, entry, input_shape
@@ -210,7 +218,8 @@ def build_model(
 ) -> tf.keras.Model:
     """Resolve `arguments`, build the family's `architecture` on them and load the weights.
 
-    Order: the weights are resolved first (registered ones may give the input shape),
+    Order: the weights are resolved first (a registered name's variant for
+    `arguments.binarization`, which may give the input shape),
     then the input shape (`input_tensor`, `input_shape`, the weights' or
     `default_input_shape`); `architecture` receives the arguments with that
     `input_shape` and validates its own. Registered weights are then checked against the
@@ -230,7 +239,7 @@ def build_model(
             shape, from `architecture`, or weights registered for other arguments.
     """
     path, entry, input_shape = resolve_weights(
-        arguments.weights, arguments.input_shape, arguments.input_tensor
+        arguments.weights, arguments.input_shape, arguments.input_tensor, arguments.binarization
     )
     shape = resolve_input_shape(input_shape, arguments.input_tensor, default_input_shape)
     arguments = dataclasses.replace(arguments, input_shape=shape)

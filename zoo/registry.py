@@ -2,9 +2,12 @@
 
 Every model of `larq_irnet.zoo` takes `weights=`: `None` (random initialization), the
 path of a Keras weights file (`.h5`, as written by `model.save_weights`), or the name of
-an entry of `WEIGHTS`. An entry says which model function the weights fit, the file under
-`larq_irnet/zoo/weights/`, its sha256, and the model arguments they were trained with;
-asking for them with other arguments is an error that names the argument.
+an entry of `WEIGHTS`. A name holds one or more variants, `WeightsEntry`s that differ by
+`kwargs["binarization"]` (e.g. the IR-Net model of a data set and its full-precision
+teacher): the model loads the variant of its own `binarization=`. An entry says which
+model function the weights fit, the file under `larq_irnet/zoo/weights/`, its sha256, and
+the model arguments they were trained with; asking for them with other arguments is an
+error that names the argument.
 
 ```python
 from larq_irnet.zoo import IRNetResNet20
@@ -12,11 +15,16 @@ from larq_irnet.zoo.registry import WEIGHTS
 
 print(sorted(WEIGHTS))  # the names that can be passed as `weights=`
 model = IRNetResNet20(weights="/path/to/my_weights.h5")
+# The variant of "fashion_mnist" for the model's binarization, here the default "irnet":
+model = IRNetResNet20(input_shape=(28, 28, 1), num_classes=10, weights="fashion_mnist")
 ```
 
 Adding weights: save them with `model.save_weights("zoo/weights/<file>.h5")`, compute
-`sha256sum(path)`, and add a `WeightsEntry` to `WEIGHTS` with the arguments the model was
-built with.
+`sha256sum(path)`, and add a `WeightsEntry` with the arguments the model was built with
+(`binarization` among them) to the tuple of its name in `WEIGHTS`, a new name or an
+existing one (another binarization of the same model). The variants of a name differ by
+binarization; the first is the name's default (`get_entry(name)`, `verified_path(name)`)
+and should be the one the model's default `binarization` loads.
 """
 
 from __future__ import annotations
@@ -56,7 +64,8 @@ class WeightsEntry:
         kwargs: the model arguments the weights were trained with, e.g.
             `{"input_shape": (28, 28, 1), "num_classes": 10, "bits": "1w1a"}`; arguments
             not listed are not checked. `num_classes` is not checked when
-            `include_top=False`.
+            `include_top=False`. `binarization` tells the variants of one name apart
+            (an entry without it fits any binarization).
         description: what the weights are (data set, accuracy, how they were trained).
     """
 
@@ -66,29 +75,37 @@ class WeightsEntry:
     kwargs: Mapping[str, Any]
     description: str = ""
 
+    @property
+    def binarization(self) -> str | None:
+        """`kwargs["binarization"]`, which tells a name's variants apart (None: any fits)."""
+        return self.kwargs.get("binarization")
 
-WEIGHTS: dict[str, WeightsEntry] = {
-    "fashion_mnist": WeightsEntry(
-        model="IRNetResNet20",
-        filename="irnet_resnet20_fashion_mnist.h5",
-        sha256="16c3db16b2698e0bb0133f56b7b84b6a2991b19c7624bcc73833679440142af8",
-        kwargs={
-            "input_shape": (28, 28, 1),
-            "num_classes": 10,
-            "structure": "bireal",
-            "bits": "1w1a",
-            "binarization": "irnet",
-            "pad_values": 1.0,
-        },
-        description=(
-            "IR-Net ResNet-20 (Bi-Real, 1w1a) on Fashion-MNIST, raw 0-255 pixels in: "
-            "87.84% top-1 on the full 10,000-image test set (final epoch; 87.85% converted "
-            "through LCE). Recipe fashion_mnist-resnet20-1w1a, seed 0, all 10 epochs "
-            "(benchmarks/ablation.py, row irnet-seed0)."
+
+WEIGHTS: dict[str, tuple[WeightsEntry, ...]] = {
+    "fashion_mnist": (
+        WeightsEntry(
+            model="IRNetResNet20",
+            filename="irnet_resnet20_fashion_mnist.h5",
+            sha256="16c3db16b2698e0bb0133f56b7b84b6a2991b19c7624bcc73833679440142af8",
+            kwargs={
+                "input_shape": (28, 28, 1),
+                "num_classes": 10,
+                "structure": "bireal",
+                "bits": "1w1a",
+                "binarization": "irnet",
+                "pad_values": 1.0,
+            },
+            description=(
+                "IR-Net ResNet-20 (Bi-Real, 1w1a) on Fashion-MNIST, raw 0-255 pixels in: "
+                "87.84% top-1 on the full 10,000-image test set (final epoch; 87.85% converted "
+                "through LCE). Recipe fashion_mnist-resnet20-1w1a, seed 0, all 10 epochs "
+                "(benchmarks/ablation.py, row irnet-seed0)."
+            ),
         ),
     ),
 }
-"""Registered weights by name."""
+"""Registered weights by name: one `WeightsEntry` per binarization, the first the
+name's default."""
 
 
 def sha256sum(path: str | os.PathLike) -> str:
@@ -100,52 +117,106 @@ def sha256sum(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _binarizations(variants: tuple[WeightsEntry, ...]) -> str:
+    """The binarizations of a name's variants, for messages: `'irnet', 'fp'`."""
+    if not variants:
+        return "none"
+    return ", ".join("any" if e.binarization is None else repr(e.binarization) for e in variants)
+
+
 def _known() -> str:
     if not WEIGHTS:
         return "no weights are registered yet"
-    names = ", ".join(f"{name!r} ({entry.model})" for name, entry in sorted(WEIGHTS.items()))
-    return f"registered weights: {names}"
+    names = []
+    for name, variants in sorted(WEIGHTS.items()):
+        models = ", ".join(dict.fromkeys(entry.model for entry in variants))
+        if any(entry.binarization is not None for entry in variants):
+            models += f"; binarization {_binarizations(variants)}"
+        names.append(f"{name!r} ({models})")
+    return f"registered weights: {', '.join(names)}"
 
 
-def get_entry(name: str) -> WeightsEntry:
-    """The registry entry called `name`; a ValueError listing the known names otherwise."""
-    try:
-        return WEIGHTS[name]
-    except KeyError:
-        raise ValueError(f"Unknown weights name {name!r}; {_known()}.") from None
+def get_entry(name: str, binarization: str | None = None) -> WeightsEntry:
+    """The variant of the registered weights `name` for a model's `binarization`.
 
-
-def verified_path(name: str) -> Path:
-    """The file of registered weights `name`, after checking it exists and its sha256.
+    # Arguments
+        name: a key of `WEIGHTS`.
+        binarization: the `binarization=` of the model to load them into; None for the
+            name's default variant (its first). A variant registered without a
+            binarization fits any binarization that has no variant of its own.
 
     # Raises
-        ValueError: unknown name, or the file's sha256 differs from the registered one.
-        FileNotFoundError: the registered file is missing.
+        ValueError: `name` is not registered (listing those that are), or has no variant
+            for `binarization` (naming the name, the binarization asked for and those
+            registered).
     """
-    entry = get_entry(name)
+    try:
+        variants = WEIGHTS[name]
+    except KeyError:
+        raise ValueError(f"Unknown weights name {name!r}; {_known()}.") from None
+    if binarization is None and variants:
+        return variants[0]
+    for wanted in (binarization, None):
+        for entry in variants:
+            if entry.binarization == wanted:
+                return entry
+    raise ValueError(
+        f"Weights {name!r} have no variant for binarization={binarization!r}; registered "
+        f"binarizations: {_binarizations(variants)}."
+    )
+
+
+def _checked_file(name: str, entry: WeightsEntry) -> Path:
+    """`entry`'s file, after checking it exists and its sha256 (`verified_path`)."""
+    label = repr(name)
+    if len(WEIGHTS.get(name, ())) > 1 and entry.binarization is not None:
+        label += f" (binarization={entry.binarization!r})"
     path = WEIGHTS_DIR / entry.filename
     if not path.is_file():
         raise FileNotFoundError(
-            f"Weights {name!r} are registered as {path}, but that file does not exist "
+            f"Weights {label} are registered as {path}, but that file does not exist "
             "(was the package installed with its package data?)."
         )
     actual = sha256sum(path)
     if actual != entry.sha256:
         raise ValueError(
-            f"Weights {name!r}: {path} has sha256 {actual}, expected {entry.sha256}; the "
+            f"Weights {label}: {path} has sha256 {actual}, expected {entry.sha256}; the "
             "file is corrupt or was replaced without updating the registry."
         )
     return path
 
 
-def resolve_weights(weights: str | os.PathLike | None) -> tuple[Path | None, WeightsEntry | None]:
-    """Turn a model's `weights=` argument into (file to load, registry entry or None).
+def verified_path(name: str, binarization: str | None = None) -> Path:
+    """The file of the registered weights `name`, after checking it exists and its sha256.
 
-    A registered name is checked (existence, sha256); any other value must be the path
-    of an existing file.
+    The file is that of the variant for `binarization` (see `get_entry`); each variant's
+    own sha256 is checked.
 
     # Raises
-        ValueError: a string that is neither registered nor a path.
+        ValueError: unknown name, no variant for `binarization`, or the file's sha256
+            differs from the registered one.
+        FileNotFoundError: the registered file is missing.
+    """
+    return _checked_file(name, get_entry(name, binarization))
+
+
+def resolve_weights(
+    weights: str | os.PathLike | None, binarization: str | None = None
+) -> tuple[Path | None, WeightsEntry | None]:
+    """Turn a model's `weights=` argument into (file to load, registry entry or None).
+
+    A registered name gives its variant for `binarization` (see `get_entry`), checked
+    (existence, sha256); any other value must be the path of an existing file.
+
+    # Arguments
+        weights: None, the path of a weights file, or a name of `WEIGHTS`.
+        binarization: the `binarization=` of the model being built; None for a
+            registered name's default variant.
+
+    # Raises
+        ValueError: a string that is neither registered nor a path, a registered name
+            without a variant for `binarization`, or a registered file whose sha256
+            differs.
         FileNotFoundError: a path (or registered file) that does not exist.
         TypeError: `weights` is not None, a string or a path.
     """
@@ -157,7 +228,8 @@ def resolve_weights(weights: str | os.PathLike | None) -> tuple[Path | None, Wei
             f"weights={weights!r} of type {type(weights).__name__}."
         )
     if isinstance(weights, str) and weights in WEIGHTS:
-        return verified_path(weights), WEIGHTS[weights]
+        entry = get_entry(weights, binarization)
+        return _checked_file(weights, entry), entry
     path = Path(weights)
     if path.is_file():
         return path, None

@@ -152,9 +152,10 @@ def _resnet(
 @common.document_arguments(
     weights=(
         "None (random), the path of a weights file, or a name of "
-        '`larq_irnet.zoo.registry.WEIGHTS`: `"fashion_mnist"` (with `input_shape=(28, 28, '
-        "1), num_classes=10`) is IR-Net trained on Fashion-MNIST, 87.84% top-1 on its full "
-        "test set (87.85% through LCE)."
+        "`larq_irnet.zoo.registry.WEIGHTS`, whose variant for `binarization` is loaded: "
+        '`"fashion_mnist"` (with `input_shape=(28, 28, 1), num_classes=10` and the default '
+        '`binarization="irnet"`) is IR-Net trained on Fashion-MNIST, 87.84% top-1 on its '
+        "full test set (87.85% through LCE)."
     )
 )
 def IRNetResNet20(
