@@ -50,7 +50,13 @@ from typing import Any
 
 from larq_irnet import experiments
 from larq_irnet.callbacks import InformationDiagnostics
-from larq_irnet.experiments import Run, best_recipes, grid_edges, train_runs
+from larq_irnet.experiments import (
+    Run,
+    best_recipes,
+    check_searched,
+    searched_recipes,
+    train_runs,
+)
 from larq_irnet.io import atomic_path, rewrite_marked_blocks
 from larq_irnet.layers import binarized_weights
 from larq_irnet.quantizers import ede_default_k
@@ -463,19 +469,10 @@ def run_rows(args: argparse.Namespace) -> dict:
 def tuned_recipes(search: dict) -> tuple[dict[str, tuple[str, dict]], dict[str, tuple[str, ...]]]:
     """The tuned protocol's recipes: ({row: (search row, overrides)}, {row: missing}).
 
-    Each row takes the best recipe (`best_recipes`) of the first of its
-    `TUNED_RECIPE_OF` search rows that has results; rows none of whose search rows has
-    any are returned apart, with the search rows they need.
+    Each row takes the best recipe of the first of its `TUNED_RECIPE_OF` search rows
+    that has results (`larq_irnet.experiments.searched_recipes`).
     """
-    best = best_recipes(search)
-    found, missing = {}, {}
-    for row, candidates in TUNED_RECIPE_OF.items():
-        source = next((c for c in candidates if c in best), None)
-        if source is None:
-            missing[row] = candidates
-        else:
-            found[row] = (source, best[source])
-    return found, missing
+    return searched_recipes(search, TUNED_RECIPE_OF)
 
 
 def recipe_table(recipes: Mapping[str, tuple[str, dict]]) -> str:
@@ -495,22 +492,13 @@ def recipe_table(recipes: Mapping[str, tuple[str, dict]]) -> str:
 def run_tuned(args: argparse.Namespace) -> dict:
     """Train the tuned protocol's selected rows with their searched recipes (issue 12)."""
     selected = _selected(PROTOCOLS["tuned"], args.only)
-    recipes, missing = tuned_recipes(load_results(args.search_results))
-    needed = sorted({c for row, _ in selected if row in missing for c in missing[row]})
-    if needed:
-        raise SystemExit(
-            f"--protocol tuned: {args.search_results} has no search result for "
-            f"{', '.join(needed)} (needed by {sorted({r for r, _ in selected if r in missing})}); "
-            "run `python benchmarks/ablation.py --search` first"
-        )
-    edges = grid_edges(load_results(args.search_results))
-    on_edge = sorted({recipes[row][0] for row, _ in selected} & set(edges))
-    if on_edge and not args.allow_grid_edge:
-        raise SystemExit(
-            f"--protocol tuned: the best recipe of search row {on_edge[0]} is on the grid's "
-            f"edge ({edges[on_edge[0]]}); extend SEARCH_OPTIMIZERS and search again, or pass "
-            "--allow-grid-edge"
-        )
+    recipes = check_searched(
+        load_results(args.search_results),
+        TUNED_RECIPE_OF,
+        [row for row, _ in selected],
+        where=args.search_results,
+        allow_grid_edge=args.allow_grid_edge,
+    )
     epochs = args.epochs or get_recipe(RECIPE).epochs
     header = {
         "protocol": "tuned",

@@ -111,26 +111,17 @@ def tuned_overrides(search_results: Path, allow_grid_edge: bool = False) -> dict
     # Raises
         SystemExit: the search has no result for a method's row yet, or (unless
             `allow_grid_edge`) a row's best is on the grid's edge
-            (`larq_irnet.experiments.grid_edges`).
+            (`larq_irnet.experiments.check_searched`).
     """
-    search = experiments.load_results(search_results)
-    best = experiments.best_recipes(search)
-    missing = sorted({row for row in SEARCH_ROW.values() if row not in best})
-    if missing:
-        raise SystemExit(
-            f"--protocol tuned: {search_results} has no search result for "
-            f"{', '.join(missing)}; run `python benchmarks/ablation.py --search` first "
-            "or pass --protocol paper"
-        )
-    edges = experiments.grid_edges(search)
-    on_edge = sorted(set(SEARCH_ROW.values()) & set(edges))
-    if on_edge and not allow_grid_edge:
-        raise SystemExit(
-            f"--protocol tuned: the best recipe of search row {on_edge[0]} is on the grid's "
-            f"edge ({edges[on_edge[0]]}); extend the search grid "
-            "(benchmarks/ablation.py) or pass --allow-grid-edge"
-        )
-    return {method: best[row] for method, row in SEARCH_ROW.items()}
+    recipes = experiments.check_searched(
+        experiments.load_results(search_results),
+        {method: (row,) for method, row in SEARCH_ROW.items()},
+        list(SEARCH_ROW),
+        where=search_results,
+        allow_grid_edge=allow_grid_edge,
+        hint="run `python benchmarks/ablation.py --search` first or pass --protocol paper",
+    )
+    return {method: overrides for method, (_, overrides) in recipes.items()}
 
 
 def run(args: argparse.Namespace) -> dict:

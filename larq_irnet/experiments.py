@@ -45,7 +45,15 @@ from larq_irnet.io import atomic_write, file_lock
 from larq_irnet.run_directory import MODEL, RunDirectoryInUse
 from larq_irnet.training import train
 
-__all__ = ["Run", "best_recipes", "grid_edges", "load_results", "train_runs"]
+__all__ = [
+    "Run",
+    "best_recipes",
+    "check_searched",
+    "grid_edges",
+    "load_results",
+    "searched_recipes",
+    "train_runs",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,3 +221,69 @@ def grid_edges(search: Mapping[str, Any]) -> dict[str, str]:
                 f"{optimizer} {rate:g} is the {' and '.join(side)} {optimizer} rate searched"
             )
     return edges
+
+
+def searched_recipes(
+    search: Mapping[str, Any], sources: Mapping[str, Sequence[str]]
+) -> tuple[dict[str, tuple[str, dict]], dict[str, tuple[str, ...]]]:
+    """Each row's recipe from a search: ({row: (search row, overrides)}, {row: missing}).
+
+    `sources` maps a row (of a table, a method of a comparison) to the search rows
+    (binarizations) it may take its recipe from; it takes the best recipe
+    (`best_recipes`) of the first of them with a scored run. Rows none of whose search
+    rows has one are returned apart, with those search rows.
+    """
+    best = best_recipes(search)
+    found: dict[str, tuple[str, dict]] = {}
+    missing: dict[str, tuple[str, ...]] = {}
+    for row, candidates in sources.items():
+        source = next((c for c in candidates if c in best), None)
+        if source is None:
+            missing[row] = tuple(candidates)
+        else:
+            found[row] = (source, best[source])
+    return found, missing
+
+
+def check_searched(
+    search: Mapping[str, Any],
+    sources: Mapping[str, Sequence[str]],
+    rows: Sequence[str],
+    *,
+    where: str | os.PathLike,
+    allow_grid_edge: bool = False,
+    hint: str = "run `python benchmarks/ablation.py --search` first",
+) -> dict[str, tuple[str, dict]]:
+    """`searched_recipes` for the `rows` about to train, refused unless each is tuned.
+
+    # Arguments
+        search, sources: as `searched_recipes`.
+        rows: the rows that will train (keys of `sources`).
+        where: the search's results file, for the messages.
+        allow_grid_edge: accept a recipe on the grid's edge (`grid_edges`).
+        hint: what to do about missing search results, appended to that message.
+
+    # Returns
+        `searched_recipes(search, sources)[0]`: the recipes of every row that has one.
+
+    # Raises
+        SystemExit: one line, naming the search rows without results (and the rows that
+            need them), or the first search row whose best is on the grid's edge.
+    """
+    found, missing = searched_recipes(search, sources)
+    short = sorted({row for row in rows if row in missing})
+    if short:
+        needed = sorted({c for row in short for c in missing[row]})
+        raise SystemExit(
+            f"--protocol tuned: {os.fspath(where)} has no search result for "
+            f"{', '.join(needed)} (needed by {short}); {hint}"
+        )
+    edges = grid_edges(search)
+    on_edge = sorted({found[row][0] for row in rows} & set(edges))
+    if on_edge and not allow_grid_edge:
+        raise SystemExit(
+            f"--protocol tuned: the best recipe of search row {on_edge[0]} is on the grid's "
+            f"edge ({edges[on_edge[0]]}); extend the search grid (SEARCH_OPTIMIZERS in "
+            "benchmarks/ablation.py) and search again, or pass --allow-grid-edge"
+        )
+    return found
