@@ -57,6 +57,7 @@ __all__ = [
     "attention_alignment",
     "attention_map",
     "distillation_kl",
+    "ends_in_softmax",
     "load_teacher",
     "matching_points",
 ]
@@ -346,8 +347,17 @@ def _resolve_points(
     return pairs
 
 
-def _ends_in_softmax(model: tf.keras.Model) -> bool:
-    return getattr(model.layers[-1], "activation", None) is tf.keras.activations.softmax
+def ends_in_softmax(model: tf.keras.Model) -> bool:
+    """Whether `model`'s output is a softmax (class probabilities), not logits.
+
+    True when its last layer's `activation` is Keras' softmax (a `Dense` or an
+    `Activation` layer); a last layer that is itself a model (a network nested in a
+    wrapper, as `irnetify` or a preprocessing model leaves it) is looked into.
+    """
+    last = model.layers[-1] if model.layers else None
+    while isinstance(last, tf.keras.Model) and last.layers:
+        last = last.layers[-1]
+    return getattr(last, "activation", None) is tf.keras.activations.softmax
 
 
 def _mean(name: str) -> tf.keras.metrics.Mean:
@@ -458,7 +468,7 @@ class Distiller(tf.keras.Model):
         self.alignment_weight = float(alignment_weight)
         self.logits_weight = float(logits_weight)
         self.temperature = float(temperature)
-        self.from_logits = (not _ends_in_softmax(student)) if from_logits is None else from_logits
+        self.from_logits = (not ends_in_softmax(student)) if from_logits is None else from_logits
         # Multi-output views sharing the models' layers: one forward pass gives the
         # prediction and every matching point.
         self._student_view = tf.keras.Model(

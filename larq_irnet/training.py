@@ -47,7 +47,7 @@ from larq_irnet.callbacks import (
     dte_quantizers,
     ede_quantizers,
 )
-from larq_irnet.distillation import Distiller, load_teacher
+from larq_irnet.distillation import Distiller, ends_in_softmax, load_teacher
 from larq_irnet.io import atomic_path
 from larq_irnet.optimization import (
     LatentScaledSGD,
@@ -126,11 +126,6 @@ def _task(strategy: tf.distribute.Strategy) -> tuple[bool, int]:
         return True, 0
     chief = resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs
     return chief, int(resolver.task_id or 0)
-
-
-def _ends_in_softmax(model: tf.keras.Model) -> bool:
-    activation = getattr(model.layers[-1], "activation", None)
-    return activation is tf.keras.activations.softmax
 
 
 def _default_argument(function: Callable, name: str) -> Any:
@@ -600,7 +595,7 @@ def _build_model(
         if plan.info.num_classes > 10:
             metrics.append(tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
         loss = tf.keras.losses.SparseCategoricalCrossentropy(
-            from_logits=not _ends_in_softmax(network)
+            from_logits=not ends_in_softmax(network)
         )
         model = network
         if teacher is not None:

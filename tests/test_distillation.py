@@ -16,6 +16,7 @@ from larq_irnet.distillation import (
     attention_alignment,
     attention_map,
     distillation_kl,
+    ends_in_softmax,
     load_teacher,
     matching_points,
 )
@@ -505,3 +506,23 @@ def test_a_binary_teacher_loads_with_a_warning_that_names_it(tmp_path):
     with pytest.warns(UserWarning, match=r"binary.h5 has \d+ binarized layers; RBD is designed"):
         teacher = load_teacher(path)
     assert not teacher.trainable
+
+
+def test_a_softmax_inside_a_nested_network_is_found():
+    # irnetify and wrappers (padding, preprocessing) leave the classifier in a nested
+    # model: its softmax still means probabilities, for the loss and for the logits KL.
+    def network(activation):
+        inputs = tf.keras.Input((4,))
+        return tf.keras.Model(inputs, tf.keras.layers.Dense(3, activation=activation)(inputs))
+
+    def wrapped(inner):
+        inputs = tf.keras.Input((4,))
+        return tf.keras.Model(inputs, inner(tf.keras.layers.Rescaling(0.5)(inputs)))
+
+    assert ends_in_softmax(network("softmax")) and not ends_in_softmax(network(None))
+    assert ends_in_softmax(wrapped(network("softmax")))
+    assert ends_in_softmax(wrapped(wrapped(network("softmax"))))
+    assert not ends_in_softmax(wrapped(network(None)))
+    separate = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3)])
+    separate.add(tf.keras.layers.Activation("softmax"))
+    assert ends_in_softmax(separate)
