@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> dict:
             "machine": platform.machine(),
             "cpu_count": os.cpu_count(),
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            # tf.config reports 0 when the environment sets the count: record that too.
+            "TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS"),
         },
         "median_ms": median,
         "round_ms": rounds,

@@ -39,7 +39,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -105,18 +105,22 @@ def load_results(path: Path) -> dict:
     return experiments.load_results(path, recipe=RECIPE)
 
 
-def tuned_overrides(search_results: Path, allow_grid_edge: bool = False) -> dict[str, dict]:
+def tuned_overrides(
+    search_results: Path,
+    allow_grid_edge: bool = False,
+    methods: Sequence[str] = METHODS,
+) -> dict[str, dict]:
     """Each method's recipe overrides: the best search run of its `SEARCH_ROW`.
 
     # Raises
-        SystemExit: the search has no result for a method's row yet, or (unless
-            `allow_grid_edge`) a row's best is on the grid's edge
+        SystemExit: the search has no result for one of `methods`' rows yet, or (unless
+            `allow_grid_edge`) such a row's best is on the grid's edge
             (`larq_irnet.experiments.check_searched`).
     """
     recipes = experiments.check_searched(
         experiments.load_results(search_results),
         {method: (row,) for method, row in SEARCH_ROW.items()},
-        list(SEARCH_ROW),
+        list(methods),
         where=search_results,
         allow_grid_edge=allow_grid_edge,
         hint="run `python benchmarks/ablation.py --search` first or pass --protocol paper",
@@ -126,8 +130,13 @@ def tuned_overrides(search_results: Path, allow_grid_edge: bool = False) -> dict
 
 def run(args: argparse.Namespace) -> dict:
     """Train every selected run not finished yet; save results after each."""
+    selected = [
+        method
+        for method in METHODS
+        if not args.only or any(run_name(method, seed) in args.only for seed in SEEDS)
+    ]
     recipes = (
-        tuned_overrides(args.search_results, args.allow_grid_edge)
+        tuned_overrides(args.search_results, args.allow_grid_edge, selected)
         if args.protocol == "tuned"
         else {}
     )
@@ -138,6 +147,13 @@ def run(args: argparse.Namespace) -> dict:
             f"--protocol {args.protocol}: {args.results} holds {previous}-protocol runs; "
             "pass another --results"
         )
+    experiments.check_unchanged(
+        load_results(args.results),
+        {method: recipes[method] for method in selected if method in recipes},
+        row_key="method",
+        recipe_key="recipe",
+        where=args.results,
+    )
     runs = [
         experiments.Run(
             run_name(method, seed),

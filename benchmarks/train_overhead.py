@@ -165,6 +165,8 @@ def run(args: argparse.Namespace) -> dict:
             "cpu_count": os.cpu_count(),
             "devices": [d.device_type for d in tf.config.list_logical_devices()],
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            # tf.config reports 0 when the environment sets the count: record that too.
+            "TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS"),
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         },
         "parameters": params,

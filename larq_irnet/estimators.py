@@ -205,7 +205,7 @@ def _channel_moments(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     _, mean, corrected = tf.compat.v1.nn.fused_batch_norm(
         x, ones, zeros, epsilon=_SIGMA_EPSILON, is_training=True
     )
-    n = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+    n = tf.cast(tf.size(x) // tf.maximum(tf.shape(x)[-1], 1), tf.float32)
     return mean, tf.math.multiply_no_nan(corrected, (n - 1.0) / n)
 
 
@@ -219,11 +219,14 @@ def _scale_channels(x: tf.Tensor, scale: tf.Tensor | float) -> tf.Tensor:
     other `scale` (a scalar, another broadcast, a float64 `x`) is a plain multiply.
     """
     scale = tf.convert_to_tensor(scale, x.dtype)
-    shape, channels = scale.shape, x.shape[-1] if x.shape.rank else None
+    rank, shape = x.shape.rank, scale.shape
+    channels = x.shape[-1] if rank else None
     per_channel = (
         x.dtype == tf.float32
-        and 2 <= x.shape.rank
-        and 1 <= shape.rank <= x.shape.rank
+        and rank is not None
+        and 2 <= rank
+        and shape.rank is not None
+        and 1 <= shape.rank <= rank
         and channels is not None
         and shape[-1] == channels
         and all(d == 1 for d in shape[:-1])

@@ -49,6 +49,7 @@ __all__ = [
     "Run",
     "best_recipes",
     "check_searched",
+    "check_unchanged",
     "grid_edges",
     "load_results",
     "searched_recipes",
@@ -281,9 +282,51 @@ def check_searched(
     edges = grid_edges(search)
     on_edge = sorted({found[row][0] for row in rows} & set(edges))
     if on_edge and not allow_grid_edge:
+        which = "; ".join(f"{row}: {edges[row]} so far" for row in on_edge)
         raise SystemExit(
-            f"--protocol tuned: the best recipe of search row {on_edge[0]} is on the grid's "
-            f"edge ({edges[on_edge[0]]}); extend the search grid (SEARCH_OPTIMIZERS in "
-            "benchmarks/ablation.py) and search again, or pass --allow-grid-edge"
+            f"--protocol tuned: the best recipe of search row {', '.join(on_edge)} is on the "
+            f"grid's edge ({which}); run the row's unfinished grid points or extend the grid "
+            "(SEARCH_OPTIMIZERS in benchmarks/ablation.py), or pass --allow-grid-edge"
         )
     return found
+
+
+def _recipe_text(overrides: Mapping[str, Any]) -> str:
+    latent = "on" if overrides.get("decay_latent_weights") else "off"
+    return f"{overrides.get('optimizer')} {overrides.get('learning_rate')}, latent wd {latent}"
+
+
+def check_unchanged(
+    results: Mapping[str, Any],
+    recipes: Mapping[str, Mapping[str, Any]],
+    *,
+    row_key: str,
+    recipe_key: str,
+    where: str | os.PathLike,
+) -> None:
+    """Refuse to go on when a finished run trained another recipe than its row's now.
+
+    A search that grows after some rows have trained (a grid extended at its edge) can
+    change a row's best recipe; the row's later seeds would then train another recipe
+    than its earlier ones, and their mean would mix the two.
+
+    # Arguments
+        results: the experiment's results file content; each entry names its row under
+            `row_key` and the recipe overrides it trained under `recipe_key`.
+        recipes: {row: the overrides it would train now} (only these keys are compared).
+        where: the results file, for the message.
+
+    # Raises
+        SystemExit: one line naming the first such run, both recipes and what to do.
+    """
+    for name, run in sorted(results["runs"].items()):
+        current = recipes.get(run.get(row_key))
+        if current is None:
+            continue
+        trained = run.get(recipe_key) or {}
+        if any(trained.get(key) != value for key, value in current.items()):
+            raise SystemExit(
+                f"{os.fspath(where)}: {name} trained {_recipe_text(trained)}, but the search "
+                f"now picks {_recipe_text(current)} for {run[row_key]}; move that entry and "
+                "its run directory away to retrain the row, or keep the search it was chosen from"
+            )

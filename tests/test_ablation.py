@@ -207,8 +207,11 @@ def test_search_grid_covers_each_row_and_optimizer(ablation):
     assert len(names) == len(set(names))
     per_row = {row: [o for _, b, o in grid if b == row] for row in ablation.SEARCH_ROWS}
     points = len(ablation.SEARCH_OPTIMIZERS)
-    # Full precision has no latent binary weights: only the optimizers are searched.
-    assert len(per_row["fp"]) == points
+    # Full precision has no latent binary weights: only the optimizers are searched,
+    # less the points left out (named in the table).
+    assert len(per_row["fp"]) == points - len(ablation.SEARCH_SKIPPED) == points - 1
+    assert "fp-adam0.05-wd" not in names
+    assert "| skipped |" in ablation.search_table({"runs": {}})
     assert len(per_row["bnn"]) == len(per_row["irnet"]) == 2 * points
     assert {o["optimizer"] for o in per_row["bnn"]} == {"sgd", "adam"}
     # DIR-Net is searched like IR-Net, and every searched row has a label in the table.
@@ -330,9 +333,21 @@ def test_tuned_rows_take_their_family_recipe_and_missing_searches_are_named(
 
     # So is a row whose best is at the highest or lowest rate searched, unless allowed.
     path.write_text(json.dumps(_search(("bnn", 0.1, 0.8), ("bnn", 0.03, 0.7))))
-    with pytest.raises(SystemExit, match=r"row bnn is on the grid's edge \(sgd 0.1 is the high"):
+    with pytest.raises(
+        SystemExit, match=r"row bnn is on the grid's edge \(bnn: sgd 0.1 is the high"
+    ):
         ablation.main([*argv, "--only", "bnn-seed0"])
     assert not (tmp_path / "runs").exists() and not (tmp_path / "t.json").exists()
+
+    # And a row whose finished seed trained another recipe than the search picks now.
+    path.write_text(json.dumps(_search(("bnn", 0.3, 0.7), ("bnn", 0.1, 0.8), ("bnn", 0.03, 0.7))))
+    trained = {"optimizer": "sgd", "learning_rate": 0.3, "decay_latent_weights": False}
+    (tmp_path / "t.json").write_text(
+        json.dumps({"runs": {"bnn-seed0": {"row": "bnn", "overrides": trained}}})
+    )
+    with pytest.raises(SystemExit, match=r"bnn-seed0 trained sgd 0.3, .* now picks sgd 0.1"):
+        ablation.main([*argv, "--only", "bnn-seed1"])
+    assert not (tmp_path / "runs").exists()
 
 
 def test_tuned_comparisons_state_spreads_and_the_gap_closed(ablation):

@@ -244,6 +244,17 @@ def test_per_channel_scaling_and_moments_match_numpy_at_every_rank(shape):
     assert one_sample.tolist() == [0.0, 0.0, 0.0]  # n = 1: no spread, not nan
 
 
+def test_inputs_of_unknown_rank_or_without_channels_are_scaled_and_measured():
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)])
+    def unknown_rank(x):
+        return _scale_channels(x, 3.0)
+
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(unknown_rank(tf.constant(x)), 3.0 * x)
+    mean, variance = _channel_moments(tf.zeros((4, 0)))
+    assert mean.shape == variance.shape == (0,)
+
+
 def test_other_broadcasts_and_float64_scale_by_plain_multiplication():
     x = np.random.default_rng(4).standard_normal((4, 3))
     full = np.random.default_rng(5).standard_normal((4, 3))

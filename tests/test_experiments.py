@@ -7,7 +7,14 @@ through the benchmarks that use this module, in test_ablation.py and test_irneti
 import json
 
 from larq_irnet import experiments
-from larq_irnet.experiments import Run, best_recipes, grid_edges, load_results, train_runs
+from larq_irnet.experiments import (
+    Run,
+    best_recipes,
+    check_unchanged,
+    grid_edges,
+    load_results,
+    train_runs,
+)
 from larq_irnet.run_directory import RunDirectoryInUse
 
 import pytest
@@ -145,3 +152,19 @@ def test_grid_edges_name_the_rows_whose_best_rate_is_the_highest_or_lowest_searc
         "irnet": "sgd 0.03 is the lowest sgd rate searched",
         "dirnet": "sgd 0.1 is the highest and lowest sgd rate searched",
     }
+
+
+def test_a_row_whose_finished_runs_trained_another_recipe_is_refused():
+    adam = {"optimizer": "adam", "learning_rate": 0.01, "decay_latent_weights": True}
+    results = {"runs": {"irnet-seed0": {"row": "irnet", "overrides": {**adam, "seed": 0}}}}
+    check_unchanged(results, {"irnet": adam}, row_key="row", recipe_key="overrides", where="r")
+    check_unchanged(results, {"bnn": {**adam, "learning_rate": 0.1}}, row_key="row",
+                    recipe_key="overrides", where="r")  # fmt: skip
+    moved = {**adam, "learning_rate": 0.025}
+    with pytest.raises(SystemExit, match=(
+        r"^r\.json: irnet-seed0 trained adam 0\.01, latent wd on, but the search now picks "
+        r"adam 0\.025, latent wd on for irnet; move that entry"
+    )):  # fmt: skip
+        check_unchanged(
+            results, {"irnet": moved}, row_key="row", recipe_key="overrides", where="r.json"
+        )

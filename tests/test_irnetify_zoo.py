@@ -117,11 +117,13 @@ def test_tuned_protocol_refuses_a_best_on_the_grids_edge(script, tmp_path):
     argv = ["--network", "tiny", "--search-results", str(search)]
     argv += ["--output-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "r.json")]
     with pytest.raises(
-        SystemExit, match=r"search row bnn is on the grid's edge \(adam 0.01 is the highest adam"
+        SystemExit, match=r"search row bnn is on the grid's edge \(bnn: adam 0.01 is the highest"
     ):
         script.main(argv)
     assert not (tmp_path / "runs").exists()
     assert script.tuned_overrides(search, allow_grid_edge=True)["zoo"]["learning_rate"] == 0.01
+    # Only the methods that will train are checked: irnet's row is inside the grid.
+    assert script.tuned_overrides(search, methods=["irnet"])["irnet"]["learning_rate"] == 0.004
 
 
 def _results(*runs):
