@@ -59,7 +59,7 @@ from larq_irnet.optimization import (
 from larq_irnet.recipes import Recipe, get_recipe, model_function
 from larq_irnet.run_directory import RunDirectoryInUse, UnusableDirectory
 from larq_irnet.zoo import BINARIZATIONS, BITS
-from larq_irnet.zoo.registry import WEIGHTS, get_entry, sha256sum
+from larq_irnet.zoo.registry import WEIGHTS, get_entry, registered_as, sha256sum
 
 import tensorflow as tf
 
@@ -322,6 +322,21 @@ def _no_teacher(alignment_weight: float, logits_weight: float, temperature: floa
     return None
 
 
+def _refuse_registered_binary(path: Path, sha256: str) -> None:
+    """Refuse a teacher file that the zoo registry knows as a binary variant's weights.
+
+    Such weights would load into the fp twin without a word and score at chance; a run
+    directory or whole model with binarized layers only warns (`load_teacher`).
+    """
+    for name, entry in registered_as(sha256):
+        if entry.binarization not in (None, _TEACHER_BINARIZATION):
+            raise ValueError(
+                f"`distill_from`: {path} holds the zoo weights {name!r} "
+                f"(binarization={entry.binarization!r}); the teacher must be full precision "
+                f"(binarization={_TEACHER_BINARIZATION!r})."
+            )
+
+
 def _resolve_teacher(
     distill_from: str | os.PathLike,
     alignment_weight: float,
@@ -372,6 +387,7 @@ def _resolve_teacher(
                     "(not a finished run directory, nor a SavedModel)"
                 )
         source, sha256 = os.fspath(path), sha256sum(loaded)
+        _refuse_registered_binary(path, sha256)
     return _Teacher(
         source=source,
         sha256=sha256,
@@ -873,7 +889,9 @@ def train(
             from this full-precision teacher: a run directory of `train` (its
             `model.h5`), a whole-model file (`.h5`, `.keras`, SavedModel), a
             weights-only `.h5` or the name of zoo weights (both loaded into the
-            student's `binarization="fp"` twin; of a name, its fp variant). The teacher
+            student's `binarization="fp"` twin). A name needs a registered
+            `binarization="fp"` variant, which it loads (none is shipped yet); a file the
+            registry knows as a binary variant's weights is refused. The teacher
             is loaded and frozen inside the strategy's scope (every worker reads the
             same path); the Distiller is what is fitted, evaluated and checkpointed,
             `model.h5` holds the student alone. Recorded in `config.json` as
@@ -904,7 +922,8 @@ def train(
     # Raises
         ValueError: an argument out of range or a configuration that differs from the
             run directory's (naming it), a teacher that cannot be loaded, zoo weights
-            without a full-precision variant.
+            without a full-precision variant, a `distill_from` file that is registered
+            zoo weights of a binarization other than `"fp"`.
         FileNotFoundError: the dataset or the `distill_from` path is missing (naming it).
         RunDirectoryInUse: another process trains into `output_dir`.
     """

@@ -34,6 +34,9 @@ import tensorflow as tf
 from tiny import TINY, tiny_model
 
 SMALL_RUN = dict(epochs=3, steps_per_epoch=4, batch_size=32, train_limit=1024, verbose=0)
+# `larq-irnet train` options that keep a test short if the refusal it expects does not come.
+TINY_CLI_RUN = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "32"]
+TINY_CLI_RUN += ["--train-limit", "64"]
 
 
 def read_history(run_dir):
@@ -704,6 +707,47 @@ def test_zoo_weights_without_an_fp_variant_are_refused_writing_nothing(
     assert main([*argv, "--distill-from", "tiny_solo"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err
+    assert not run_dir.exists()
+
+
+def test_registered_binary_weights_are_refused_as_a_teacher_writing_nothing(
+    tmp_path, tiny_variants, capsys
+):
+    # The irnet variant's file, wherever it lies, would load into the fp twin silently.
+    run_dir = tmp_path / "run"
+    tiny_run = dict(epochs=1, steps_per_epoch=1, batch_size=32, train_limit=64, verbose=0)
+    copy = tmp_path / "elsewhere" / "teacher.h5"
+    copy.parent.mkdir()
+    copy.write_bytes((tmp_path / "tiny_irnet.h5").read_bytes())
+    for teacher in (tmp_path / "tiny_irnet.h5", copy):
+        expected = (
+            f"`distill_from`: {teacher} holds the zoo weights 'tiny_pair' "
+            "(binarization='irnet'); the teacher must be full precision (binarization='fp')."
+        )
+        with pytest.raises(ValueError) as error:
+            train(TINY, output_dir=run_dir, distill_from=teacher, **tiny_run)
+        assert str(error.value) == expected
+        argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", *TINY_CLI_RUN]
+        assert main([*argv, "--output-dir", str(run_dir), "--distill-from", str(teacher)]) == 1
+        err = capsys.readouterr().err
+        assert err == f"larq-irnet train: error: {expected}\n"
+    assert not run_dir.exists()
+    # The fp variant's file is a teacher (loaded into the fp twin as any weights file).
+    fp = training._resolve_teacher(tmp_path / "tiny_fp.h5", 1.0, 0.0, 4.0)
+    assert fp.sha256 == tiny_variants["fp"].sha256 and not fp.zoo_weights
+
+
+def test_the_shipped_irnet_weights_are_refused_as_a_teacher(tmp_path, capsys):
+    # The reviewer's command: IR-Net's Fashion-MNIST weights as the fp teacher (8.7%).
+    shipped = registry.WEIGHTS_DIR / registry.get_entry("fashion_mnist").filename
+    run_dir = tmp_path / "run"
+    argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", *TINY_CLI_RUN]
+    assert main([*argv, "--output-dir", str(run_dir), "--distill-from", str(shipped)]) == 1
+    assert capsys.readouterr().err == (
+        f"larq-irnet train: error: `distill_from`: {shipped} holds the zoo weights "
+        "'fashion_mnist' (binarization='irnet'); the teacher must be full precision "
+        "(binarization='fp').\n"
+    )
     assert not run_dir.exists()
 
 

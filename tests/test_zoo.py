@@ -548,6 +548,67 @@ def test_a_binarization_without_a_variant_is_refused_naming_those_registered(var
         registry.verified_path("solo", "fp")
 
 
+def test_a_bad_binarization_is_the_usual_error_whatever_the_weights(variants):
+    # The model's own arguments are validated before a registered name is resolved.
+    with pytest.raises(ValueError) as usual:
+        IRNetResNet20(binarization="nope")
+    assert str(usual.value).startswith("`binarization` must be one of ('fp', ")
+    for weights in ("pair", "fashion_mnist"):
+        with pytest.raises(ValueError) as error:
+            IRNetResNet20(binarization="nope", weights=weights)
+        assert str(error.value) == str(usual.value)
+    with pytest.raises(ValueError, match=r"^`bits` must be one of \('1w1a', '1w32a'\)"):
+        IRNetResNet20(bits="2w2a", weights="pair")
+    with pytest.raises(ValueError, match=r"^`pad_values` must be 1.0"):
+        IRNetVGGSmall(pad_values=0.5, weights="pair")
+
+
+def test_weights_that_do_not_fit_name_the_argument_the_caller_changed():
+    # bits="1w32a" also changes ResNet-20's default structure to "normal"; the message
+    # names bits first and says structure was not passed.
+    shape = dict(input_shape=(28, 28, 1), num_classes=10, weights="fashion_mnist")
+    with pytest.raises(ValueError) as error:
+        IRNetResNet20(bits="1w32a", **shape)
+    assert str(error.value) == (
+        "The weights fit IRNetResNet20(bits='1w1a', structure='bireal'), got bits='1w32a', "
+        "structure='normal' (by default)."
+    )
+    with pytest.raises(ValueError) as error:
+        IRNetResNet20(bits="1w32a", structure="normal", **shape)
+    assert str(error.value) == (
+        "The weights fit IRNetResNet20(structure='bireal', bits='1w1a'), got "
+        "structure='normal', bits='1w32a'."
+    )
+    # One argument off: the message as before.
+    with pytest.raises(ValueError) as error:
+        IRNetResNet20(structure="normal", **shape)
+    assert str(error.value) == (
+        "The weights fit IRNetResNet20(structure='bireal'), got structure='normal'."
+    )
+
+
+def test_check_fits_lists_every_mismatch_the_callers_first():
+    entry = registry.WeightsEntry(
+        model="M", filename="m.h5", sha256="0" * 64, kwargs={"a": 1, "b": (2, 3), "c": 4}
+    )
+    check = dict(model="M", include_top=True)
+    registry.check_fits(entry, arguments={"a": 1, "b": [2, 3], "c": 4}, **check)
+    with pytest.raises(ValueError) as error:
+        registry.check_fits(entry, arguments={"a": 0, "b": (2, 3), "c": 5}, derived={"a"}, **check)
+    assert str(error.value) == "The weights fit M(c=4, a=1), got c=5, a=0 (by default)."
+    with pytest.raises(ValueError) as error:
+        registry.check_fits(entry, arguments={"a": 0, "b": (2, 3), "c": 4}, derived={"a"}, **check)
+    assert str(error.value) == "The weights fit M(a=1), got a=0 (by default)."
+
+
+def test_registered_as_finds_a_file_by_sha256(variants):
+    assert registry.registered_as(variants["fp"].sha256) == [("pair", variants["fp"])]
+    assert registry.registered_as(variants["irnet"].sha256.upper()) == [("pair", variants["irnet"])]
+    assert registry.registered_as("0" * 64) == []
+    shipped = registry.get_entry("fashion_mnist")
+    assert registry.registered_as(shipped.sha256) == [("fashion_mnist", shipped)]
+
+
 def test_each_variant_has_its_own_sha256_check(variants, tmp_path):
     (tmp_path / "fp.h5").write_bytes(b"replaced")
     with pytest.raises(ValueError, match=r"Weights 'pair' \(binarization='fp'\): .* sha256"):

@@ -2,8 +2,9 @@
 the assembly around an architecture (input, rescaling, weights, top).
 
 A model function is a thin public signature: it gathers its arguments into
-`ModelArguments`, and `build_model` resolves them (registered weights first, then the
-input shape), asks the family for its `Architecture` and assembles the model.
+`ModelArguments`, and `build_model` resolves them (the binarization arguments checked
+first, then registered weights, then the input shape), asks the family for its
+`Architecture` and assembles the model.
 """
 
 from __future__ import annotations
@@ -141,6 +142,10 @@ class Architecture:
         top: (feature map, number of classes) -> class probabilities.
         arguments: the family's own resolved arguments (e.g. `structure`, `stem`),
             checked against registered weights with the shared ones.
+        derived: the names among the checked arguments (its own, `num_classes`) whose
+            values the family chose because the caller left them unset (e.g. the
+            `structure` of `bits="1w32a"`): a mismatch with registered weights names
+            them last, as chosen by default (`registry.check_fits`).
     """
 
     model: str
@@ -149,6 +154,7 @@ class Architecture:
     body: Callable[[tf.Tensor], tf.Tensor]
     top: Callable[[tf.Tensor, int], tf.Tensor]
     arguments: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    derived: frozenset[str] = frozenset()
 
 
 def resolve_weights(
@@ -157,7 +163,7 @@ def resolve_weights(
     input_tensor: tf.Tensor | None,
     binarization: str | None = None,
 ) -> tuple[os.PathLike | None, registry.WeightsEntry | None, Sequence[int | None] | None]:
-    """Resolve `weights=` (see `registry.resolve_weights`) first of all arguments.
+    """Resolve `weights=` (see `registry.resolve_weights`) before the input shape.
 
     A registered name gives its variant for `binarization` (the model's `binarization=`).
     Registered weights carry the input shape they were trained at: it becomes the
@@ -218,8 +224,9 @@ def build_model(
 ) -> tf.keras.Model:
     """Resolve `arguments`, build the family's `architecture` on them and load the weights.
 
-    Order: the weights are resolved first (a registered name's variant for
-    `arguments.binarization`, which may give the input shape),
+    Order: `binarization`, `bits` and `pad_values` are validated first (a bad one is the
+    usual error, whatever `weights`), then the weights are resolved (a registered name's
+    variant for `arguments.binarization`, which may give the input shape),
     then the input shape (`input_tensor`, `input_shape`, the weights' or
     `default_input_shape`); `architecture` receives the arguments with that
     `input_shape` and validates its own. Registered weights are then checked against the
@@ -238,6 +245,7 @@ def build_model(
         ValueError, TypeError, FileNotFoundError: from resolving the weights and the input
             shape, from `architecture`, or weights registered for other arguments.
     """
+    arguments.settings()  # validates binarization, bits and pad_values
     path, entry, input_shape = resolve_weights(
         arguments.weights, arguments.input_shape, arguments.input_tensor, arguments.binarization
     )
@@ -252,7 +260,13 @@ def build_model(
             **family.arguments,
             **{name: getattr(arguments, name) for name in _BINARY_CONV_ARGUMENTS},
         }
-        registry.check_fits(entry, model=family.model, arguments=checked, include_top=include_top)
+        registry.check_fits(
+            entry,
+            model=family.model,
+            arguments=checked,
+            include_top=include_top,
+            derived=family.derived,
+        )
     input_tensor = arguments.input_tensor
     if input_tensor is None:
         image = tf.keras.Input(shape=shape)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "WeightsEntry",
     "check_fits",
     "get_entry",
+    "registered_as",
     "resolve_weights",
     "sha256sum",
     "verified_path",
@@ -115,6 +116,20 @@ def sha256sum(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def registered_as(sha256: str) -> list[tuple[str, WeightsEntry]]:
+    """The (name, variant) pairs of `WEIGHTS` whose file has this sha256 hex digest.
+
+    Tells a registered file apart wherever it was copied to, e.g. to refuse the weights of
+    a binary variant given as a full-precision teacher (`larq_irnet.training.train`).
+    """
+    return [
+        (name, entry)
+        for name, variants in WEIGHTS.items()
+        for entry in variants
+        if entry.sha256 == sha256.lower()
+    ]
 
 
 def _binarizations(variants: tuple[WeightsEntry, ...]) -> str:
@@ -249,24 +264,43 @@ def _normalize(value: Any) -> Any:
 
 
 def check_fits(
-    entry: WeightsEntry, *, model: str, arguments: Mapping[str, Any], include_top: bool
+    entry: WeightsEntry,
+    *,
+    model: str,
+    arguments: Mapping[str, Any],
+    include_top: bool,
+    derived: Collection[str] = (),
 ) -> None:
     """Raise a ValueError unless `entry`'s weights fit `model` built with `arguments`.
+
+    Every argument that differs is named in one line, those the caller chose first: an
+    argument in `derived` (left unset, its value chosen from the others, e.g. the
+    structure a ResNet takes for `bits="1w32a"`) is marked `(by default)` and comes last,
+    so the message leads with the argument the caller changed.
 
     # Arguments
         entry: the registry entry.
         model: name of the model function being built.
         arguments: that function's resolved arguments (defaults filled in).
         include_top: whether the classifier is built (else `num_classes` is free).
+        derived: the names in `arguments` whose values the model chose itself.
     """
     if entry.model != model:
         raise ValueError(f"These weights are for {entry.model}, not {model}.")
+    mismatches = []
     for key, expected in entry.kwargs.items():
         if key == "num_classes" and not include_top:
             continue
         if key not in arguments:
             raise ValueError(f"Registered weights name argument {key!r}, which {model} lacks.")
         if _normalize(arguments[key]) != _normalize(expected):
-            raise ValueError(
-                f"The weights fit {model}({key}={expected!r}), got {key}={arguments[key]!r}."
-            )
+            mismatches.append((key in derived, key, expected, arguments[key]))
+    if not mismatches:
+        return
+    mismatches.sort(key=lambda mismatch: mismatch[0])  # stable: the caller's own first
+    fits = ", ".join(f"{key}={expected!r}" for _, key, expected, _ in mismatches)
+    got = ", ".join(
+        f"{key}={actual!r}" + (" (by default)" if by_default else "")
+        for by_default, key, _, actual in mismatches
+    )
+    raise ValueError(f"The weights fit {model}({fits}), got {got}.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -96,11 +96,17 @@ def _resnet(
     *,
     structure: str | None,
     extra_arguments: Mapping[str, Any] = MappingProxyType({}),
+    derived: Collection[str] = (),
 ) -> common.Architecture:
-    """The `common.Architecture` of `spec` built with `arguments` (input shape resolved)."""
+    """The `common.Architecture` of `spec` built with `arguments` (input shape resolved).
+
+    `derived`: the family's arguments the caller left unset (`structure=None` adds
+    `structure`), see `common.Architecture`.
+    """
     recipe = spec.recipe
     bits = arguments.bits
     settings = arguments.settings()
+    derived = {*derived, "structure"} if structure is None else set(derived)
     structure = structure or (recipe.structure_1w1a if bits == "1w1a" else "normal")
     if structure not in blocks.STRUCTURES:
         raise ValueError(
@@ -146,6 +152,7 @@ def _resnet(
         body=body,
         top=top,
         arguments={"structure": structure, **extra_arguments},
+        derived=frozenset(derived),
     )
 
 
@@ -298,9 +305,13 @@ def IRNetResNet18(
     def architecture(resolved: common.ModelArguments) -> common.Architecture:
         chosen = _auto_stem(resolved.input_shape) if stem == "auto" else stem
         spec = _RESNET18_CIFAR if chosen == "cifar" else _RESNET18_IMAGENET
+        derived = {"stem"} if stem == "auto" else set()
         if num_classes is None:
             resolved = dataclasses.replace(resolved, num_classes=10 if chosen == "cifar" else 1000)
-        return _resnet(spec, resolved, structure=structure, extra_arguments={"stem": chosen})
+            derived.add("num_classes")
+        return _resnet(
+            spec, resolved, structure=structure, extra_arguments={"stem": chosen}, derived=derived
+        )
 
     default = (32, 32, 3) if stem == "cifar" else (224, 224, 3)
     return common.build_model(arguments, default_input_shape=default, architecture=architecture)
