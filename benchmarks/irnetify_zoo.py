@@ -39,7 +39,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -109,8 +109,10 @@ def tuned_overrides(
     search_results: Path,
     allow_grid_edge: bool = False,
     methods: Sequence[str] = METHODS,
+    rows: Mapping[str, str] = SEARCH_ROW,
 ) -> dict[str, dict]:
-    """Each method's recipe overrides: the best search run of its `SEARCH_ROW`.
+    """Each method's recipe overrides: the best search run of its row in `rows`
+    (default `SEARCH_ROW`).
 
     # Raises
         SystemExit: the search has no result for one of `methods`' rows yet, or (unless
@@ -119,7 +121,7 @@ def tuned_overrides(
     """
     recipes = experiments.check_searched(
         experiments.load_results(search_results),
-        {method: (row,) for method, row in SEARCH_ROW.items()},
+        {method: (row,) for method, row in rows.items()},
         list(methods),
         where=search_results,
         allow_grid_edge=allow_grid_edge,
@@ -136,11 +138,11 @@ def run(args: argparse.Namespace) -> dict:
         if not args.only or any(run_name(method, seed) in args.only for seed in SEEDS)
     ]
     recipes = (
-        tuned_overrides(args.search_results, args.allow_grid_edge, selected)
+        tuned_overrides(args.search_results, args.allow_grid_edge, selected, args.recipe_row)
         if args.protocol == "tuned"
         else {}
     )
-    header = {"protocol": args.protocol, "recipes": recipes}
+    header = {"protocol": args.protocol, "recipes": recipes, "search_rows": args.recipe_row}
     previous = load_results(args.results).get("protocol")
     if previous not in (None, args.protocol):
         raise SystemExit(
@@ -249,10 +251,11 @@ def comparison(results: dict) -> list[str]:
 def docs_block(results: dict) -> str:
     """The generated block of docs/results.md: recipes, table and comparison."""
     lines = []
+    rows = results.get("search_rows", SEARCH_ROW)
     for method, recipe in sorted(results.get("recipes", {}).items()):
         latent = "on" if recipe.get("decay_latent_weights") else "off"
         lines.append(
-            f"- `{method}` trains {SEARCH_ROW[method]}'s searched recipe: "
+            f"- `{method}` trains {rows[method]}'s searched recipe: "
             f"{recipe['optimizer']} {recipe['learning_rate']:g}, latent weight decay {latent}"
         )
     budgets = sorted({r["epochs"] for r in results["runs"].values() if r.get("epochs")})
@@ -278,6 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--search-results", type=Path, default=SEARCH_RESULTS)
     parser.add_argument(
+        "--recipe-row",
+        action="append",
+        default=[],
+        metavar="METHOD=ROW",
+        help="tuned: take METHOD's recipe from search row ROW instead of SEARCH_ROW's, e.g. "
+        "irnet=bnn to train both methods on one recipe (use another --results)",
+    )
+    parser.add_argument(
         "--allow-grid-edge",
         action="store_true",
         help="tuned: train on a searched best rate that is the highest or lowest searched",
@@ -296,6 +307,15 @@ def main(argv: list[str] | None = None) -> int:
         help="only rewrite PAGE's <!-- irnetify_zoo --> block (docs/results.md) from --results",
     )
     args = parser.parse_args(argv)
+    rows = dict(SEARCH_ROW)
+    for item in args.recipe_row:
+        method, _, row = item.partition("=")
+        if method not in METHODS or not row:
+            parser.error(
+                f"--recipe-row: expected METHOD=ROW with METHOD in {METHODS}, got {item!r}"
+            )
+        rows[method] = row
+    args.recipe_row = rows
     if args.update_docs:
         block = docs_block(load_results(args.results))
         rewrite_marked_blocks(args.update_docs, {"irnetify_zoo": block})

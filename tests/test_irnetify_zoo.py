@@ -164,3 +164,17 @@ def test_results_page_shows_what_the_results_file_holds(script):
     page = (root / "docs" / "results.md").read_text()
     block = page.split("<!-- irnetify_zoo -->\n")[1].split("\n<!-- /irnetify_zoo -->")[0]
     assert block == script.docs_block(script.load_results(script.RESULTS))
+
+
+def test_recipe_row_trains_a_method_on_another_rows_recipe(script, tmp_path, capsys):
+    scores = {("bnn", "adam", 0.001): 0.7, ("bnn", "adam", 0.004): 0.8}
+    scores |= {("bnn", "adam", 0.01): 0.75, ("irnet", "adam", 0.001): 0.7}
+    scores |= {("irnet", "adam", 0.01): 0.9, ("irnet", "adam", 0.025): 0.8}
+    search = search_file(tmp_path / "search.json", scores)
+    same = script.tuned_overrides(search, rows={"zoo": "bnn", "irnet": "bnn"})
+    assert same["irnet"] == same["zoo"] and same["irnet"]["learning_rate"] == 0.004
+    assert script.tuned_overrides(search)["irnet"]["learning_rate"] == 0.01
+    with pytest.raises(SystemExit) as refused:
+        script.main(["--recipe-row", "irnet:bnn", "--search-results", str(search)])
+    assert refused.value.code == 2
+    assert "--recipe-row: expected METHOD=ROW" in capsys.readouterr().err
