@@ -57,6 +57,7 @@ from larq_irnet.experiments import (
     best_recipes,
     check_searched,
     check_unchanged,
+    grid_edges,
     searched_recipes,
     train_runs,
 )
@@ -486,14 +487,22 @@ def tuned_recipes(search: dict) -> tuple[dict[str, tuple[str, dict]], dict[str, 
     return searched_recipes(search, TUNED_RECIPE_OF)
 
 
-def recipe_table(recipes: Mapping[str, tuple[str, dict]]) -> str:
-    """The tuned protocol's mapping: row, the search row it takes its recipe from, recipe."""
+def recipe_table(
+    recipes: Mapping[str, tuple[str, dict]], edges: Mapping[str, str] | None = None
+) -> str:
+    """The tuned protocol's mapping: row, the search row it takes its recipe from, recipe.
+
+    A recipe whose search row is in `edges` (`larq_irnet.experiments.grid_edges`) is
+    marked: the tuned protocol does not train it yet.
+    """
     lines = ["| row | recipe of search row | optimizer, lr, latent weight decay |", "|---|---|---|"]
     for row, candidates in TUNED_RECIPE_OF.items():
         if row in recipes:
             source, o = recipes[row]
             latent = "on" if o["decay_latent_weights"] else "off"
             recipe = f"{o['optimizer']} {o['learning_rate']:g}, {latent}"
+            if edges and source in edges:
+                recipe += " (on the grid's edge: not trained until searched past it)"
         else:
             source, recipe = " or ".join(candidates), "no search result yet"
         lines.append(f"| {TUNED_ROWS[row].label} | {source} | {recipe} |")
@@ -846,7 +855,7 @@ def docs_block(name: str, search: dict, paper: dict, tuned: dict) -> str:
         tuned_protocol = PROTOCOLS["tuned"]
         budget = tuned.get("epochs")
         lines = [
-            recipe_table(tuned_recipes(search)[0]),
+            recipe_table(tuned_recipes(search)[0], grid_edges(search)),
             "",
             f"Budget: {budget} epochs per row." if budget else "Budget: no row has run yet.",
             "",
@@ -983,7 +992,8 @@ def main(argv: list[str] | None = None) -> int:
         results = run_tuned(args)
     if protocol is not PAPER:
         print(f"Protocol {protocol.name}: {protocol.description}; {results.get('epochs')} epochs")
-        print(recipe_table(tuned_recipes(load_results(args.search_results))[0]))
+        search = load_results(args.search_results)
+        print(recipe_table(tuned_recipes(search)[0], grid_edges(search)))
     print(table(results, protocol))
     for line in comparisons(results, protocol):
         print(f"- {line}")

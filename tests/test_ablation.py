@@ -317,6 +317,9 @@ def test_tuned_rows_take_their_family_recipe_and_missing_searches_are_named(
         "dirnet+rbd",
     }
     table = ablation.recipe_table(recipes)
+    edged = ablation.recipe_table(recipes, {"dirnet": "sgd 0.03 is the lowest sgd rate searched"})
+    assert "| DIR-Net + RBD | dirnet | sgd 0.03, off (on the grid's edge: not trained" in edged
+    assert "| Libra-PB | irnet | sgd 0.1, off |" in edged
     assert "| DIR-Net + RBD | dirnet | sgd 0.03, off |" in table
     assert "| Libra-PB | irnet | sgd 0.1, off |" in table
 
