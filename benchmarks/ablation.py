@@ -58,6 +58,7 @@ from larq_irnet.experiments import (
     check_searched,
     check_unchanged,
     grid_edges,
+    recipe_label,
     searched_recipes,
     train_runs,
 )
@@ -365,8 +366,7 @@ def search_points() -> list[dict]:
 
 def point_label(overrides: Mapping[str, Any]) -> str:
     """A grid point as the search table and figure name it: `sgd 0.1, latent wd on`."""
-    latent = "on" if overrides["decay_latent_weights"] else "off"
-    return f"{overrides['optimizer']} {overrides['learning_rate']:g}, latent wd {latent}"
+    return recipe_label(overrides)
 
 
 def search_grid() -> list[tuple[str, str, dict]]:

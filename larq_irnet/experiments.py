@@ -52,6 +52,7 @@ __all__ = [
     "check_unchanged",
     "grid_edges",
     "load_results",
+    "recipe_label",
     "searched_recipes",
     "train_runs",
 ]
@@ -269,7 +270,7 @@ def check_searched(
 
     # Raises
         SystemExit: one line, naming the search rows without results (and the rows that
-            need them), or the first search row whose best is on the grid's edge.
+            need them), or every search row whose best is on the grid's edge.
     """
     found, missing = searched_recipes(search, sources)
     short = sorted({row for row in rows if row in missing})
@@ -291,9 +292,12 @@ def check_searched(
     return found
 
 
-def _recipe_text(overrides: Mapping[str, Any]) -> str:
+def recipe_label(overrides: Mapping[str, Any]) -> str:
+    """A searched recipe as tables and messages name it: `adam 0.01, latent wd on`."""
     latent = "on" if overrides.get("decay_latent_weights") else "off"
-    return f"{overrides.get('optimizer')} {overrides.get('learning_rate')}, latent wd {latent}"
+    rate = overrides.get("learning_rate")
+    rate = f"{rate:g}" if isinstance(rate, (int, float)) else rate
+    return f"{overrides.get('optimizer')} {rate}, latent wd {latent}"
 
 
 def check_unchanged(
@@ -326,7 +330,7 @@ def check_unchanged(
         trained = run.get(recipe_key) or {}
         if any(trained.get(key) != value for key, value in current.items()):
             raise SystemExit(
-                f"{os.fspath(where)}: {name} trained {_recipe_text(trained)}, but the search "
-                f"now picks {_recipe_text(current)} for {run[row_key]}; move that entry and "
+                f"{os.fspath(where)}: {name} trained {recipe_label(trained)}, but the search "
+                f"now picks {recipe_label(current)} for {run[row_key]}; move that entry and "
                 "its run directory away to retrain the row, or keep the search it was chosen from"
             )
