@@ -493,7 +493,7 @@ def recipe_table(
     """The tuned protocol's mapping: row, the search row it takes its recipe from, recipe.
 
     A recipe whose search row is in `edges` (`larq_irnet.experiments.grid_edges`) is
-    marked: the tuned protocol does not train it yet.
+    marked: the tuned protocol trains it only when told to (`--allow-grid-edge`).
     """
     lines = ["| row | recipe of search row | optimizer, lr, latent weight decay |", "|---|---|---|"]
     for row, candidates in TUNED_RECIPE_OF.items():
@@ -502,7 +502,7 @@ def recipe_table(
             latent = "on" if o["decay_latent_weights"] else "off"
             recipe = f"{o['optimizer']} {o['learning_rate']:g}, {latent}"
             if edges and source in edges:
-                recipe += " (on the grid's edge: not trained until searched past it)"
+                recipe += " (on the grid's edge: trained only with --allow-grid-edge)"
         else:
             source, recipe = " or ".join(candidates), "no search result yet"
         lines.append(f"| {TUNED_ROWS[row].label} | {source} | {recipe} |")
