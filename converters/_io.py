@@ -8,7 +8,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from larq_irnet.io import h5_without_estimator_state
+from larq_irnet.io import loadable_h5_model
 from larq_irnet.layers import without_starved_weights_warning
 
 import tensorflow as tf
@@ -25,10 +25,11 @@ def load_keras_model(path: str | os.PathLike, *, safe_mode: bool = True) -> tf.k
     Python code, e.g. lambdas) unless `safe_mode=False`. `.h5` files and SavedModels
     can carry code that runs when loaded: load them only from a trusted source. `.h5`
     files saved by larq-irnet 0.1.0 and earlier hold EDE's t and k as weights; they are
-    dropped on loading (`larq_irnet.io.h5_without_estimator_state`), as only training
-    reads them. Larq's "starved weights" warning, which is about training binary
-    kernels without `weight_clip`, is dropped while a trained model is loaded to be
-    converted, evaluated or reported on.
+    dropped on loading, as only training reads them, and a plain function saved as an
+    initializer (larq-zoo's QuickNet) is read by name (`larq_irnet.io.loadable_h5_model`).
+    Larq's "starved weights" warning, which is about training binary kernels without
+    `weight_clip`, is dropped while a trained model is loaded to be converted, evaluated
+    or reported on.
 
     # Arguments
         path: the model file or SavedModel directory.
@@ -57,7 +58,7 @@ def load_keras_model(path: str | os.PathLike, *, safe_mode: bool = True) -> tf.k
             f"{path.suffix or 'no suffix'}"
         )
     try:
-        with h5_without_estimator_state(path) as model_file, without_starved_weights_warning():
+        with loadable_h5_model(path) as model_file, without_starved_weights_warning():
             model = tf.keras.models.load_model(model_file, compile=False, **kwargs)
     except Exception as e:
         # Keras names the file by an object's repr (`<... GFile object at 0x...>`).

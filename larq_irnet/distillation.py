@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from larq_irnet.io import h5_without_estimator_state
+from larq_irnet.io import h5_without_estimator_state, loadable_h5_model
 from larq_irnet.layers import binarized_weights, without_starved_weights_warning
 
 import h5py
@@ -679,7 +679,7 @@ def load_teacher(
             with h5_without_estimator_state(path) as weights_file:
                 teacher.load_weights(weights_file)
         else:
-            with h5_without_estimator_state(path) as model_file:
+            with loadable_h5_model(path) as model_file:
                 with without_starved_weights_warning():
                     teacher = tf.keras.models.load_model(model_file, compile=False)
     except (OSError, ValueError) as error:

@@ -1,10 +1,12 @@
 """Files: writing outputs safely, atomically (readers see the old file or the new one,
 never a partial one) and under a lock when several processes may write; and reading
-Keras `.h5` files written by older versions (`h5_without_estimator_state`)."""
+Keras `.h5` files written by older versions (`h5_without_estimator_state`) or holding what
+Keras' `.h5` loader does not read back (`loadable_h5_model`)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -12,6 +14,7 @@ import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 try:
     import fcntl
@@ -25,6 +28,7 @@ __all__ = [
     "estimator_state_entries",
     "file_lock",
     "h5_without_estimator_state",
+    "loadable_h5_model",
     "rewrite_marked_blocks",
     "stale_temporaries",
 ]
@@ -218,18 +222,84 @@ def h5_without_estimator_state(path: str | os.PathLike) -> Iterator[Path]:
         model.load_weights(path)
     ```
     """
-    entries = estimator_state_entries(path)
-    if not entries:
-        yield Path(path)
-        return
+    with _h5_copy(path, functions=False) as copy:
+        yield copy
+
+
+@contextlib.contextmanager
+def loadable_h5_model(path: str | os.PathLike) -> Iterator[Path]:
+    """`path`, or a temporary copy of it that Keras 2's `.h5` model loader reads.
+
+    Two things Keras writes into `.h5` model files that `tf.keras.models.load_model`
+    does not read back:
+    - estimator state of larq-irnet 0.1.0 and earlier, dropped as by
+      `h5_without_estimator_state`;
+    - a plain function given as an initializer, e.g. larq-zoo's QuickNet
+      `blurpool_initializer`: Keras writes `{"class_name": "function", "config": NAME}`,
+      which its `.h5` deserializer calls as `function(**NAME)` and fails. The copy
+      names `larq_irnet.layers.FunctionInitializer` with `{"function_name": NAME}`, an
+      initializer that calls the registered function of that name; the model it loads
+      saves and loads again.
+
+    A file that needs neither (or is not HDF5) is used as it is.
+    """
+    with _h5_copy(path, functions=True) as copy:
+        yield copy
+
+
+#: The registered name of `larq_irnet.layers.FunctionInitializer`.
+FUNCTION_INITIALIZER = "FunctionInitializer"
+
+
+def _with_function_initializers(config: Any) -> tuple[Any, bool]:
+    """`config` with every serialized plain function named as a `FunctionInitializer`."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "function" and isinstance(config.get("config"), str):
+            name = config["config"]
+            return {"class_name": FUNCTION_INITIALIZER, "config": {"function_name": name}}, True
+        changed = False
+        out = {}
+        for key, value in config.items():
+            out[key], this = _with_function_initializers(value)
+            changed |= this
+        return out, changed
+    if isinstance(config, list):
+        pairs = [_with_function_initializers(value) for value in config]
+        return [value for value, _ in pairs], any(this for _, this in pairs)
+    return config, False
+
+
+def _model_config(h5file) -> tuple[Any, bool] | None:
+    """The model config of a `model.save` `.h5` file, rewritten; None if it has none."""
+    raw = h5file.attrs.get("model_config")
+    if raw is None:
+        return None
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    return _with_function_initializers(json.loads(raw))
+
+
+@contextlib.contextmanager
+def _h5_copy(path: str | os.PathLike, *, functions: bool) -> Iterator[Path]:
+    """`path`, or a temporary copy without estimator state (and, if `functions`, with
+    plain-function initializers renamed: `loadable_h5_model`)."""
     import h5py
 
+    entries = estimator_state_entries(path)
+    config = None
+    if functions and Path(path).is_file() and h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            config = _model_config(f)
+    rename = config is not None and config[1]
+    if not entries and not rename:
+        yield Path(path)
+        return
     names = _estimator_state_names()
     with tempfile.TemporaryDirectory(prefix="larq-irnet-h5-") as folder:
         copy = Path(folder) / Path(path).name
         shutil.copyfile(path, copy)
         with h5py.File(copy, "r+") as f:
-            for group in _layer_groups(f):
+            for group in _layer_groups(f) if entries else ():
                 weights = _read_names(group, "weight_names")
                 keep = [w for w in weights if not _is_state(w, names)]
                 if len(keep) != len(weights):
@@ -237,6 +307,8 @@ def h5_without_estimator_state(path: str | os.PathLike) -> Iterator[Path]:
                         if entry in group:
                             del group[entry]
                     _write_names(group, "weight_names", keep)
+            if rename:
+                f.attrs["model_config"] = json.dumps(config[0]).encode("utf-8")
         yield copy
 
 

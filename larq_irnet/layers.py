@@ -40,6 +40,7 @@ import tensorflow as tf
 __all__ = [
     "QUANTIZED_WEIGHTS",
     "BinarizedWeight",
+    "FunctionInitializer",
     "binarized_weights",
     "calling_layer",
     "is_binary_quantizer",
@@ -217,3 +218,38 @@ def without_starved_weights_warning(applies: bool = True) -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(_starved_weights_record)
+
+
+@lq.utils.register_keras_custom_object  # by its bare name, as Keras' `.h5` loader finds it
+class FunctionInitializer(tf.keras.initializers.Initializer):
+    """An initializer that calls a registered plain function by its name.
+
+    Keras serializes a plain function given as an initializer (larq-zoo's QuickNet uses
+    `blurpool_initializer`) as `{"class_name": "function", "config": NAME}`, which its
+    `.h5` model loader cannot read; `larq_irnet.io.loadable_h5_model` renames those
+    entries to this class, which serializes by name and loads again.
+
+    # Arguments
+        function_name: the name the function is registered under
+            (`tf.keras.utils.get_registered_object`), e.g. `"blurpool_initializer"`.
+
+    # Raises
+        ValueError: when called, if no function is registered under that name.
+    """
+
+    def __init__(self, function_name: str):
+        if callable(function_name):  # Keras' `.h5` loader resolves registered names
+            function_name = tf.keras.utils.get_registered_name(function_name)
+        self.function_name = function_name
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        fn = tf.keras.utils.get_registered_object(self.function_name)
+        if fn is None:
+            raise ValueError(
+                f"FunctionInitializer: no function registered as {self.function_name!r}; "
+                "import the module that registers it (e.g. larq_zoo) before loading the model"
+            )
+        return fn(shape, dtype=dtype, **kwargs)
+
+    def get_config(self) -> dict:
+        return {"function_name": self.function_name}

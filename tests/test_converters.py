@@ -641,6 +641,36 @@ def test_keras_files_load_in_safe_mode(tmp_path):
         load_keras_model(onnx)
 
 
+def test_a_function_initializer_h5_loads_and_saves_again(tmp_path):
+    # larq-zoo's QuickNet initializes its blur pooling with a plain function; Keras writes
+    # it into an .h5 model as {"class_name": "function", ...}, which its own .h5 loader
+    # cannot read. load_keras_model reads it by name (larq_irnet.io.loadable_h5_model).
+    from larq_zoo.sota.quicknet import blurpool_initializer
+
+    inputs = tf.keras.Input((8, 8, 3))
+    blur = tf.keras.layers.DepthwiseConv2D(
+        3, strides=2, padding="same", use_bias=False, depthwise_initializer=blurpool_initializer
+    )
+    outputs = lq.layers.QuantConv2D(4, 1, kernel_quantizer="ste_sign")(blur(inputs))
+    model = tf.keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    path = tmp_path / "blur.h5"
+    model.save(path)
+    loaded = load_keras_model(path)
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    initializer = loaded.layers[1].depthwise_initializer
+    assert initializer.get_config() == {"function_name": "blurpool_initializer"}
+    expected = blurpool_initializer((3, 3, 3, 1))
+    np.testing.assert_array_equal(np.asarray(initializer((3, 3, 3, 1))), expected)
+    assert expected[1, 1, 0, 0] == pytest.approx(4 / 16)  # [1 2 1] x [1 2 1] / 16
+
+    again = tmp_path / "again.h5"
+    loaded.save(again)
+    np.testing.assert_array_equal(load_keras_model(again)(x).numpy(), model(x).numpy())
+    with pytest.raises(ValueError, match="no function registered as 'not_registered'"):
+        larq_irnet.layers.FunctionInitializer("not_registered")((3, 3, 3, 1))
+
+
 @pytest.mark.slow  # converts twice, through both routes
 def test_graphdef_route_matches_lce_saved_model_route(tiny_h5):
     model, _ = tiny_h5
