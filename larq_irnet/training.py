@@ -890,8 +890,8 @@ def train(
             `model.h5`), a whole-model file (`.h5`, `.keras`, SavedModel), a
             weights-only `.h5` or the name of zoo weights (both loaded into the
             student's `binarization="fp"` twin). A name needs a registered
-            `binarization="fp"` variant, which it loads (none is shipped yet); a file the
-            registry knows as a binary variant's weights is refused. The teacher
+            `binarization="fp"` variant, which it loads (`"fashion_mnist"` has one); a
+            file the registry knows as a binary variant's weights is refused. The teacher
             is loaded and frozen inside the strategy's scope (every worker reads the
             same path); the Distiller is what is fitted, evaluated and checkpointed,
             `model.h5` holds the student alone. Recorded in `config.json` as

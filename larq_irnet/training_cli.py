@@ -287,7 +287,7 @@ def _add_distillation_arguments(group: argparse._ArgumentGroup) -> None:
         help="train with RBD representation distillation (our design of DIR-Net's) from "
         "this full-precision teacher: a run directory, a .h5/.keras model, a weights-only "
         ".h5 of the recipe's model with binarization=fp, or a zoo weights NAME, which needs "
-        "a registered binarization=fp variant of NAME (none is shipped yet)",
+        "a registered binarization=fp variant of NAME (e.g. fashion_mnist)",
     )
     group.add_argument(
         "--alignment-weight",

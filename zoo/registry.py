@@ -103,6 +103,27 @@ WEIGHTS: dict[str, tuple[WeightsEntry, ...]] = {
                 "(benchmarks/ablation.py, row irnet-seed0)."
             ),
         ),
+        WeightsEntry(
+            model="IRNetResNet20",
+            filename="fp_resnet20_fashion_mnist.h5",
+            sha256="efe1a90bdef4638801e9c7d939ec9249b85b2b637b409a6a4b21c2989e35abe4",
+            kwargs={
+                "input_shape": (28, 28, 1),
+                "num_classes": 10,
+                "structure": "bireal",
+                "bits": "1w1a",
+                "binarization": "fp",
+                "pad_values": 1.0,
+            },
+            description=(
+                "Full-precision twin of the IR-Net ResNet-20 (binarization='fp') on "
+                "Fashion-MNIST, raw 0-255 pixels in: 91.66% top-1 on the full 10,000-image "
+                "test set (final epoch). The tuned protocol's recipe for full precision "
+                "(Adam 1e-2, cosine decay, weight decay 1e-4), seed 0, all 10 epochs "
+                "(benchmarks/ablation.py --protocol tuned, row fp-seed0). RBD's teacher: "
+                "`--distill-from fashion_mnist`."
+            ),
+        ),
     ),
 }
 """Registered weights by name: one `WeightsEntry` per binarization, the first the
