@@ -190,6 +190,8 @@ TUNED_ROWS: dict[str, Row] = {
     "dirnet": Row("DIR-Net (IMB + DTE)", "dirnet", short="DIR-Net"),
     "dirnet+rbd": Row("DIR-Net + RBD", "dirnet", teacher="fp"),
     "irnet+rbd": Row("IR-Net + RBD", "irnet", teacher="fp"),
+    # DIR-Net with IMB's activation part, the per-channel learnable threshold (issue #11).
+    "dirnet_act": Row("DIR-Net + IMB activations", "dirnet_act", short="DIR-Net act"),
 }
 #: Per tuned row, the search rows whose best recipe it trains with, first found first:
 #: rows without a search of their own take their family's.
@@ -204,6 +206,7 @@ TUNED_RECIPE_OF: dict[str, tuple[str, ...]] = {
     "dirnet": ("dirnet", "irnet"),
     "dirnet+rbd": ("dirnet", "irnet"),
     "irnet+rbd": ("irnet",),
+    "dirnet_act": ("dirnet", "irnet"),
 }
 #: Two seeds where a comparison needs the seed spread; the teacher (fp) first.
 TUNED_RUNS = [
@@ -221,6 +224,7 @@ TUNED_RUNS = [
     ("ede", 0),
     ("imb", 0),
     ("dte", 0),
+    ("dirnet_act", 0),
 ]
 TUNED_COMPARISONS = (
     ("irnet", "bnn", "spread"),
@@ -231,6 +235,7 @@ TUNED_COMPARISONS = (
     ("ede", "bnn", "noise"),
     ("imb", "libra_pb", "noise"),
     ("dte", "ede", "noise"),
+    ("dirnet_act", "dirnet", "noise"),
     ("fp", "irnet", "gap"),
     ("fp", "dirnet+rbd", "gap"),
     ("irnet", "bnn", "closes"),

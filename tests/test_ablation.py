@@ -315,6 +315,7 @@ def test_tuned_rows_take_their_family_recipe_and_missing_searches_are_named(
         "dte",
         "dirnet",
         "dirnet+rbd",
+        "dirnet_act",
     }
     table = ablation.recipe_table(recipes)
     edged = ablation.recipe_table(recipes, {"dirnet": "sgd 0.03 is the lowest sgd rate searched"})
