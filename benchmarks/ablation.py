@@ -687,7 +687,12 @@ def comparisons(results: dict, protocol: Protocol = PAPER) -> list[str]:
 
 
 def plot(results: dict, out_dir: Path, protocol: Protocol = PAPER) -> list[Path]:
-    """Accuracy curves of all rows, Libra-PB vs plain-binary weight entropy, EDE's t."""
+    """Accuracy curves of all rows, Libra-PB vs plain-binary weight entropy, EDE's t.
+
+    The paper protocol's files are `accuracy.png`, `entropy.png`, `flip_ratio.png` and
+    `ede_schedule.png`; another protocol's carry its name first (`tuned_accuracy.png`),
+    so the two protocols' figures sit side by side.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -699,6 +704,7 @@ def plot(results: dict, out_dir: Path, protocol: Protocol = PAPER) -> list[Path]
     written = []
 
     def save(fig, name):
+        name = name if protocol is PAPER else f"{protocol.name}_{name}"
         with atomic_path(out_dir / name) as temp:
             fig.savefig(temp, dpi=110, bbox_inches="tight")
         plt.close(fig)

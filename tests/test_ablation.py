@@ -441,6 +441,15 @@ def test_tuned_protocol_trains_searched_recipes_and_distils_from_the_fp_row(
     assert config["recipe"]["decay_latent_weights"] is False
     assert config["distillation"]["teacher"] == str(teacher.resolve())
     assert "| IR-Net + RBD | recipe of search row" not in out
+    plots = tmp_path / "plots"
+    assert (
+        ablation.main(
+            ["--protocol", "tuned", "--results", str(results_path), "--plots", str(plots)]
+        )
+        == 0
+    )
+    assert {p.name for p in plots.iterdir()} >= {"tuned_accuracy.png"}
+    assert not [p.name for p in plots.iterdir() if not p.name.startswith("tuned_")]
     # The mapping, printed; every best here is on the grid's edge, trained as allowed.
     assert "| IR-Net + RBD | irnet | sgd 0.03, off (on the grid's edge: trained only with" in out
     assert ablation.table(results, ablation.PROTOCOLS["tuned"]) in out
