@@ -248,10 +248,13 @@ class EDECallback(EstimatorScheduler):
         self.t_max = t_max
 
     def _no_quantizer_message(self) -> str:
-        return (
+        message = (
             "EDECallback: the model has no quantizer with an EDE gradient; use "
-            '"ede_sign" or "libra_pb" as input_quantizer/kernel_quantizer.'
+            '"ede_sign" or "libra_pb" as input_quantizer/kernel_quantizer'
         )
+        if dte_quantizers(self.model):  # e.g. irnetify(model, method="dirnet")
+            return f"{message}, or larq_irnet.DTECallback for its DTE quantizers."
+        return f"{message}."
 
     def get_config(self) -> dict:
         """The callback's arguments, for logging and recreating it."""

@@ -291,6 +291,11 @@ def matching_points(model: tf.keras.Model) -> list[str]:
     return list(last.values())
 
 
+def _input_shapes(model: tf.keras.Model) -> list[tuple]:
+    """A model's input shapes without the batch axis: `[(28, 28, 1)]`."""
+    return [tuple(tensor.shape[1:]) for tensor in model.inputs]
+
+
 def _resolve_points(
     student: tf.keras.Model,
     teacher: tf.keras.Model,
@@ -302,8 +307,8 @@ def _resolve_points(
         if len(s_points) != len(t_points):
             raise ValueError(
                 f"the default matching points differ in number: student {s_points} and "
-                f"teacher {t_points}; pass `feature_layers=[(student_layer, teacher_layer), "
-                "...]`."
+                f"teacher {t_points} (is the teacher the student's architecture?); pass "
+                "`feature_layers=[(student_layer, teacher_layer), ...]` to Distiller."
             )
         pairs = list(zip(s_points, t_points, strict=True))
     else:
@@ -425,8 +430,9 @@ class Distiller(tf.keras.Model):
 
     # Raises
         ValueError: a model is not functional, an argument is out of range (naming
-            it), the outputs differ in shape, or matching points are missing or differ
-            in spatial size (naming both layers and their shapes).
+            it), the teacher is the student itself, the student has no trainable
+            weights, the inputs or outputs differ in shape, or matching points are
+            missing or differ in spatial size (naming both layers and their shapes).
 
     # References
         - [Distribution-Sensitive Information Retention for Accurate Binary Neural
@@ -454,6 +460,22 @@ class Distiller(tf.keras.Model):
         _check_positive(alignment_weight, "alignment_weight", allow_zero=True)
         _check_positive(logits_weight, "logits_weight", allow_zero=True)
         _check_positive(temperature, "temperature")
+        if teacher is student:
+            raise ValueError(
+                "`teacher` is the `student` model itself; the teacher is a separate "
+                "full-precision network (e.g. the student's binarization='fp' twin)."
+            )
+        if not student.trainable_weights:
+            raise ValueError(
+                f"`student` {student.name!r} has no trainable weights (trainable=False?); "
+                "the Distiller trains the student and would change nothing."
+            )
+        if _input_shapes(student) != _input_shapes(teacher):
+            raise ValueError(
+                f"`student` and `teacher` must take the same inputs, got input shapes "
+                f"{_input_shapes(student)} and {_input_shapes(teacher)}; the teacher is a "
+                "network for the student's data (e.g. its binarization='fp' twin)."
+            )
         if tuple(student.output_shape) != tuple(teacher.output_shape):
             raise ValueError(
                 f"`student` and `teacher` must have the same output shape, got "

@@ -415,11 +415,11 @@ class EDEState(ScheduledSign):
     state_prefix = "ede_"  # the checkpoint names: ede_t, ede_k (old .h5 files hold them too)
 
     def __init__(self, t: float = 1.0, k: float | None = None, **kwargs):
-        self._initial_t = real(t, "t", owner="EDE", above=0.0)
+        self._initial_t = real(t, "t", owner=type(self).__name__, above=0.0)
         if k is None:
             self._initial_k = ede_default_k(self._initial_t)
         else:
-            self._initial_k = real(k, "k", owner="EDE", above=0.0)
+            self._initial_k = real(k, "k", owner=type(self).__name__, above=0.0)
         super().__init__(**kwargs)
 
     def initial_state(self) -> dict[str, float]:

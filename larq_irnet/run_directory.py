@@ -36,6 +36,7 @@ import io
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,19 @@ def lock(run_dir: Path) -> Iterator[None]:
                 "finish or use another --output-dir."
             ) from None
         yield
+
+
+def discard_new(run_dir: Path, *, remove_dir: bool) -> None:
+    """Undo a run that failed before its first step: its `config.json` and, when this
+    call created `run_dir` (`remove_dir`), the directory with everything in it.
+
+    Only for a run whose `config.json` the failing call wrote itself; an interrupted run
+    keeps its files, so that it resumes.
+    """
+    if remove_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        (run_dir / CONFIG).unlink(missing_ok=True)
 
 
 def remove_temporaries(run_dir: Path) -> list[Path]:

@@ -316,7 +316,8 @@ def _no_teacher(alignment_weight: float, logits_weight: float, temperature: floa
     changed = [f"{k}={v!r}" for k, v in given.items() if v != DISTILLATION_DEFAULTS[k]]
     if changed:
         raise ValueError(
-            f"{', '.join(changed)} only apply with `distill_from` (a teacher); pass one or "
+            f"{', '.join(changed)} only {'applies' if len(changed) == 1 else 'apply'} with "
+            "`distill_from` (a teacher); pass one or "
             "leave them at their defaults"
         )
     return None
@@ -960,21 +961,31 @@ def train(
     teacher = None
     with contextlib.ExitStack() as stack:
         finished = _compare_configuration(plan.run_dir, config)
+        new_dir = not plan.run_dir.exists()
+        fresh = False
         if finished is None:
             # A teacher that does not load is an error before anything is written.
             teacher = _load_teacher(plan, distribution)
+            fresh = chief and run_directory.read_config(plan.run_dir) is None
             stack.enter_context(run_directory.lock(write_dir))
             finished = _open_run_directory(plan, config, chief)
         if finished is not None:
             if verbose:
                 print(f"{plan.run_dir} holds a finished run of this configuration; not training.")
             return finished
-        session = _build_model(plan, examples.steps, distribution, write_dir, teacher)
-        if chief:
-            run_directory.truncate_history(
-                plan.run_dir / run_directory.HISTORY, session.initial_epoch
-            )
-        datasets = _build_data(plan, examples.steps, session.initial_epoch)
+        try:
+            session = _build_model(plan, examples.steps, distribution, write_dir, teacher)
+            if chief:
+                run_directory.truncate_history(
+                    plan.run_dir / run_directory.HISTORY, session.initial_epoch
+                )
+            datasets = _build_data(plan, examples.steps, session.initial_epoch)
+        except Exception:
+            # Set-up failed before any training (e.g. a teacher of another architecture):
+            # a run this call started leaves nothing that would refuse the corrected command.
+            if fresh:
+                run_directory.discard_new(plan.run_dir, remove_dir=new_dir)
+            raise
         scores = _fit_and_evaluate(plan, session, datasets, examples.steps, write_dir)
         _save_model(session.network, write_dir / run_directory.MODEL)
         summary = _summarize(plan, examples, session, scores, distribution, write_dir, started)

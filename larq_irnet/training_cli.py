@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +86,8 @@ def _run(args: argparse.Namespace) -> int:
     given = [flag for flag, value in distillation.items() if value is not None]
     if given and args.distill_from is None:
         print(
-            f"larq-irnet train: error: {', '.join(given)} only apply with --distill-from "
+            f"larq-irnet train: error: {', '.join(given)} only "
+            f"{'applies' if len(given) == 1 else 'apply'} with --distill-from "
             "(a teacher); pass one or drop them",
             file=sys.stderr,
         )
@@ -95,25 +99,8 @@ def _run(args: argparse.Namespace) -> int:
     extra = [InformationDiagnostics()] if args.diagnostics else []
     output_dir = Path(args.output_dir) if args.output_dir else _default_output_dir(args)
     try:
-        summary = train(
-            args.recipe,
-            output_dir=output_dir,
-            binarization=args.binarization,
-            epochs=args.epochs,
-            steps_per_epoch=args.steps_per_epoch,
-            batch_size=args.batch_size,
-            strategy=args.strategy,
-            data_dir=args.data_dir,
-            seed=args.seed,
-            train_limit=args.train_limit,
-            validation_size=args.validation_size,
-            overrides=_recipe_overrides(args),
-            extra_callbacks=extra,
-            distill_from=args.distill_from,
-            **weights,
-            # Progress bars on a terminal, one line per epoch in a log file.
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
+        with one_line_warnings("larq-irnet train"):
+            summary = _train(args, output_dir, extra, weights)
     except (ValueError, OSError, RunDirectoryInUse) as error:
         print(f"larq-irnet train: error: {error}", file=sys.stderr)
         return 1
@@ -310,3 +297,43 @@ def _add_distillation_arguments(group: argparse._ArgumentGroup) -> None:
         metavar="T",
         help="temperature of the KL term (default 4.0)",
     )
+
+
+def _train(args: argparse.Namespace, output_dir: Path, extra: list, weights: dict) -> dict:
+    """`larq_irnet.training.train` with the command line's options."""
+    return train(
+        args.recipe,
+        output_dir=output_dir,
+        binarization=args.binarization,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        strategy=args.strategy,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        train_limit=args.train_limit,
+        validation_size=args.validation_size,
+        overrides=_recipe_overrides(args),
+        extra_callbacks=extra,
+        distill_from=args.distill_from,
+        **weights,
+        # Progress bars on a terminal, one line per epoch in a log file.
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+
+
+@contextlib.contextmanager
+def one_line_warnings(program: str) -> Iterator[None]:
+    """Show Python warnings as `PROGRAM: warning: MESSAGE`, one line each, for the block.
+
+    A command-line user needs the message, not the source line that raised it (Python's
+    default shows both, on two lines).
+    """
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"{program}: warning: {text}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

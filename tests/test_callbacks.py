@@ -175,6 +175,12 @@ def test_ste_libra_pb_has_no_ede_state():
     with pytest.raises(ValueError, match="no quantizer with an EDE gradient"):
         model.compile("sgd", "mse")
         model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0, callbacks=[EDECallback()])
+    # A DIR-Net model (e.g. irnetify(model, method="dirnet")) is pointed to DTECallback.
+    dte = lq.layers.QuantDense(2, kernel_quantizer=LibraPB(gradient="dte"))
+    model = tf.keras.Model(inputs, dte(inputs))
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"EDE gradient; .*, or larq_irnet.DTECallback for"):
+        model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0, callbacks=[EDECallback()])
 
 
 # --- persistence -----------------------------------------------------------------------------

@@ -167,6 +167,19 @@ def test_bad_arguments_and_mismatched_points_are_refused():
     other = tiny_model(input_shape=SHAPE, num_classes=5, binarization="fp")
     with pytest.raises(ValueError, match=r"same output shape.*\(None, 10\).*\(None, 5\)"):
         Distiller(student, other)
+    wider = tiny_model(input_shape=(32, 32, 3), binarization="fp")
+    with pytest.raises(
+        ValueError, match=r"same inputs, got input shapes \[\(28, 28, 1\)\] and \[\(32, "
+    ):
+        Distiller(student, wider)
+    # The student as its own teacher would be frozen by the Distiller, training nothing.
+    with pytest.raises(ValueError, match=r"`teacher` is the `student` model itself"):
+        Distiller(student, student)
+    assert student.trainable
+    frozen = tiny_model(input_shape=SHAPE, binarization="irnet")
+    frozen.trainable = False
+    with pytest.raises(ValueError, match=r"has no trainable weights"):
+        Distiller(frozen, teacher)
 
 
 @pytest.mark.slow  # trains on real data

@@ -710,6 +710,26 @@ def test_zoo_weights_without_an_fp_variant_are_refused_writing_nothing(
     assert not run_dir.exists()
 
 
+def test_a_teacher_for_other_inputs_is_refused_leaving_nothing_to_block_a_retry(
+    tmp_path, fashion_mnist
+):
+    # It loads, but the Distiller refuses it once the student exists: after config.json
+    # was written. The failed call removes what it wrote, so the corrected command runs.
+    other = tmp_path / "other.h5"
+    tiny_model(input_shape=(32, 32, 3), binarization="fp").save(other)
+    tiny_run = dict(epochs=1, steps_per_epoch=1, batch_size=32, train_limit=64, verbose=0)
+    for existed in (False, True):
+        run_dir = tmp_path / f"run-{existed}"
+        if existed:
+            run_dir.mkdir()
+        with pytest.raises(ValueError, match=r"must take the same inputs, got input shapes"):
+            train(TINY, output_dir=run_dir, distill_from=other, **tiny_run)
+        assert run_dir.exists() == existed
+        assert not (run_dir / "config.json").exists()
+    summary = train(TINY, output_dir=run_dir, **tiny_run)
+    assert summary["epochs"] == 1
+
+
 def test_registered_binary_weights_are_refused_as_a_teacher_writing_nothing(
     tmp_path, tiny_variants, capsys
 ):
@@ -758,7 +778,7 @@ def test_distillation_weights_without_a_teacher_are_refused_not_ignored(tmp_path
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--alignment-weight, --distill-temperature only apply with --distill-from" in err
-    with pytest.raises(ValueError, match=r"logits_weight=0.5 only apply with `distill_from`"):
+    with pytest.raises(ValueError, match=r"logits_weight=0.5 only applies with `distill_from`"):
         train(TINY, output_dir=run_dir, logits_weight=0.5)
     assert not run_dir.exists()
 
@@ -827,3 +847,17 @@ def test_training_drives_dte_quantizers_with_dtecallback(tmp_path, fashion_mnist
     assert [float(row["dte_band"]) for row in history] == [0.0, 1.0]
     assert 0.0 < float(history[-1]["dte_in_band"]) < 1.0
     assert t_max > 1.0
+
+
+def test_the_train_command_shows_a_warning_on_one_line(capsys):
+    # e.g. load_teacher's warning about a binary teacher: the message, not Python's
+    # second line with the source that raised it.
+    import warnings
+
+    with training_cli.one_line_warnings("larq-irnet train"):
+        message = "load_teacher: runs/x has 18 binarized layers;\n  is it full precision?"
+        warnings.warn(message, stacklevel=1)
+    assert capsys.readouterr().err == (
+        "larq-irnet train: warning: load_teacher: runs/x has 18 binarized layers; is it "
+        "full precision?\n"
+    )

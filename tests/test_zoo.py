@@ -557,6 +557,9 @@ def test_a_bad_binarization_is_the_usual_error_whatever_the_weights(variants):
         with pytest.raises(ValueError) as error:
             IRNetResNet20(binarization="nope", weights=weights)
         assert str(error.value) == str(usual.value)
+    for classes in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=r"^`num_classes` must be an integer >= 1, got"):
+            IRNetResNet20(num_classes=classes)
     with pytest.raises(ValueError, match=r"^`bits` must be one of \('1w1a', '1w32a'\)"):
         IRNetResNet20(bits="2w2a", weights="pair")
     with pytest.raises(ValueError, match=r"^`pad_values` must be 1.0"):

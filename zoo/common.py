@@ -246,6 +246,11 @@ def build_model(
             shape, from `architecture`, or weights registered for other arguments.
     """
     arguments.settings()  # validates binarization, bits and pad_values
+    classes = arguments.num_classes
+    if classes is not None and (
+        isinstance(classes, bool) or not isinstance(classes, int) or classes < 1
+    ):
+        raise ValueError(f"`num_classes` must be an integer >= 1, got num_classes={classes!r}.")
     path, entry, input_shape = resolve_weights(
         arguments.weights, arguments.input_shape, arguments.input_tensor, arguments.binarization
     )
