@@ -280,8 +280,17 @@ def _change(
         attribute,
         _name(old),
         None if new is None else type(new).__name__,
-        None if dropped is None else type(dropped).__name__,
+        None if dropped is None else _constraint_name(dropped),
         reason,
+    )
+
+
+def _constraint_name(constraint: Any) -> str:
+    """The class name of an STE constraint, the same for `"weight_clip"` (Larq's alias, a
+    subclass of that name) and `WeightClip(...)`."""
+    return next(
+        (cls.__name__ for cls in STE_CONSTRAINTS if isinstance(constraint, cls)),
+        type(constraint).__name__,
     )
 
 

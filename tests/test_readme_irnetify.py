@@ -30,4 +30,4 @@ def test_readme_irnetify_section_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "irnet_model.tflite").read_bytes() == result.flatbuffer
     assert isinstance(result, larq_irnet.converters.ConversionResult)
     out = capsys.readouterr().out
-    assert "SteSign -> LibraPB, weight_clip dropped" in out and "LceBconv2d" in out
+    assert "SteSign -> LibraPB, WeightClip dropped" in out and "LceBconv2d" in out

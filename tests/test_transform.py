@@ -112,7 +112,7 @@ def test_every_larq_layer_kind_gets_libra_pb_with_its_filter_axes(kind):
     for change in report.replaced:
         assert change.layer == old_layer.name and change.old == "SteSign"
         assert change.new in ("LibraPB", "EDESign")
-        assert change.constraint_dropped == (None if change.new == "EDESign" else "weight_clip")
+        assert change.constraint_dropped == (None if change.new == "EDESign" else "WeightClip")
     # The float layer and its weights are untouched.
     assert new.get_layer("float_in").get_config() == model.get_layer("float_in").get_config()
     for a, b in zip(
