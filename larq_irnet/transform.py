@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -435,6 +436,9 @@ def irnetify(model: tf.keras.Model, method: str = "irnet") -> tuple[tf.keras.Mod
             layer kind whose kernel has no filter axes (a locally connected layer with
             `implementation` 2 or 3), naming the layer.
         TypeError: a subclassed model (it cannot be cloned).
+
+    # Warns
+        UserWarning: nothing was replaced (a float model, or only non-sign quantizers).
     """
     chosen = _check_method(method)
     if not isinstance(model, tf.keras.Model) or not (
@@ -452,4 +456,11 @@ def irnetify(model: tf.keras.Model, method: str = "irnet") -> tuple[tf.keras.Mod
         new_model = _clone(model, overrides, pairs)
     for old, new in pairs:
         _copy_weights(old, new)
-    return new_model, IRNetifyReport(method, tuple(changes))
+    report = IRNetifyReport(method, tuple(changes))
+    if not report.replaced:
+        warnings.warn(
+            f"irnetify: model {model.name!r} has no binary sign quantizer to replace "
+            f"({len(report.kept)} kept); the clone trains as the original would.",
+            stacklevel=2,
+        )
+    return new_model, report

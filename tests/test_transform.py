@@ -403,3 +403,14 @@ def test_larq_zoo_network_deploys_unchanged(module, name):
     assert fully_binary == both
     assert all(layer.ops == ("LceBconv2d",) for layer in transformed.layers if layer.fully_binary)
     assert transformed.op_histogram.get("LceBconv2d", 0) == len(both)
+
+
+def test_a_model_with_nothing_to_replace_is_warned_about():
+    inputs = tf.keras.Input((4,))
+    kept = lq.layers.QuantDense(3, kernel_quantizer="ste_heaviside", name="heaviside")(inputs)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(kept), name="mostly_float")
+    with pytest.warns(UserWarning, match=r"'mostly_float' has no binary sign quantizer .*1 kept"):
+        new, report = irnetify(model)
+    assert not report.replaced and [c.layer for c in report.kept] == ["heaviside"]
+    x = np.ones((2, 4), np.float32)
+    np.testing.assert_array_equal(new(x).numpy(), model(x).numpy())
