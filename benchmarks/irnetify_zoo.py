@@ -32,6 +32,8 @@ the full test set (all 10,000 images) and the per-epoch history.
     python benchmarks/irnetify_zoo.py --only irnet-seed0   # one run
     python benchmarks/irnetify_zoo.py --epochs 1 --steps-per-epoch 20 --output-dir /tmp/x
     python benchmarks/irnetify_zoo.py --update-docs docs/results.md   # its block there
+    python benchmarks/irnetify_zoo.py --only irnet-seed0 --recipe-row irnet=bnn \
+        --results benchmarks/results/irnetify_zoo_same_recipe.json   # IR-Net, bnn's recipe
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ RECIPE = "fashion_mnist-resnet20-1w1a"
 METHODS = ("zoo", "irnet")
 SEEDS = (0, 1)
 RESULTS = Path(__file__).resolve().parent / "results" / "irnetify_zoo.json"
+#: IR-Net on plain binary's recipe (`--recipe-row irnet=bnn`): rate and quantizers apart.
+SAME_RECIPE_RESULTS = RESULTS.with_name("irnetify_zoo_same_recipe.json")
 SEARCH_RESULTS = Path(__file__).resolve().parent / "results" / "search.json"
 #: The search row whose best recipe each method trains with `--protocol tuned`: the
 #: network's own quantizers are plain binary's (sign + STE), irnetify's are IR-Net's.
@@ -304,7 +308,13 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         metavar="PAGE",
-        help="only rewrite PAGE's <!-- irnetify_zoo --> block (docs/results.md) from --results",
+        help="only rewrite PAGE's <!-- BLOCK --> block (docs/results.md) from --results",
+    )
+    parser.add_argument(
+        "--block",
+        default="irnetify_zoo",
+        help="the block --update-docs rewrites (default irnetify_zoo; "
+        "irnetify_zoo:same_recipe for the --recipe-row irnet=bnn results)",
     )
     args = parser.parse_args(argv)
     rows = dict(SEARCH_ROW)
@@ -318,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     args.recipe_row = rows
     if args.update_docs:
         block = docs_block(load_results(args.results))
-        rewrite_marked_blocks(args.update_docs, {"irnetify_zoo": block})
-        print(f"{args.update_docs}: rewrote the irnetify_zoo block")
+        rewrite_marked_blocks(args.update_docs, {args.block: block})
+        print(f"{args.update_docs}: rewrote the {args.block} block")
         return 0
     known = {run_name(m, s) for m in METHODS for s in SEEDS}
     if set(args.only or ()) - known:

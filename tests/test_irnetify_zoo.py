@@ -178,3 +178,19 @@ def test_recipe_row_trains_a_method_on_another_rows_recipe(script, tmp_path, cap
         script.main(["--recipe-row", "irnet:bnn", "--search-results", str(search)])
     assert refused.value.code == 2
     assert "--recipe-row: expected METHOD=ROW" in capsys.readouterr().err
+
+
+def test_update_docs_rewrites_the_named_block_only(script, tmp_path, capsys):
+    results = tmp_path / "same.json"
+    results.write_text(json.dumps(_results(("irnet", 0, 0.875))))
+    page = tmp_path / "results.md"
+    page.write_text(
+        "<!-- irnetify_zoo -->\nmain\n<!-- /irnetify_zoo -->\n"
+        "<!-- irnetify_zoo:same_recipe -->\nold\n<!-- /irnetify_zoo:same_recipe -->\n"
+    )
+    argv = ["--results", str(results), "--update-docs", str(page)]
+    assert script.main([*argv, "--block", "irnetify_zoo:same_recipe"]) == 0
+    assert "rewrote the irnetify_zoo:same_recipe block" in capsys.readouterr().out
+    text = page.read_text()
+    assert "<!-- irnetify_zoo -->\nmain\n<!-- /irnetify_zoo -->" in text
+    assert "| QuickNetSmall | irnet | 87.50 | 87.50 |" in text and "old" not in text
