@@ -878,8 +878,11 @@ def docs_block(name: str, search: dict, paper: dict, tuned: dict) -> str:
     raise ValueError(f"unknown docs block {name!r}; expected one of {DOCS_BLOCKS}")
 
 
-def update_docs(path: Path, search_path: Path, tuned_path: Path | None = None) -> list[str]:
-    """Rewrite the generated blocks of the results page at `path` from the results files.
+def update_docs(
+    path: Path, search_path: Path, tuned_path: Path | None = None, paper_path: Path | None = None
+) -> list[str]:
+    """Rewrite the generated blocks of the results page at `path` from the results files
+    (the paper protocol's from `paper_path`, default `benchmarks/results/ablation.json`).
 
     A block sits between `<!-- ablation:NAME -->` and `<!-- /ablation:NAME -->` (NAME in
     `DOCS_BLOCKS`); text outside the markers is kept. Returns the names rewritten.
@@ -888,7 +891,7 @@ def update_docs(path: Path, search_path: Path, tuned_path: Path | None = None) -
         SystemExit: a block's markers are missing or out of order.
     """
     search = load_results(search_path)
-    paper = load_results(ROOT / PAPER.results)
+    paper = load_results(paper_path or ROOT / PAPER.results)
     tuned = load_results(tuned_path or ROOT / PROTOCOLS["tuned"].results)
     return rewrite_marked_blocks(
         path,
@@ -910,7 +913,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="default benchmarks/results/ablation.json (ablation_tuned.json with --protocol "
-        "tuned, search.json with --search)",
+        "tuned, search.json with --search); with --update-docs, the paper protocol's",
     )
     parser.add_argument(
         "--search-results",
@@ -966,7 +969,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.update_docs:
-        names = update_docs(args.update_docs, args.search_results, args.tuned_results)
+        names = update_docs(
+            args.update_docs, args.search_results, args.tuned_results, paper_path=args.results
+        )
         print(f"{args.update_docs}: rewrote the {', '.join(names)} blocks")
         return 0
     if args.latent_scale:

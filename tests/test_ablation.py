@@ -196,6 +196,12 @@ def test_update_docs_rewrites_only_the_blocks_and_names_missing_markers(ablation
     assert text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
     assert "old" not in text and "stale" not in text
     assert "| Full precision |" in text
+    # --results names the paper protocol's file (a snapshot of it, as a commit stages it).
+    paper = tmp_path / "paper.json"
+    paper.write_text(json.dumps({"runs": {}}))
+    argv = ["--update-docs", str(page), "--search-results", str(search), "--results", str(paper)]
+    assert ablation.main(argv) == 0
+    assert page.read_text() != text
     page.write_text("no markers\n")
     with pytest.raises(SystemExit, match=r"no <!-- ablation:paper --> \.\.\. .* block"):
         ablation.main(["--update-docs", str(page)])
