@@ -252,6 +252,25 @@ def comparison(results: dict) -> list[str]:
     return lines
 
 
+def with_reference_runs(results: dict, reference: dict, where: Path) -> dict:
+    """`results` plus `reference`'s runs of the methods `results` has no run of.
+
+    # Raises
+        SystemExit: a borrowed method trained another recipe in `reference` (naming it).
+    """
+    have = {run["method"] for run in results["runs"].values()}
+    runs = dict(results["runs"])
+    for name, run in reference["runs"].items():
+        method = run["method"]
+        if method in have:
+            continue
+        ours, theirs = results["recipes"].get(method), reference["recipes"].get(method)
+        if ours != theirs:
+            raise SystemExit(f"{where}: {method} trained {theirs}, not this file's {ours}")
+        runs[name] = run
+    return {**results, "runs": runs}
+
+
 def docs_block(results: dict) -> str:
     """The generated block of docs/results.md: recipes, table and comparison."""
     lines = []
@@ -311,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         help="only rewrite PAGE's <!-- BLOCK --> block (docs/results.md) from --results",
     )
     parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        metavar="RESULTS",
+        help="with --update-docs: take the runs of methods that --results has none of from "
+        "this results file, if they trained the same recipe (the same-recipe block's zoo runs)",
+    )
+    parser.add_argument(
         "--block",
         default="irnetify_zoo",
         help="the block --update-docs rewrites (default irnetify_zoo; "
@@ -327,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         rows[method] = row
     args.recipe_row = rows
     if args.update_docs:
-        block = docs_block(load_results(args.results))
+        results = load_results(args.results)
+        if args.reference:
+            results = with_reference_runs(results, load_results(args.reference), args.reference)
+        block = docs_block(results)
         rewrite_marked_blocks(args.update_docs, {args.block: block})
         print(f"{args.update_docs}: rewrote the {args.block} block")
         return 0

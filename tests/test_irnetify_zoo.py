@@ -164,6 +164,24 @@ def test_results_page_shows_what_the_results_file_holds(script):
     page = (root / "docs" / "results.md").read_text()
     block = page.split("<!-- irnetify_zoo -->\n")[1].split("\n<!-- /irnetify_zoo -->")[0]
     assert block == script.docs_block(script.load_results(script.RESULTS))
+    # IR-Net on plain binary's recipe, beside the plain runs of the main file.
+    same = page.split("<!-- irnetify_zoo:same_recipe -->\n")[1]
+    same = same.split("\n<!-- /irnetify_zoo:same_recipe -->")[0]
+    results = script.load_results(script.SAME_RECIPE_RESULTS)
+    main = script.load_results(script.RESULTS)
+    assert same == script.docs_block(script.with_reference_runs(results, main, script.RESULTS))
+    assert "| QuickNetSmall | zoo |" in same and "| QuickNetSmall | irnet |" in same
+
+
+def test_reference_runs_of_another_recipe_are_refused(script, tmp_path):
+    same = _results(("irnet", 0, 0.88))
+    same["recipes"]["irnet"] = same["recipes"]["zoo"]
+    merged = script.with_reference_runs(same, _results(("zoo", 0, 0.9)), tmp_path / "r.json")
+    assert sorted(merged["runs"]) == ["irnet-seed0", "zoo-seed0"]
+    other = _results(("zoo", 0, 0.9))
+    other["recipes"]["zoo"] = {"optimizer": "sgd", "learning_rate": 0.1}
+    with pytest.raises(SystemExit, match=r"r\.json: zoo trained .*'sgd'.*, not this file's"):
+        script.with_reference_runs(same, other, tmp_path / "r.json")
 
 
 def test_recipe_row_trains_a_method_on_another_rows_recipe(script, tmp_path, capsys):
