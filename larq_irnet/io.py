@@ -251,32 +251,26 @@ def loadable_h5_model(path: str | os.PathLike) -> Iterator[Path]:
 FUNCTION_INITIALIZER = "FunctionInitializer"
 
 
-def _with_function_initializers(config: Any) -> tuple[Any, bool]:
+def _with_function_initializers(config: Any) -> Any:
     """`config` with every serialized plain function named as a `FunctionInitializer`."""
     if isinstance(config, dict):
         if config.get("class_name") == "function" and isinstance(config.get("config"), str):
-            name = config["config"]
-            return {"class_name": FUNCTION_INITIALIZER, "config": {"function_name": name}}, True
-        changed = False
-        out = {}
-        for key, value in config.items():
-            out[key], this = _with_function_initializers(value)
-            changed |= this
-        return out, changed
+            return {
+                "class_name": FUNCTION_INITIALIZER,
+                "config": {"function_name": config["config"]},
+            }
+        return {key: _with_function_initializers(value) for key, value in config.items()}
     if isinstance(config, list):
-        pairs = [_with_function_initializers(value) for value in config]
-        return [value for value, _ in pairs], any(this for _, this in pairs)
-    return config, False
+        return [_with_function_initializers(value) for value in config]
+    return config
 
 
-def _model_config(h5file) -> tuple[Any, bool] | None:
-    """The model config of a `model.save` `.h5` file, rewritten; None if it has none."""
+def _model_config(h5file) -> Any:
+    """The model config of a `model.save` `.h5` file; None if it has none."""
     raw = h5file.attrs.get("model_config")
     if raw is None:
         return None
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
-    return _with_function_initializers(json.loads(raw))
+    return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
 
 
 @contextlib.contextmanager
@@ -286,11 +280,12 @@ def _h5_copy(path: str | os.PathLike, *, functions: bool) -> Iterator[Path]:
     import h5py
 
     entries = estimator_state_entries(path)
-    config = None
+    config = renamed = None
     if functions and Path(path).is_file() and h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
             config = _model_config(f)
-    rename = config is not None and config[1]
+        renamed = _with_function_initializers(config)
+    rename = renamed != config
     if not entries and not rename:
         yield Path(path)
         return
@@ -308,7 +303,7 @@ def _h5_copy(path: str | os.PathLike, *, functions: bool) -> Iterator[Path]:
                             del group[entry]
                     _write_names(group, "weight_names", keep)
             if rename:
-                f.attrs["model_config"] = json.dumps(config[0]).encode("utf-8")
+                f.attrs["model_config"] = json.dumps(renamed).encode("utf-8")
         yield copy
 
 
