@@ -1,0 +1,154 @@
+"""Turn a finished training run into shipped zoo weights, and measure what they reach.
+
+The zoo's weight files (`larq_irnet/zoo/weights/`, registered in
+`larq_irnet.zoo.registry.WEIGHTS`) are the weights alone of a run's final model, without
+estimator state. This script writes that file from a run directory, loads it back the way
+a user does (the zoo model built from the run's recipe, `load_weights` of the file) and
+scores it on the full Fashion-MNIST test set in Keras and, converted, in LCE's
+interpreter. It prints the sha256 and the figures a registry entry and
+`tests/test_shipped_weights.py` state:
+
+    python benchmarks/ship_weights.py /root/larq-irnet-runs/long/irnet-30ep \
+        --output zoo/weights/irnet_resnet20_fashion_mnist.h5 --report /tmp/irnet.json
+
+The registry entry itself (file name, sha256, description) is written by hand: which run
+is shipped is a decision, recorded with its reasons in docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import larq_irnet  # noqa: E402, F401  (first: selects Keras 2, registers the quantizers)
+from larq_irnet.io import atomic_path, atomic_write, estimator_state_entries  # noqa: E402
+
+#: Test images whose correct count the fast test tier checks (`STATED` in
+#: tests/test_shipped_weights.py).
+FIRST_IMAGES = 500
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: no {what}; expected a finished `larq-irnet train` run") from None
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"{path}: not JSON ({error.msg}); expected the run's {what}") from None
+
+
+def build_from_recipe(recipe: dict[str, Any], input_shape: tuple, num_classes: int):
+    """The zoo model a run's recipe names, untrained: as a user builds it to load weights.
+
+    # Arguments
+        recipe: the `"recipe"` entry of a run's `config.json` (`model`, `model_kwargs`).
+        input_shape: (height, width, channels) of the images.
+        num_classes: classifier outputs.
+
+    # Raises
+        SystemExit: the recipe names a model the zoo does not have.
+    """
+    import larq_irnet.zoo as zoo
+
+    model_fn = getattr(zoo, recipe["model"], None)
+    if model_fn is None:
+        raise SystemExit(f"recipe model {recipe['model']!r}: not a model of larq_irnet.zoo")
+    return model_fn(input_shape=input_shape, num_classes=num_classes, **recipe["model_kwargs"])
+
+
+def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[str, Any]:
+    """Write `run_dir`'s final weights to `output` and score them, in Keras and LCE.
+
+    # Arguments
+        run_dir: a finished `larq-irnet train` run on Fashion-MNIST (`config.json`,
+            `summary.json`, `model.h5`; a distilled run's `model.h5` is the student).
+        output: the weights file to write (`.h5`), atomically.
+        data_dir: Fashion-MNIST's directory (default: the Debian package's).
+
+    # Returns
+        The report: run, file, sha256, binarization, the run's own final test accuracy,
+        Keras and LCE accuracy of the reloaded file over all 10,000 test images, top-1
+        agreement, the count of `LceBconv2d` ops, and the correct count of the first
+        `FIRST_IMAGES` test images.
+
+    # Raises
+        SystemExit: a missing or unreadable run file, a run not on Fashion-MNIST or not
+            finished, or weights that do not reload into the recipe's model.
+    """
+    from larq_irnet.converters import convert
+    from larq_irnet.converters._io import load_keras_model
+    from larq_irnet.converters.evaluate import evaluate_tflite
+    from larq_irnet.converters.flatbuffer import op_histogram
+    from larq_irnet.data.sources import load_fashion_mnist
+    from larq_irnet.zoo.registry import sha256sum
+
+    config = _read_json(run_dir / "config.json", "config.json")
+    summary = _read_json(run_dir / "summary.json", "summary.json (is the run finished?)")
+    if summary.get("dataset") != "fashion_mnist":
+        raise SystemExit(
+            f"{run_dir}: trained on {summary.get('dataset')!r}; expected a Fashion-MNIST run"
+        )
+    model_file = run_dir / summary.get("model_file", "model.h5")
+    if not model_file.is_file():
+        raise SystemExit(f"{model_file}: missing; expected the run's final model")
+    trained = load_keras_model(model_file)
+    with atomic_path(output) as temporary:
+        trained.save_weights(str(temporary), save_format="h5")
+    if estimator_state_entries(output):
+        raise SystemExit(f"{output}: still holds estimator state; expected weights alone")
+
+    _, (x_test, y_test) = load_fashion_mnist(data_dir)
+    model = build_from_recipe(config["recipe"], x_test.shape[1:], 10)
+    try:
+        model.load_weights(str(output))
+    except ValueError as error:
+        raise SystemExit(f"{output}: does not load into the recipe's model ({error})") from None
+    result = convert(model, strict=True)
+    evaluation = evaluate_tflite(
+        result.flatbuffer, x_test.astype("float32"), y_test, keras_model=model, progress=False
+    )
+    first = model.predict(x_test[:FIRST_IMAGES], batch_size=250, verbose=0).argmax(-1)
+    return {
+        "run": str(run_dir),
+        "file": str(output),
+        "sha256": sha256sum(output),
+        "binarization": config["recipe"]["model_kwargs"].get("binarization"),
+        "epochs": summary.get("epochs"),
+        "seed": summary.get("seed"),
+        "run_final_test_accuracy": summary.get("final_test_accuracy"),
+        "keras_accuracy": evaluation.keras_accuracy,
+        "lce_accuracy": evaluation.accuracy,
+        "agreement": evaluation.agreement,
+        "examples": evaluation.examples,
+        "lce_bconv2d": op_histogram(result.flatbuffer).get("LceBconv2d", 0),
+        f"first_{FIRST_IMAGES}_correct": int((first == y_test[:FIRST_IMAGES]).sum()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a finished larq-irnet train run")
+    parser.add_argument("--output", type=Path, required=True, help="weights file to write")
+    parser.add_argument("--report", type=Path, help="also write the report here (JSON)")
+    parser.add_argument("--data-dir", help="Fashion-MNIST directory (default: Debian's)")
+    args = parser.parse_args(argv)
+    if args.output.suffix != ".h5":
+        parser.error(f"--output {args.output}: expected a .h5 file name")
+    if not args.output.parent.is_dir():
+        parser.error(f"--output {args.output}: its directory does not exist")
+    report = ship(args.run_dir, args.output, data_dir=args.data_dir)
+    text = json.dumps(report, indent=2) + "\n"
+    if args.report:
+        atomic_write(args.report, text)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
