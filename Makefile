@@ -41,8 +41,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two worker processes (pytest-xdist): the suite is CPU-bound and most tests use one core.
+PYTEST_WORKERS ?= 2
+
 test: install lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 # The edit-test loop: everything but the tests marked slow.
 test-fast: install

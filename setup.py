@@ -36,7 +36,7 @@ setup(
         "protobuf>=3.20,<3.21",
         "matplotlib>=3.7",
     ],
-    extras_require={"test": ["pytest>=7", "ruff>=0.6"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "ruff>=0.6"]},
     entry_points={"console_scripts": ["larq-irnet=larq_irnet_launcher:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -8,8 +8,8 @@ scores it on the full Fashion-MNIST test set in Keras and, converted, in LCE's
 interpreter. It prints the sha256 and the figures a registry entry and
 `tests/test_shipped_weights.py` state:
 
-    python benchmarks/ship_weights.py /root/larq-irnet-runs/long/irnet-30ep \
-        --output zoo/weights/irnet_resnet20_fashion_mnist.h5 --report /tmp/irnet.json
+    python benchmarks/ship_weights.py /root/larq-irnet-runs/tuned/fp-seed0 \
+        --output zoo/weights/fp_resnet20_fashion_mnist.h5 --report /tmp/fp.json
 
 The registry entry itself (file name, sha256, description) is written by hand: which run
 is shipped is a decision, recorded with its reasons in docs/results.md.
@@ -38,37 +38,71 @@ def _read_json(path: Path, what: str) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise SystemExit(f"{path}: no {what}; expected a finished `larq-irnet train` run") from None
+        raise ValueError(f"{path}: missing; expected the {what} of a finished run") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: unreadable ({error}); expected the run's {what}") from None
     except json.JSONDecodeError as error:
-        raise SystemExit(f"{path}: not JSON ({error.msg}); expected the run's {what}") from None
+        raise ValueError(f"{path}: not JSON ({error.msg}); expected the run's {what}") from None
 
 
-def build_from_recipe(recipe: dict[str, Any], input_shape: tuple, num_classes: int):
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def build_from_recipe(recipe: dict[str, Any], input_shape: tuple, num_classes: int, **kwargs):
     """The zoo model a run's recipe names, untrained: as a user builds it to load weights.
 
     # Arguments
         recipe: the `"recipe"` entry of a run's `config.json` (`model`, `model_kwargs`).
         input_shape: (height, width, channels) of the images.
         num_classes: classifier outputs.
+        **kwargs: model arguments over the recipe's (e.g. the run's `binarization`).
 
     # Raises
-        SystemExit: the recipe names a model the zoo does not have.
+        ValueError: the recipe names a model the zoo does not have.
     """
     import larq_irnet.zoo as zoo
 
-    model_fn = getattr(zoo, recipe["model"], None)
+    model_fn = getattr(zoo, str(recipe.get("model")), None)
     if model_fn is None:
-        raise SystemExit(f"recipe model {recipe['model']!r}: not a model of larq_irnet.zoo")
-    return model_fn(input_shape=input_shape, num_classes=num_classes, **recipe["model_kwargs"])
+        raise ValueError(f"recipe model {recipe.get('model')!r}: not a model of larq_irnet.zoo")
+    arguments = {**recipe.get("model_kwargs", {}), **kwargs}
+    return model_fn(input_shape=input_shape, num_classes=num_classes, **arguments)
+
+
+def _check_same_model(trained, shipped, images) -> None:
+    """Refuse a reloaded model that differs from the trained one in weights or outputs."""
+    import numpy as np
+
+    if len(trained.weights) != len(shipped.weights) or any(
+        a.shape != b.shape or not np.array_equal(a.numpy(), b.numpy())
+        for a, b in zip(trained.weights, shipped.weights, strict=True)
+    ):
+        raise ValueError(
+            "the recipe's model holds other weights than the trained model after loading "
+            "the file; expected the run's own architecture"
+        )
+    a = trained.predict(images, batch_size=250, verbose=0)
+    b = shipped.predict(images, batch_size=250, verbose=0)
+    if not np.allclose(a, b, rtol=1e-5, atol=1e-5):
+        raise ValueError(
+            "the recipe's model, with the trained weights, computes other outputs than the "
+            "trained model; expected the run's own architecture (bits, structure)"
+        )
 
 
 def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[str, Any]:
     """Write `run_dir`'s final weights to `output` and score them, in Keras and LCE.
 
+    Everything is checked before `output` is replaced: the file is written to a
+    temporary beside it, reloaded into the recipe's model, compared with the trained
+    model (same weights, same outputs on the first `FIRST_IMAGES` test images) and
+    scored; only then is it moved into place. On any error `output` is left untouched.
+
     # Arguments
         run_dir: a finished `larq-irnet train` run on Fashion-MNIST (`config.json`,
             `summary.json`, `model.h5`; a distilled run's `model.h5` is the student).
-        output: the weights file to write (`.h5`), atomically.
+        output: the weights file to write (`.h5`).
         data_dir: Fashion-MNIST's directory (default: the Debian package's).
 
     # Returns
@@ -78,8 +112,9 @@ def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[st
         `FIRST_IMAGES` test images.
 
     # Raises
-        SystemExit: a missing or unreadable run file, a run not on Fashion-MNIST or not
-            finished, or weights that do not reload into the recipe's model.
+        ValueError: (one line) a missing or unreadable run directory or file, a run not
+            on Fashion-MNIST or not finished, unreadable data, or weights that do not
+            reload into the recipe's model as the trained model computes.
     """
     from larq_irnet.converters import convert
     from larq_irnet.converters._io import load_keras_model
@@ -88,37 +123,54 @@ def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[st
     from larq_irnet.data.sources import load_fashion_mnist
     from larq_irnet.zoo.registry import sha256sum
 
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: not a directory; expected a finished larq-irnet train run")
     config = _read_json(run_dir / "config.json", "config.json")
-    summary = _read_json(run_dir / "summary.json", "summary.json (is the run finished?)")
+    summary = _read_json(run_dir / "summary.json", "summary.json")
     if summary.get("dataset") != "fashion_mnist":
-        raise SystemExit(
+        raise ValueError(
             f"{run_dir}: trained on {summary.get('dataset')!r}; expected a Fashion-MNIST run"
         )
+    if not isinstance(config.get("recipe"), dict):
+        raise ValueError(f"{run_dir / 'config.json'}: no recipe; expected a larq-irnet run's")
     model_file = run_dir / summary.get("model_file", "model.h5")
     if not model_file.is_file():
-        raise SystemExit(f"{model_file}: missing; expected the run's final model")
-    trained = load_keras_model(model_file)
+        raise ValueError(f"{model_file}: missing; expected the run's final model")
+    try:
+        _, (x_test, y_test) = load_fashion_mnist(data_dir)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Fashion-MNIST: {_first_line(error)}") from None
+    try:
+        trained = load_keras_model(model_file)
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"{model_file}: cannot be loaded ({_first_line(error)})") from None
+    binarization = summary.get("binarization")
+    overrides = {} if binarization is None else {"binarization": binarization}
+    first = x_test[:FIRST_IMAGES].astype("float32")
     with atomic_path(output) as temporary:
         trained.save_weights(str(temporary), save_format="h5")
-    if estimator_state_entries(output):
-        raise SystemExit(f"{output}: still holds estimator state; expected weights alone")
-
-    _, (x_test, y_test) = load_fashion_mnist(data_dir)
-    model = build_from_recipe(config["recipe"], x_test.shape[1:], 10)
-    try:
-        model.load_weights(str(output))
-    except ValueError as error:
-        raise SystemExit(f"{output}: does not load into the recipe's model ({error})") from None
-    result = convert(model, strict=True)
-    evaluation = evaluate_tflite(
-        result.flatbuffer, x_test.astype("float32"), y_test, keras_model=model, progress=False
-    )
-    first = model.predict(x_test[:FIRST_IMAGES], batch_size=250, verbose=0).argmax(-1)
+        if estimator_state_entries(temporary):
+            raise ValueError(f"{output}: still holds estimator state; expected weights alone")
+        model = build_from_recipe(config["recipe"], x_test.shape[1:], 10, **overrides)
+        try:
+            model.load_weights(str(temporary))
+        except ValueError as error:
+            raise ValueError(
+                f"{model_file}: its weights do not load into the recipe's model "
+                f"({_first_line(error)})"
+            ) from None
+        _check_same_model(trained, model, first)
+        result = convert(model, strict=True)
+        evaluation = evaluate_tflite(
+            result.flatbuffer, x_test.astype("float32"), y_test, keras_model=model, progress=False
+        )
+        predicted = model.predict(first, batch_size=250, verbose=0).argmax(-1)
+        sha256 = sha256sum(temporary)
     return {
         "run": str(run_dir),
         "file": str(output),
-        "sha256": sha256sum(output),
-        "binarization": config["recipe"]["model_kwargs"].get("binarization"),
+        "sha256": sha256,
+        "binarization": binarization,
         "epochs": summary.get("epochs"),
         "seed": summary.get("seed"),
         "run_final_test_accuracy": summary.get("final_test_accuracy"),
@@ -127,12 +179,12 @@ def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[st
         "agreement": evaluation.agreement,
         "examples": evaluation.examples,
         "lce_bconv2d": op_histogram(result.flatbuffer).get("LceBconv2d", 0),
-        f"first_{FIRST_IMAGES}_correct": int((first == y_test[:FIRST_IMAGES]).sum()),
+        f"first_{FIRST_IMAGES}_correct": int((predicted == y_test[:FIRST_IMAGES]).sum()),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="ship_weights.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a finished larq-irnet train run")
     parser.add_argument("--output", type=Path, required=True, help="weights file to write")
     parser.add_argument("--report", type=Path, help="also write the report here (JSON)")
@@ -140,9 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.output.suffix != ".h5":
         parser.error(f"--output {args.output}: expected a .h5 file name")
-    if not args.output.parent.is_dir():
-        parser.error(f"--output {args.output}: its directory does not exist")
-    report = ship(args.run_dir, args.output, data_dir=args.data_dir)
+    for option, path in (("--output", args.output), ("--report", args.report)):
+        if path is not None and not path.parent.is_dir():
+            parser.error(f"{option} {path}: its directory does not exist")
+    try:
+        report = ship(args.run_dir, args.output, data_dir=args.data_dir)
+    except ValueError as error:
+        parser.error(str(error))
     text = json.dumps(report, indent=2) + "\n"
     if args.report:
         atomic_write(args.report, text)
