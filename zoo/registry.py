@@ -82,20 +82,23 @@ class WeightsEntry:
         return self.kwargs.get("binarization")
 
 
+#: The model arguments of every Fashion-MNIST ResNet-20 below (the recipe
+#: `fashion_mnist-resnet20-1w1a`'s model); the variants differ by `binarization`.
+_FASHION_MNIST_RESNET20 = {
+    "input_shape": (28, 28, 1),
+    "num_classes": 10,
+    "structure": "bireal",
+    "bits": "1w1a",
+    "pad_values": 1.0,
+}
+
 WEIGHTS: dict[str, tuple[WeightsEntry, ...]] = {
     "fashion_mnist": (
         WeightsEntry(
             model="IRNetResNet20",
             filename="irnet_resnet20_fashion_mnist.h5",
             sha256="13f7644a862b177ffd4937cf9bfccfbdef0b113edb7dbd9057be475670962c53",
-            kwargs={
-                "input_shape": (28, 28, 1),
-                "num_classes": 10,
-                "structure": "bireal",
-                "bits": "1w1a",
-                "binarization": "irnet",
-                "pad_values": 1.0,
-            },
+            kwargs={**_FASHION_MNIST_RESNET20, "binarization": "irnet"},
             description=(
                 "IR-Net ResNet-20 (Bi-Real, 1w1a) on Fashion-MNIST, raw 0-255 pixels in: "
                 "90.02% top-1 on the full 10,000-image test set (final epoch; 90.02% converted "
@@ -109,14 +112,7 @@ WEIGHTS: dict[str, tuple[WeightsEntry, ...]] = {
             model="IRNetResNet20",
             filename="fp_resnet20_fashion_mnist.h5",
             sha256="efe1a90bdef4638801e9c7d939ec9249b85b2b637b409a6a4b21c2989e35abe4",
-            kwargs={
-                "input_shape": (28, 28, 1),
-                "num_classes": 10,
-                "structure": "bireal",
-                "bits": "1w1a",
-                "binarization": "fp",
-                "pad_values": 1.0,
-            },
+            kwargs={**_FASHION_MNIST_RESNET20, "binarization": "fp"},
             description=(
                 "Full-precision twin of the IR-Net ResNet-20 (binarization='fp') on "
                 "Fashion-MNIST, raw 0-255 pixels in: 91.66% top-1 on the full 10,000-image "
@@ -133,14 +129,7 @@ WEIGHTS: dict[str, tuple[WeightsEntry, ...]] = {
             model="IRNetResNet20",
             filename="irnet_resnet20_fashion_mnist_paper.h5",
             sha256="16c3db16b2698e0bb0133f56b7b84b6a2991b19c7624bcc73833679440142af8",
-            kwargs={
-                "input_shape": (28, 28, 1),
-                "num_classes": 10,
-                "structure": "bireal",
-                "bits": "1w1a",
-                "binarization": "irnet",
-                "pad_values": 1.0,
-            },
+            kwargs={**_FASHION_MNIST_RESNET20, "binarization": "irnet"},
             description=(
                 "IR-Net ResNet-20 (Bi-Real, 1w1a) on Fashion-MNIST under the paper protocol "
                 "(the authors' SGD, lr 0.1, cosine decay, weight decay 1e-4), raw 0-255 pixels "
