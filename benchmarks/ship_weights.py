@@ -27,51 +27,40 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import larq_irnet  # noqa: E402, F401  (first: selects Keras 2, registers the quantizers)
+from larq_irnet import run_directory  # noqa: E402
 from larq_irnet.io import atomic_path, atomic_write, estimator_state_entries  # noqa: E402
+from larq_irnet.recipes import Recipe, model_function  # noqa: E402
 
 #: Test images whose correct count the fast test tier checks (`STATED` in
 #: tests/test_shipped_weights.py).
 FIRST_IMAGES = 500
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: missing; expected the {what} of a finished run") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: unreadable ({error}); expected the run's {what}") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not JSON ({error.msg}); expected the run's {what}") from None
-
-
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def build_from_recipe(recipe: dict[str, Any], input_shape: tuple, num_classes: int, **kwargs):
-    """The zoo model a run's recipe names, untrained: as a user builds it to load weights.
-
-    # Arguments
-        recipe: the `"recipe"` entry of a run's `config.json` (`model`, `model_kwargs`).
-        input_shape: (height, width, channels) of the images.
-        num_classes: classifier outputs.
-        **kwargs: model arguments over the recipe's (e.g. the run's `binarization`).
+def run_recipe(config: dict[str, Any], where: Path) -> Recipe:
+    """The `Recipe` a run's `config.json` holds (as `Recipe.to_dict` wrote it).
 
     # Raises
-        ValueError: the recipe names a model the zoo does not have.
+        ValueError: `config` holds no recipe, or one `Recipe` does not accept.
     """
-    import larq_irnet.zoo as zoo
+    try:
+        fields = dict(config["recipe"])
+        fields["decay_epochs"] = tuple(fields.get("decay_epochs", ()))
+        return Recipe(**fields)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{where}: no recipe larq-irnet reads ({_first_line(error)}); expected a run's"
+        ) from None
 
-    model_fn = getattr(zoo, str(recipe.get("model")), None)
-    if model_fn is None:
-        raise ValueError(f"recipe model {recipe.get('model')!r}: not a model of larq_irnet.zoo")
-    arguments = {**recipe.get("model_kwargs", {}), **kwargs}
-    return model_fn(input_shape=input_shape, num_classes=num_classes, **arguments)
 
+def _check_same_model(trained, shipped, images):
+    """Refuse a reloaded model that differs from the trained one in weights or outputs.
 
-def _check_same_model(trained, shipped, images) -> None:
-    """Refuse a reloaded model that differs from the trained one in weights or outputs."""
+    Returns the reloaded model's outputs on `images`.
+    """
     import numpy as np
 
     if len(trained.weights) != len(shipped.weights) or any(
@@ -89,6 +78,7 @@ def _check_same_model(trained, shipped, images) -> None:
             "the recipe's model, with the trained weights, computes other outputs than the "
             "trained model; expected the run's own architecture (bits, structure)"
         )
+    return b
 
 
 def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[str, Any]:
@@ -120,20 +110,25 @@ def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[st
     from larq_irnet.converters._io import load_keras_model
     from larq_irnet.converters.evaluate import evaluate_tflite
     from larq_irnet.converters.flatbuffer import op_histogram
-    from larq_irnet.data.sources import load_fashion_mnist
+    from larq_irnet.data import dataset_info, load_fashion_mnist
     from larq_irnet.zoo.registry import sha256sum
 
     if not run_dir.is_dir():
         raise ValueError(f"{run_dir}: not a directory; expected a finished larq-irnet train run")
-    config = _read_json(run_dir / "config.json", "config.json")
-    summary = _read_json(run_dir / "summary.json", "summary.json")
+    config = run_directory.read_config(run_dir)
+    if config is None:
+        raise ValueError(
+            f"{run_dir / run_directory.CONFIG}: missing; expected the config.json of a finished run"
+        )
+    summary = run_directory.read_summary(run_dir)
+    if isinstance(summary, str):
+        raise ValueError(f"{summary}; expected the summary.json of a finished run")
     if summary.get("dataset") != "fashion_mnist":
         raise ValueError(
             f"{run_dir}: trained on {summary.get('dataset')!r}; expected a Fashion-MNIST run"
         )
-    if not isinstance(config.get("recipe"), dict):
-        raise ValueError(f"{run_dir / 'config.json'}: no recipe; expected a larq-irnet run's")
-    model_file = run_dir / summary.get("model_file", "model.h5")
+    recipe = run_recipe(config, run_dir / run_directory.CONFIG)
+    model_file = run_dir / summary.get("model_file", run_directory.MODEL)
     if not model_file.is_file():
         raise ValueError(f"{model_file}: missing; expected the run's final model")
     try:
@@ -144,14 +139,21 @@ def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[st
         trained = load_keras_model(model_file)
     except (OSError, ValueError, TypeError) as error:
         raise ValueError(f"{model_file}: cannot be loaded ({_first_line(error)})") from None
+    # `train` writes a binarization into the recipe only when one was passed; the
+    # summary always names the one trained.
     binarization = summary.get("binarization")
     overrides = {} if binarization is None else {"binarization": binarization}
-    first = x_test[:FIRST_IMAGES].astype("float32")
+    info = dataset_info("fashion_mnist")
+    images = x_test.astype("float32")
     with atomic_path(output) as temporary:
         trained.save_weights(str(temporary), save_format="h5")
         if estimator_state_entries(temporary):
             raise ValueError(f"{output}: still holds estimator state; expected weights alone")
-        model = build_from_recipe(config["recipe"], x_test.shape[1:], 10, **overrides)
+        model = model_function(recipe)(
+            input_shape=info.input_shape,
+            num_classes=info.num_classes,
+            **{**recipe.model_kwargs, **overrides},
+        )
         try:
             model.load_weights(str(temporary))
         except ValueError as error:
@@ -159,13 +161,13 @@ def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[st
                 f"{model_file}: its weights do not load into the recipe's model "
                 f"({_first_line(error)})"
             ) from None
-        _check_same_model(trained, model, first)
+        outputs = _check_same_model(trained, model, images[:FIRST_IMAGES])
         result = convert(model, strict=True)
         evaluation = evaluate_tflite(
-            result.flatbuffer, x_test.astype("float32"), y_test, keras_model=model, progress=False
+            result.flatbuffer, images, y_test, keras_model=model, progress=False
         )
-        predicted = model.predict(first, batch_size=250, verbose=0).argmax(-1)
         sha256 = sha256sum(temporary)
+    predicted = outputs.argmax(-1)
     return {
         "run": str(run_dir),
         "file": str(output),
