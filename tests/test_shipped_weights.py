@@ -1,8 +1,9 @@
 """The shipped Fashion-MNIST weights: the accuracy the docs state, in Keras and through LCE.
 
-Two variants under one name (`larq_irnet.zoo.registry.WEIGHTS["fashion_mnist"]`): IR-Net's
-binary ResNet-20 (the default; the tuned protocol's row) and its full-precision twin, RBD's
-teacher. A second name, `fashion_mnist_paper`, keeps the paper protocol's IR-Net.
+Three variants under one name (`larq_irnet.zoo.registry.WEIGHTS["fashion_mnist"]`): IR-Net's
+binary ResNet-20 (the default; the tuned protocol's row), its full-precision twin (RBD's
+teacher) and DIR-Net's binary ResNet-20 distilled from that twin (the dirnet+rbd row). A
+second name, `fashion_mnist_paper`, keeps the paper protocol's IR-Net.
 """
 
 import json
@@ -23,6 +24,7 @@ import pytest
 STATED = {
     ("fashion_mnist", "irnet"): (0.9002, "90.02%", 454),
     ("fashion_mnist", "fp"): (0.9166, "91.66%", 470),
+    ("fashion_mnist", "dirnet"): (0.9005, "90.05%", 458),
     ("fashion_mnist_paper", "irnet"): (0.8784, "87.84%", 449),
 }
 SHIPPED_NOW = [key for key in STATED if key[0] == "fashion_mnist"]
@@ -39,7 +41,7 @@ def test_fashion_mnist_weights_reach_the_stated_accuracy(fashion_mnist, name, bi
     model = IRNetResNet20(binarization=binarization, weights=name, **SHAPE)
     result = convert(model, strict=True)
     binary_convs = op_histogram(result.flatbuffer).get("LceBconv2d", 0)
-    assert binary_convs == (18 if binarization == "irnet" else 0)
+    assert binary_convs == (0 if binarization == "fp" else 18)
     evaluation = evaluate_tflite(
         result.flatbuffer, x_test, y_test, keras_model=model, progress=False
     )
@@ -102,4 +104,4 @@ def test_the_registry_states_what_shipping_measured(name, binarization):
     assert report["first_500_correct"] == STATED[name, binarization][2]
     assert report["examples"] == 10000 and report["agreement"] >= 0.995
     assert abs(report["lce_accuracy"] - report["keras_accuracy"]) <= 0.003
-    assert report["lce_bconv2d"] == (18 if binarization == "irnet" else 0)
+    assert report["lce_bconv2d"] == (0 if binarization == "fp" else 18)
