@@ -47,8 +47,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from larq_irnet.estimators import DTE_BAND_FRACTION, DTE_EPSILON
 
 __all__ = [
     "DIRNET_PREFIX",
@@ -97,6 +100,11 @@ class Recipe:
             means nothing to the sign, and decay pulls them towards flipping).
         ede_t_min: EDE's t in the first epoch (`EDECallback`).
         ede_t_max: the t EDE approaches at the end.
+        dte_stage_split: fraction of training in DTE's first stage, in [0, 1)
+            (`DTECallback`; used only when the model has DTE quantizers, as DIR-Net's).
+        dte_epsilon: DTE's minimum gradient inside its band in the second stage, >= 0.
+        dte_band_fraction: the fraction of a standardized Gaussian input inside DTE's
+            band, in (0, 1).
         latent_lr_scale: c, the latent weights of binarized kernels train with c times
             the learning rate of the other weights (ours, for the
             standardization-as-step-size ablation row; `larq_irnet.training.
@@ -124,6 +132,9 @@ class Recipe:
     decay_latent_weights: bool = True
     ede_t_min: float = 0.1
     ede_t_max: float = 10.0
+    dte_stage_split: float = 0.5
+    dte_epsilon: float = DTE_EPSILON
+    dte_band_fraction: float = DTE_BAND_FRACTION
     latent_lr_scale: float = 1.0
     source: str = ""
 
@@ -162,7 +173,16 @@ class Recipe:
                 f"Recipe {self.name!r}: need 0 < ede_t_min < ede_t_max, got "
                 f"ede_t_min={self.ede_t_min!r}, ede_t_max={self.ede_t_max!r}."
             )
-
+        for field, inside, expected in (
+            ("dte_stage_split", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            ("dte_epsilon", lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+            ("dte_band_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
+        ):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not inside(value):
+                raise ValueError(
+                    f"Recipe {self.name!r}: `{field}` must be {expected}, got {field}={value!r}."
+                )
         if not (isinstance(self.latent_lr_scale, (int, float)) and self.latent_lr_scale > 0):
             raise ValueError(
                 f"Recipe {self.name!r}: `latent_lr_scale` must be a number > 0, got "

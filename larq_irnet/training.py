@@ -679,8 +679,17 @@ def _callbacks(plan: _Plan, session: _Session, write_dir: Path) -> list:
     callbacks: list[tf.keras.callbacks.Callback] = []
     if ede_quantizers(session.model):
         callbacks.append(EDECallback(t_min=plan.recipe.ede_t_min, t_max=plan.recipe.ede_t_max))
-    if dte_quantizers(session.model):  # DIR-Net's DTE: the recipe's t range, DTE's defaults
-        callbacks.append(DTECallback(t_min=plan.recipe.ede_t_min, t_max=plan.recipe.ede_t_max))
+    if dte_quantizers(session.model):  # DIR-Net's DTE: the recipe's t range, stages and band
+        recipe = plan.recipe
+        callbacks.append(
+            DTECallback(
+                t_min=recipe.ede_t_min,
+                t_max=recipe.ede_t_max,
+                stage_split=recipe.dte_stage_split,
+                epsilon=recipe.dte_epsilon,
+                band_fraction=recipe.dte_band_fraction,
+            )
+        )
     callbacks += [_EpochLog(session.learning_rate), *plan.extra_callbacks]
     if plan.verbose == 2:
         callbacks.append(_EpochLine(plan.recipe.epochs))
@@ -839,7 +848,8 @@ def train(
     """Train `recipe` into the run directory `output_dir`, resuming it if it was cut short.
 
     Runs `model.fit` with, in order, `EDECallback` (when the model has EDE quantizers),
-    `DTECallback` (when it has DTE quantizers, with the recipe's `ede_t_min`/`ede_t_max`),
+    `DTECallback` (when it has DTE quantizers, with the recipe's `ede_t_min`/`ede_t_max`
+    and `dte_stage_split`, `dte_epsilon`, `dte_band_fraction`),
     a logger of `lr` and `epoch_seconds`, `extra_callbacks`, `TensorBoard`, `CSVLogger`
     and a checkpoint per epoch, validating on the full test set every epoch (the last
     epoch's validation is the final model's test score) or, with `validation_size`, on

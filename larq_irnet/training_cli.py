@@ -143,7 +143,7 @@ def _summary_line(summary: dict[str, Any], output_dir: Path) -> str:
 def _recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The recipe fields that `--optimizer`, `--learning-rate`, ... change."""
     overrides: dict[str, Any] = {}
-    for field in ("optimizer", "learning_rate", "weight_decay"):
+    for field in ("optimizer", "learning_rate", "weight_decay", "dte_epsilon", "dte_band_fraction"):
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     if args.no_latent_weight_decay:
@@ -165,6 +165,13 @@ def _positive_float(text: str) -> float:
     value = _non_negative_float(text)
     if value == 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _open_fraction(text: str) -> float:
+    value = _non_negative_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
     return value
 
 
@@ -263,6 +270,19 @@ def _add_protocol_arguments(group: argparse._ArgumentGroup) -> None:
         "--no-latent-weight-decay",
         action="store_true",
         help="do not decay the latent weights of binarized kernels (float weights still are)",
+    )
+    group.add_argument(
+        "--dte-epsilon",
+        type=_non_negative_float,
+        metavar="EPS",
+        help="DIR-Net's DTE: the minimum gradient inside its band in stage 2 (default 0.1)",
+    )
+    group.add_argument(
+        "--dte-band-fraction",
+        type=_open_fraction,
+        metavar="F",
+        help="DIR-Net's DTE: the fraction of a standardized Gaussian input inside its band "
+        "(default 0.25)",
     )
 
 

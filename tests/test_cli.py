@@ -31,6 +31,10 @@ def test_no_command_prints_help_and_fails(capsys):
         (["bogus"], "larq-irnet: error: argument COMMAND: invalid choice: 'bogus'"),
         (["train", "--seed", "-1"], "larq-irnet train: error: argument --seed: expected an"),
         (["convert"], "larq-irnet convert: error: the following arguments are required"),
+        (
+            ["train", "--dte-band-fraction", "1"],
+            "larq-irnet train: error: argument --dte-band-fraction: expected a number in (0, 1)",
+        ),
     ],
 )
 def test_usage_errors_are_one_line(argv, message, capsys):
@@ -39,6 +43,20 @@ def test_usage_errors_are_one_line(argv, message, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(message) and "usage:" not in err
+
+
+def test_recipe_override_options_become_recipe_fields():
+    from larq_irnet import training_cli
+
+    argv = ["train", "--optimizer", "adam", "--learning-rate", "0.01", "--dte-epsilon", "0"]
+    args = cli.build_parser().parse_args([*argv, "--dte-band-fraction", "0.5"])
+    assert training_cli._recipe_overrides(args) == {
+        "optimizer": "adam",
+        "learning_rate": 0.01,
+        "dte_epsilon": 0.0,
+        "dte_band_fraction": 0.5,
+    }
+    assert training_cli._recipe_overrides(cli.build_parser().parse_args(["train"])) == {}
 
 
 def test_version(capsys):

@@ -55,6 +55,25 @@ def test_a_recipe_is_validated_as_it_is_made():
     with pytest.raises(ValueError, match=r"need 0 < ede_t_min < ede_t_max"):
         dataclasses.replace(recipe, ede_t_min=20.0)
     assert recipe.to_dict()["model"] == recipe.model
+    for field, value, expected in (
+        ("dte_stage_split", 1.0, "a number in [0, 1)"),
+        ("dte_epsilon", -0.1, "a finite number >= 0"),
+        ("dte_epsilon", float("inf"), "a finite number >= 0"),
+        ("dte_band_fraction", 0.0, "a number in (0, 1)"),
+        ("dte_band_fraction", True, "a number in (0, 1)"),
+    ):
+        message = f"Recipe '{recipe.name}': `{field}` must be {expected}, got {field}={value!r}."
+        with pytest.raises(ValueError) as error:
+            dataclasses.replace(recipe, **{field: value})
+        assert str(error.value) == message
+
+
+def test_dte_fields_default_to_the_estimators_defaults():
+    from larq_irnet.estimators import DTE_BAND_FRACTION, DTE_EPSILON
+
+    recipe = get_recipe("dirnet-fashion_mnist-resnet20-1w1a")
+    assert (recipe.dte_stage_split, recipe.dte_epsilon) == (0.5, DTE_EPSILON)
+    assert recipe.dte_band_fraction == DTE_BAND_FRACTION
 
 
 def test_dirnet_recipes_train_as_their_irnet_row_with_the_dirnet_binarization():

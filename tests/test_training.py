@@ -849,6 +849,21 @@ def test_training_drives_dte_quantizers_with_dtecallback(tmp_path, fashion_mnist
     assert t_max > 1.0
 
 
+def test_the_recipes_dte_fields_reach_dtecallback(tmp_path, fashion_mnist):
+    # dte_stage_split, dte_epsilon and dte_band_fraction: stage 2 from the start here,
+    # with the band's epsilon and half-width the recipe's, not DTE's defaults.
+    from larq_irnet.estimators import dte_band_width
+
+    recipe = dataclasses.replace(TINY, model_kwargs={"binarization": "dirnet"})
+    overrides = {"dte_stage_split": 0.0, "dte_epsilon": 0.3, "dte_band_fraction": 0.5}
+    train(recipe, output_dir=tmp_path / "run", overrides=overrides, **SMALL_RUN)
+    row = read_history(tmp_path / "run")[0]
+    assert float(row["dte_band"]) == 1.0 and float(row["dte_t"]) == pytest.approx(1.0)
+    assert float(row["dte_epsilon"]) == pytest.approx(0.3)
+    assert float(row["dte_width"]) == pytest.approx(dte_band_width(0.5))
+    assert dte_band_width(0.5) != pytest.approx(dte_band_width(recipe.dte_band_fraction))
+
+
 def test_the_train_command_shows_a_warning_on_one_line(capsys):
     # e.g. load_teacher's warning about a binary teacher: the message, not Python's
     # second line with the source that raised it.

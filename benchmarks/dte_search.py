@@ -1,0 +1,292 @@
+"""DTE's band: are its defaults (epsilon 0.1, band fraction 0.25) a good choice?
+
+DTE, our design of DIR-Net's distribution-sensitive two-stage estimator
+(`larq_irnet.estimators.dte_gradient`, docs/dirnet.md), has two constants the DIR-Net
+paper does not publish: in the second stage, the gradient inside a band of half-width b
+around 0 never falls below epsilon (`DTE_EPSILON`, 0.1), and b is chosen so that a
+fraction `band_fraction` (`DTE_BAND_FRACTION`, 0.25) of a standardized Gaussian input
+lies inside it. This script trains DIR-Net's ResNet-20 on Fashion-MNIST at each point of
+`POINTS`, moving one constant at a time around the defaults, and scores it on the same
+validation split the recipe search chose DIR-Net's recipe on (the last 5,000 training
+images, which these runs do not train on). The test set plays no part: the results file
+holds validation scores only.
+
+Recipe: `fashion_mnist-resnet20-1w1a` with DIR-Net's searched optimizer, learning rate
+and latent weight decay (the best `dirnet` run of `benchmarks/ablation.py --search`), for
+`EPOCHS` epochs: the search's 2 would leave DTE's second stage, where both constants act,
+a single epoch at t = 1; with 4, stage 2 covers epochs 3 and 4 (t = 1, then 3.16).
+
+The defaults run with two seeds, so the comparison has a noise scale. The rule, fixed
+before any run: a point replaces the defaults only if its validation accuracy is above
+the better seed of the defaults by more than their seed spread (`verdict`).
+
+Every run is a resumable run directory (`larq_irnet.training.train`): rerunning the
+command continues an interrupted run and skips finished ones; the results file is
+rewritten atomically after each run.
+
+    python benchmarks/dte_search.py --output-dir /root/larq-irnet-runs/dte_search
+    python benchmarks/dte_search.py --only eps0.3-band0.25-seed0
+    python benchmarks/dte_search.py --update-docs docs/dirnet.md   # its block there
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from larq_irnet import experiments  # noqa: E402
+from larq_irnet.estimators import DTE_BAND_FRACTION, DTE_EPSILON  # noqa: E402
+from larq_irnet.io import rewrite_marked_blocks  # noqa: E402
+from larq_irnet.run_directory import HISTORY, read_history  # noqa: E402
+
+RECIPE = "fashion_mnist-resnet20-1w1a"
+SEARCH_ROW = "dirnet"
+EPOCHS = 4
+RESULTS = Path(__file__).resolve().parent / "results" / "dte_search.json"
+SEARCH_RESULTS = Path(__file__).resolve().parent / "results" / "search.json"
+#: (epsilon, band fraction, seeds): the defaults with two seeds (the noise scale), then
+#: each constant moved on its own, down and up.
+POINTS: tuple[tuple[float, float, tuple[int, ...]], ...] = (
+    (DTE_EPSILON, DTE_BAND_FRACTION, (0, 1)),
+    (0.0, DTE_BAND_FRACTION, (0,)),
+    (0.3, DTE_BAND_FRACTION, (0,)),
+    (DTE_EPSILON, 0.1, (0,)),
+    (DTE_EPSILON, 0.5, (0,)),
+)
+BLOCK = "dte_search"
+
+
+def point_name(epsilon: float, band_fraction: float) -> str:
+    """A point of `POINTS` by its constants: `eps0.1-band0.25`."""
+    return f"eps{epsilon:g}-band{band_fraction:g}"
+
+
+def run_name(epsilon: float, band_fraction: float, seed: int) -> str:
+    """A run's name and directory: `eps0.1-band0.25-seed0`."""
+    return f"{point_name(epsilon, band_fraction)}-seed{seed}"
+
+
+def all_runs() -> list[tuple[str, float, float, int]]:
+    """Every run of `POINTS`: (name, epsilon, band fraction, seed), defaults first."""
+    return [
+        (run_name(epsilon, band, seed), epsilon, band, seed)
+        for epsilon, band, seeds in POINTS
+        for seed in seeds
+    ]
+
+
+def load_results(path: Path) -> dict:
+    """The results file, or an empty one."""
+    return experiments.load_results(path, recipe=RECIPE)
+
+
+def searched_recipe(search_results: Path, allow_grid_edge: bool = False) -> tuple[dict, int]:
+    """DIR-Net's searched recipe overrides and the validation size it was chosen on.
+
+    # Raises
+        SystemExit: one line: the search has no `dirnet` result, its best is on the grid's
+            edge (unless `allow_grid_edge`), or its runs used different validation sizes.
+    """
+    search = experiments.load_results(search_results)
+    recipes = experiments.check_searched(
+        search,
+        {SEARCH_ROW: (SEARCH_ROW,)},
+        [SEARCH_ROW],
+        where=search_results,
+        allow_grid_edge=allow_grid_edge,
+        hint="run `python benchmarks/ablation.py --search` first",
+    )
+    sizes = {
+        r["validation_size"] for r in search["runs"].values() if r["binarization"] == SEARCH_ROW
+    }
+    if len(sizes) != 1:
+        raise SystemExit(
+            f"{os.fspath(search_results)}: the {SEARCH_ROW} search runs used validation sizes "
+            f"{sorted(sizes)}; expected one"
+        )
+    return recipes[SEARCH_ROW][1], sizes.pop()
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train every selected run not finished yet; save the results after each."""
+    overrides, validation_size = searched_recipe(args.search_results, args.allow_grid_edge)
+    results = load_results(args.results)
+    experiments.check_unchanged(
+        results, {SEARCH_ROW: overrides}, row_key="row", recipe_key="recipe", where=args.results
+    )
+    epochs = args.epochs or EPOCHS
+    if results.get("epochs") not in (None, epochs):
+        raise SystemExit(
+            f"--epochs {epochs}: {os.fspath(args.results)} holds a budget of "
+            f"{results['epochs']} epochs; pass --epochs {results['epochs']} or another --results"
+        )
+    header = {
+        "recipe_of": SEARCH_ROW,
+        "recipe_overrides": overrides,
+        "epochs": epochs,
+        "validation_size": validation_size,
+        "defaults": {"dte_epsilon": DTE_EPSILON, "dte_band_fraction": DTE_BAND_FRACTION},
+    }
+    runs = [
+        experiments.Run(
+            name,
+            {
+                "binarization": "dirnet",
+                "seed": seed,
+                "validation_size": validation_size,
+                "overrides": {**overrides, "dte_epsilon": eps, "dte_band_fraction": band},
+            },
+            {"row": SEARCH_ROW, "epsilon": eps, "band_fraction": band, "seed": seed},
+        )
+        for name, eps, band, seed in all_runs()
+        if not args.only or name in args.only
+    ]
+
+    def entry(summary: dict, run_dir: Path, run: experiments.Run) -> dict:
+        # Validation scores only: the test set plays no part in judging the constants.
+        history = read_history(run_dir / HISTORY)
+        return {
+            **run.info,
+            "recipe": overrides,
+            "epochs": summary["epochs"],
+            "validation_size": summary["validation_size"],
+            "final_validation_accuracy": summary["final_validation_accuracy"],
+            "final_validation_loss": summary["final_validation_loss"],
+            "train_seconds": summary["train_seconds"],
+            "history": {
+                key: [float(v) for v in history[key]]
+                for key in ("accuracy", "val_accuracy", "dte_in_band", "dte_t")
+                if key in history
+            },
+        }
+
+    return experiments.train_runs(
+        runs,
+        recipe=RECIPE,
+        output_dir=args.output_dir,
+        results=args.results,
+        entry=entry,
+        header=header,
+        score="final_validation_accuracy",
+        epochs=epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        train_limit=args.train_limit,
+        data_dir=args.data_dir,
+        verbose=2,
+    )
+
+
+def _scores(results: dict, epsilon: float, band_fraction: float) -> dict[int, float]:
+    """{seed: final validation top-1 %} of one point's finished runs."""
+    return {
+        run["seed"]: 100 * run["final_validation_accuracy"]
+        for run in results["runs"].values()
+        if (run["epsilon"], run["band_fraction"]) == (epsilon, band_fraction)
+    }
+
+
+def table(results: dict) -> str:
+    """The points as a markdown table: final validation top-1 % per seed."""
+    lines = [
+        "| epsilon | band fraction | validation top-1 %, seed 0 | seed 1 |",
+        "|---|---|---|---|",
+    ]
+    for epsilon, band, seeds in POINTS:
+        scores = _scores(results, epsilon, band)
+        cells = [
+            f"{scores[s]:.2f}" if s in scores else "not run yet" if s in seeds else "-"
+            for s in (0, 1)
+        ]
+        default = " (defaults)" if (epsilon, band) == (DTE_EPSILON, DTE_BAND_FRACTION) else ""
+        lines.append(f"| {epsilon:g}{default} | {band:g} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def verdict(results: dict) -> list[str]:
+    """The rule of the module docstring applied to the finished runs, as sentences."""
+    defaults = _scores(results, DTE_EPSILON, DTE_BAND_FRACTION)
+    others = {
+        point_name(eps, band): scores[0]
+        for eps, band, _ in POINTS[1:]
+        if 0 in (scores := _scores(results, eps, band))
+    }
+    if len(defaults) < 2 or len(others) < len(POINTS) - 1:
+        return ["not every run has finished yet: no verdict"]
+    spread = max(defaults.values()) - min(defaults.values())
+    best_default = max(defaults.values())
+    best, score = max(others.items(), key=lambda item: item[1])
+    lines = [
+        f"defaults: {' / '.join(f'{defaults[s]:.2f}' for s in sorted(defaults))} (seed "
+        f"spread {spread:.2f}); best other point {best}: {score:.2f} "
+        f"({score - best_default:+.2f} against the defaults' better seed)"
+    ]
+    if score - best_default > spread:
+        lines.append(
+            f"{best} beats the defaults by more than their seed spread: it should become "
+            "the default (and the DTE rows be retrained)"
+        )
+    else:
+        lines.append(
+            "no point beats the defaults by more than their seed spread: the defaults stay"
+        )
+    return lines
+
+
+def docs_block(results: dict) -> str:
+    """The generated block of docs/dirnet.md: recipe, budget, table and verdict."""
+    recipe = results.get("recipe_overrides")
+    head = [
+        f"- recipe: {experiments.recipe_label(recipe)} (DIR-Net's searched recipe), "
+        f"{results.get('epochs', EPOCHS)} epochs, validation on the last "
+        f"{results.get('validation_size', 'N')} training images"
+        if recipe
+        else "- recipe: no run has finished yet"
+    ]
+    return "\n".join([*head, "", table(results), "", *(f"- {x}" for x in verdict(results))])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/dte_search"))
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--search-results", type=Path, default=SEARCH_RESULTS)
+    parser.add_argument(
+        "--allow-grid-edge",
+        action="store_true",
+        help="train on DIR-Net's searched best rate even if it is the highest or lowest searched",
+    )
+    parser.add_argument("--only", nargs="+", metavar="RUN", help="e.g. eps0.3-band0.25-seed0")
+    parser.add_argument("--epochs", type=int, default=None, help=f"default {EPOCHS}")
+    parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--update-docs",
+        type=Path,
+        default=None,
+        metavar="PAGE",
+        help=f"only rewrite PAGE's <!-- {BLOCK} --> block (docs/dirnet.md) from --results",
+    )
+    args = parser.parse_args(argv)
+    if args.update_docs:
+        rewrite_marked_blocks(args.update_docs, {BLOCK: docs_block(load_results(args.results))})
+        print(f"{args.update_docs}: rewrote the {BLOCK} block")
+        return 0
+    known = [name for name, *_ in all_runs()]
+    unknown = sorted(set(args.only or ()) - set(known))
+    if unknown:
+        parser.error(f"--only: unknown runs {unknown}; known: {known}")
+    results = run(args)
+    print(table(results))
+    for line in verdict(results):
+        print(f"- {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

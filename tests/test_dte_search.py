@@ -1,0 +1,120 @@
+"""benchmarks/dte_search.py: DTE's constants reach training, the rule, the page's block."""
+
+import json
+from pathlib import Path
+
+from larq_irnet.estimators import DTE_BAND_FRACTION, DTE_EPSILON, dte_band_width
+from larq_irnet.run_directory import HISTORY, read_history
+
+import pytest
+
+
+@pytest.fixture
+def script(load_benchmark):
+    return load_benchmark("dte_search")
+
+
+def search_file(path, validation_size=128):
+    """A search results file whose dirnet row's best is Adam 1e-2 (inside its grid)."""
+    runs = {}
+    for lr, score in ((0.004, 0.80), (0.01, 0.82), (0.025, 0.81)):
+        overrides = {"optimizer": "adam", "learning_rate": lr, "decay_latent_weights": True}
+        runs[f"dirnet-adam{lr:g}-wd"] = {
+            "binarization": "dirnet",
+            "overrides": overrides,
+            "validation_size": validation_size,
+            "final_validation_accuracy": score,
+        }
+    path.write_text(json.dumps({"runs": runs}))
+    return path
+
+
+def results_of(scores):
+    """A results file's content: {(epsilon, band fraction, seed): validation accuracy}."""
+    return {
+        "runs": {
+            f"eps{e:g}-band{b:g}-seed{s}": {
+                "epsilon": e, "band_fraction": b, "seed": s, "final_validation_accuracy": a,
+            }
+            for (e, b, s), a in scores.items()
+        }
+    }  # fmt: skip
+
+
+def test_the_grid_moves_one_constant_at_a_time_around_the_defaults(script):
+    names = [name for name, *_ in script.all_runs()]
+    assert len(names) == len(set(names)) == 6
+    assert names[:2] == ["eps0.1-band0.25-seed0", "eps0.1-band0.25-seed1"]
+    for epsilon, band, _ in script.POINTS[1:]:
+        assert (epsilon == DTE_EPSILON) != (band == DTE_BAND_FRACTION)
+
+
+@pytest.mark.slow  # a DIR-Net ResNet-20 for a few steps, then the full test set once
+def test_a_run_trains_dirnet_with_its_points_constants_on_the_searched_recipe(
+    script, tmp_path, fashion_mnist
+):
+    results = tmp_path / "results.json"
+    argv = [
+        "--epochs", "2", "--steps-per-epoch", "2", "--train-limit", "512",
+        "--output-dir", str(tmp_path / "runs"), "--results", str(results),
+        "--search-results", str(search_file(tmp_path / "search.json")),
+        "--only", "eps0.3-band0.5-seed0",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as unknown:  # not a point of the grid
+        script.main(argv)
+    assert unknown.value.code == 2
+    argv[-1] = "eps0.3-band0.25-seed0"
+    assert script.main(argv) == 0
+    config = json.loads((tmp_path / "runs" / argv[-1] / "config.json").read_text())
+    recipe = config["recipe"]
+    assert (recipe["optimizer"], recipe["learning_rate"]) == ("adam", 0.01)
+    assert (recipe["dte_epsilon"], recipe["dte_band_fraction"]) == (0.3, DTE_BAND_FRACTION)
+    assert config["validation_size"] == 128
+    history = read_history(tmp_path / "runs" / argv[-1] / HISTORY)
+    assert [float(value) for value in history["dte_epsilon"]] == [0.3, 0.3]
+    assert history["dte_width"][-1] == pytest.approx(dte_band_width(DTE_BAND_FRACTION))
+    content = json.loads(results.read_text())
+    run = content["runs"][argv[-1]]
+    assert (run["epsilon"], run["band_fraction"], run["seed"]) == (0.3, DTE_BAND_FRACTION, 0)
+    assert 0 <= run["final_validation_accuracy"] <= 1
+    assert not any("test" in key for key in run)  # validation scores only
+    assert (content["epochs"], content["validation_size"]) == (2, 128)
+    before = results.read_text()
+    assert script.main(argv) == 0  # finished: skipped
+    assert results.read_text() == before
+    with pytest.raises(SystemExit, match=r"holds a budget of 2 epochs; pass --epochs 2"):
+        script.main([*argv[2:], "--epochs", "3"])
+
+
+def test_a_search_without_dirnet_results_is_refused_before_training(script, tmp_path):
+    search = tmp_path / "search.json"
+    search.write_text(json.dumps({"runs": {}}))
+    argv = ["--search-results", str(search), "--output-dir", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit, match=r"has no search result for dirnet"):
+        script.main([*argv, "--results", str(tmp_path / "r.json")])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_rule_keeps_the_defaults_unless_a_point_beats_their_spread(script):
+    scores = {(0.1, 0.25, 0): 0.850, (0.1, 0.25, 1): 0.846}
+    others = {(0.0, 0.25, 0): 0.845, (0.3, 0.25, 0): 0.853, (0.1, 0.1, 0): 0.84}
+    assert script.verdict(results_of({**scores, **others})) == [
+        "not every run has finished yet: no verdict"
+    ]
+    close = results_of({**scores, **others, (0.1, 0.5, 0): 0.8539})
+    assert script.verdict(close) == [
+        "defaults: 85.00 / 84.60 (seed spread 0.40); best other point eps0.1-band0.5: 85.39 "
+        "(+0.39 against the defaults' better seed)",
+        "no point beats the defaults by more than their seed spread: the defaults stay",
+    ]
+    better = results_of({**scores, **others, (0.1, 0.5, 0): 0.8545})
+    assert script.verdict(better)[1].startswith("eps0.1-band0.5 beats the defaults by more")
+    row = "| 0.3 | 0.25 | 85.30 | - |"
+    assert row in script.table(results_of({**scores, **others}))
+    assert "| 0.1 | 0.5 | not run yet | - |" in script.table(results_of(scores))
+
+
+def test_the_dirnet_page_shows_what_the_results_file_holds(script):
+    page = (Path(__file__).resolve().parents[1] / "docs" / "dirnet.md").read_text()
+    block = page.split("<!-- dte_search -->\n")[1].split("\n<!-- /dte_search -->")[0]
+    assert block == script.docs_block(script.load_results(script.RESULTS))
