@@ -185,6 +185,11 @@ class IRNetifyReport:
         for c in self.changes:
             if c.replaced:
                 what = f"{c.old} -> {c.new}"
+                if c.old == c.new:  # e.g. irnetify on a model that is IR-Net already
+                    axes = (
+                        "" if c.attribute == "input_quantizer" else " with the layer's filter axes"
+                    )
+                    what += f" (already the method's quantizer, rebuilt{axes})"
                 if c.constraint_dropped:
                     what += f", {c.constraint_dropped} dropped"
             else:
