@@ -601,10 +601,7 @@ def train_rows(
         header=header,
         callbacks=lambda: [InformationDiagnostics()],
         score=score,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        train_limit=args.train_limit,
-        data_dir=args.data_dir,
+        **experiments.budget(args),
         verbose=2,
     )
 
@@ -954,10 +951,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ROW",
         help="e.g. irnet-seed0 bnn-seed1 (with --search: e.g. fp-adam0.001-wd)",
     )
-    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    parser.add_argument("--steps-per-epoch", type=int, default=None)
-    parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--data-dir", default=None)
+    experiments.add_budget_arguments(parser)
     parser.add_argument(
         "--update-docs",
         type=Path,

@@ -172,10 +172,7 @@ def run(args: argparse.Namespace) -> dict:
         entry=entry,
         header=header,
         score="final_validation_accuracy",
-        epochs=epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        train_limit=args.train_limit,
-        data_dir=args.data_dir,
+        **{**experiments.budget(args), "epochs": epochs},
         verbose=2,
     )
 
@@ -261,10 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         help="train on DIR-Net's searched best rate even if it is the highest or lowest searched",
     )
     parser.add_argument("--only", nargs="+", metavar="RUN", help="e.g. eps0.3-band0.25-seed0")
-    parser.add_argument("--epochs", type=int, default=None, help=f"default {EPOCHS}")
-    parser.add_argument("--steps-per-epoch", type=int, default=None)
-    parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--data-dir", default=None)
+    experiments.add_budget_arguments(parser, epochs=str(EPOCHS))
     parser.add_argument(
         "--update-docs",
         type=Path,

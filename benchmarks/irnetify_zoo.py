@@ -202,10 +202,7 @@ def run(args: argparse.Namespace) -> dict:
         entry=entry,
         header=header,
         score="final_test_accuracy",
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        train_limit=args.train_limit,
-        data_dir=args.data_dir,
+        **experiments.budget(args),
         verbose=2,
     )
 
@@ -318,10 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--network", default="QuickNetSmall", choices=sorted(NETWORKS))
     parser.add_argument("--only", nargs="+", metavar="RUN", help="e.g. irnet-seed0 zoo-seed1")
-    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    parser.add_argument("--steps-per-epoch", type=int, default=None)
-    parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--data-dir", default=None)
+    experiments.add_budget_arguments(parser)
     parser.add_argument(
         "--update-docs",
         type=Path,

@@ -34,6 +34,7 @@ results = train_runs(
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -41,13 +42,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from larq_irnet._validation import positive_int_argument
 from larq_irnet.io import atomic_write, file_lock
 from larq_irnet.run_directory import MODEL, RunDirectoryInUse
 from larq_irnet.training import train
 
 __all__ = [
     "Run",
+    "add_budget_arguments",
     "best_recipes",
+    "budget",
     "check_searched",
     "check_unchanged",
     "grid_edges",
@@ -172,6 +176,31 @@ def train_runs(
         if score is not None:
             log(f"== {run.name}: {score} {summary[score]:.4f}")
     return load_results(results)
+
+
+def add_budget_arguments(parser: argparse.ArgumentParser, epochs: str = "the recipe's") -> None:
+    """An experiment script's budget and data options, each checked as it is parsed:
+    `--epochs N`, `--steps-per-epoch N`, `--train-limit N` (integers >= 1) and
+    `--data-dir DIR`; `epochs` says what the default budget is. `budget(args)` turns
+    them into `train_runs` keywords."""
+    parser.add_argument(
+        "--epochs", type=positive_int_argument, default=None, help=f"default: {epochs}"
+    )
+    parser.add_argument("--steps-per-epoch", type=positive_int_argument, default=None)
+    parser.add_argument(
+        "--train-limit", type=positive_int_argument, default=None, help="first N training images"
+    )
+    parser.add_argument("--data-dir", default=None, help="default: the data set's")
+
+
+def budget(args: argparse.Namespace) -> dict[str, Any]:
+    """The `train_runs` keywords of `add_budget_arguments`' options (None: the recipe's)."""
+    return {
+        "epochs": args.epochs,
+        "steps_per_epoch": args.steps_per_epoch,
+        "train_limit": args.train_limit,
+        "data_dir": args.data_dir,
+    }
 
 
 def best_recipes(search: Mapping[str, Any]) -> dict[str, dict]:

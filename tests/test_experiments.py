@@ -168,3 +168,20 @@ def test_a_row_whose_finished_runs_trained_another_recipe_is_refused():
         check_unchanged(
             results, {"irnet": moved}, row_key="row", recipe_key="overrides", where="r.json"
         )
+
+
+def test_budget_options_are_checked_as_they_are_parsed(capsys):
+    import argparse
+
+    from larq_irnet.experiments import add_budget_arguments, budget
+
+    parser = argparse.ArgumentParser(prog="script")
+    add_budget_arguments(parser, epochs="4")
+    args = parser.parse_args(["--epochs", "2", "--train-limit", "512", "--data-dir", "d"])
+    expected = {"epochs": 2, "steps_per_epoch": None, "train_limit": 512, "data_dir": "d"}
+    assert budget(args) == expected
+    assert "default: 4" in parser.format_help()
+    with pytest.raises(SystemExit) as error:
+        parser.parse_args(["--steps-per-epoch", "0"])
+    assert error.value.code == 2
+    assert "argument --steps-per-epoch: expected a positive integer, got '0'" in capsys.readouterr().err
