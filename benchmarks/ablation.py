@@ -640,7 +640,8 @@ def comparisons(results: dict, protocol: Protocol = PAPER) -> list[str]:
     accuracy, for the rows that ran.
 
     `"spread"`: a - b with the seed-to-seed spread (max - min over seeds) once both rows
-    have two seeds or more. `"noise"`: a - b on the means; a row below b by no more than
+    have two seeds or more: a above b by more than the larger spread, below it by more,
+    or within it. `"noise"`: a - b on the means; a row below b by no more than
     the largest seed spread of any row is said to be so: that is noise-sized. `"gap"`:
     a - b on the means. `"closes"`: (a - b) / (full precision - b), the share of the gap
     from b to full precision that a closes.
@@ -665,8 +666,15 @@ def comparisons(results: dict, protocol: Protocol = PAPER) -> list[str]:
             line += f" (means of {n_a} and {n_b} seeds)"
             if min(n_a, n_b) >= 2:
                 spread = max(spread_a, spread_b)
-                verdict = "more" if difference > spread else "not more"
-                line += f"; seed spread {spread:.2f} points: {verdict} than the spread"
+                if abs(difference) <= spread:
+                    verdict = "within the spread"
+                else:
+                    verdict = (
+                        "more than the spread"
+                        if difference > 0
+                        else "below by more than the spread"
+                    )
+                line += f"; seed spread {spread:.2f} points: {verdict}"
             else:
                 line += "; seed spread unknown until both rows have two seeds"
         elif kind == "noise":

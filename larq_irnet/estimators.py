@@ -48,6 +48,7 @@ __all__ = [
     "dte_gradient",
     "dte_initial_state",
     "dte_sigma",
+    "dte_soft_at_band_edge",
     "ede_default_k",
     "ede_gradient",
     "ede_sign",
@@ -290,8 +291,20 @@ def dte_gradient(
         inside = tf.abs(x_) <= width * sigma  # |u| <= b
         return tf.maximum(soft, tf.where(inside, floor * inverse, tf.zeros_like(soft)))
 
-    binds = floor > k * t * (1.0 - tf.square(tf.tanh(t * width)))
+    binds = floor > dte_soft_at_band_edge(t, k, width)
     return tf.cast(tf.cond(binds, with_floor, lambda: soft), x.dtype)
+
+
+def dte_soft_at_band_edge(t, k, width) -> tf.Tensor:
+    r"""\(k\,t\,(1 - \tanh^2(t\,b))\): DTE's soft derivative at the band's edge
+    \(|u| = b\), in units of u (`dte_gradient`).
+
+    The soft sign's derivative falls with |u|, so this is its smallest value inside the
+    band: the band's floor epsilon changes a gradient only while epsilon exceeds it
+    (`larq_irnet.schedules.dte_floor_epochs`). Scalars (Python floats or tensors) in,
+    a scalar tensor out.
+    """
+    return k * t * (1.0 - tf.square(tf.tanh(t * width)))
 
 
 def dte_initial_state(t: float = 1.0, k: float | None = None) -> dict[str, float]:

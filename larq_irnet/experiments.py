@@ -284,6 +284,7 @@ def check_searched(
     where: str | os.PathLike,
     allow_grid_edge: bool = False,
     hint: str = "run `python benchmarks/ablation.py --search` first",
+    prefix: str = "--protocol tuned",
 ) -> dict[str, tuple[str, dict]]:
     """`searched_recipes` for the `rows` about to train, refused unless each is tuned.
 
@@ -293,6 +294,7 @@ def check_searched(
         where: the search's results file, for the messages.
         allow_grid_edge: accept a recipe on the grid's edge (`grid_edges`).
         hint: what to do about missing search results, appended to that message.
+        prefix: what the messages start with (the option that needs the search).
 
     # Returns
         `searched_recipes(search, sources)[0]`: the recipes of every row that has one.
@@ -306,7 +308,7 @@ def check_searched(
     if short:
         needed = sorted({c for row in short for c in missing[row]})
         raise SystemExit(
-            f"--protocol tuned: {os.fspath(where)} has no search result for "
+            f"{prefix}: {os.fspath(where)} has no search result for "
             f"{', '.join(needed)} (needed by {short}); {hint}"
         )
     edges = grid_edges(search)
@@ -314,7 +316,7 @@ def check_searched(
     if on_edge and not allow_grid_edge:
         which = "; ".join(f"{row}: {edges[row]} so far" for row in on_edge)
         raise SystemExit(
-            f"--protocol tuned: the best recipe of search row {', '.join(on_edge)} is on the "
+            f"{prefix}: the best recipe of search row {', '.join(on_edge)} is on the "
             f"grid's edge ({which}); run the row's unfinished grid points or extend the grid "
             "(SEARCH_OPTIMIZERS in benchmarks/ablation.py), or pass --allow-grid-edge"
         )

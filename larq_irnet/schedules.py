@@ -37,6 +37,7 @@ from larq_irnet.estimators import (
     DTE_STATE,
     EDEState,
     dte_band_width,
+    dte_soft_at_band_edge,
     ede_default_k,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "DTESchedule",
     "EDESchedule",
     "Schedule",
+    "dte_floor_epochs",
     "dte_schedule",
     "dte_values",
     "ede_schedule",
@@ -164,6 +166,38 @@ def dte_values(
         "epsilon": epsilon,
         "width": dte_band_width(band_fraction),
     }
+
+
+def dte_floor_epochs(
+    n: int,
+    t_min: float,
+    t_max: float,
+    stage_split: float = 0.5,
+    epsilon: float = DTE_EPSILON,
+    band_fraction: float = DTE_BAND_FRACTION,
+) -> list[int]:
+    """The epochs (0-based, of `n` with DTE's state updated once per epoch, as
+    `DTECallback` does by default) in which DTE's band floor changes a gradient.
+
+    The floor binds when the band is on and epsilon exceeds the soft derivative at the
+    band's edge (`larq_irnet.estimators.dte_soft_at_band_edge`); in the other epochs
+    DTE trains exactly as it would with epsilon = 0. E.g. the default floor (epsilon 0.1,
+    band fraction 0.25, b = 0.319) binds only once t exceeds 9.28, where the edge's soft
+    derivative falls below 0.1: with T_max = 10 and s = 0.5 that is the last 1.6% of
+    training, and no epoch of a 10-epoch run (its last has t = 6.31, edge 0.44).
+
+    # Raises
+        ValueError: `n` not an integer >= 1.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"dte_floor_epochs: `n` must be an integer >= 1, got n={n!r}.")
+    out = []
+    for i in range(n):
+        state = dte_values(i, n, t_min, t_max, stage_split, epsilon, band_fraction)
+        edge = float(dte_soft_at_band_edge(state["t"], state["k"], state["width"]))
+        if state["band"] * state["epsilon"] > edge:
+            out.append(i)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

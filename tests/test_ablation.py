@@ -360,6 +360,23 @@ def test_tuned_rows_take_their_family_recipe_and_missing_searches_are_named(
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_spread_comparison_says_above_below_or_within(ablation):
+    def line(irnet, bnn):
+        runs = {
+            f"{row}-seed{seed}": _row(row, seed, accuracy)
+            for row, accuracies in (("irnet", irnet), ("bnn", bnn))
+            for seed, accuracy in enumerate(accuracies)
+        }
+        return ablation.comparisons({"runs": runs})[0]
+
+    assert line((0.90, 0.904), (0.88, 0.882)).endswith(": more than the spread")
+    assert line((0.88, 0.884), (0.90, 0.902)).endswith(
+        "-1.90 points (means of 2 and 2 seeds); seed spread 0.40 points: below by more than "
+        "the spread"
+    )
+    assert line((0.90, 0.904), (0.90, 0.901)).endswith("seed spread 0.40 points: within the spread")
+
+
 def test_tuned_comparisons_state_spreads_and_the_gap_closed(ablation):
     runs = {
         "fp-seed0": {**_row("fp", 0, 0.92), "row": "fp"},

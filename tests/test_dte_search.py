@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from larq_irnet.estimators import DTE_BAND_FRACTION, DTE_EPSILON, dte_band_width
+from larq_irnet.estimators import dte_band_width
 from larq_irnet.run_directory import HISTORY, read_history
 
 import pytest
@@ -41,12 +41,13 @@ def results_of(scores):
     }  # fmt: skip
 
 
-def test_the_grid_moves_one_constant_at_a_time_around_the_defaults(script):
+def test_the_grid_goes_from_a_floor_that_never_binds_to_one_that_binds_all_stage_2(script):
     names = [name for name, *_ in script.all_runs()]
-    assert len(names) == len(set(names)) == 6
+    assert len(names) == len(set(names)) == 5
     assert names[:2] == ["eps0.1-band0.25-seed0", "eps0.1-band0.25-seed1"]
-    for epsilon, band, _ in script.POINTS[1:]:
-        assert (epsilon == DTE_EPSILON) != (band == DTE_BAND_FRACTION)
+    cells = [script.floor_epochs(epsilon, band) for epsilon, band, _ in script.POINTS]
+    assert cells == ["none", "9-10 of 10", "8-10 of 10", "6-10 of 10"]
+    assert script.floor_epochs(1.0, 0.25) == "6, 10 of 10"
 
 
 @pytest.mark.slow  # a DIR-Net ResNet-20 for a few steps, then the full test set once
@@ -58,46 +59,57 @@ def test_a_run_trains_dirnet_with_its_points_constants_on_the_searched_recipe(
         "--epochs", "2", "--steps-per-epoch", "2", "--train-limit", "512",
         "--output-dir", str(tmp_path / "runs"), "--results", str(results),
         "--search-results", str(search_file(tmp_path / "search.json")),
-        "--only", "eps0.3-band0.5-seed0",
+        "--only", "eps0.3-band0.25-seed0",
     ]  # fmt: skip
     with pytest.raises(SystemExit) as unknown:  # not a point of the grid
         script.main(argv)
     assert unknown.value.code == 2
-    argv[-1] = "eps0.3-band0.25-seed0"
+    argv[-1] = "eps0.5-band0.5-seed0"
     assert script.main(argv) == 0
     config = json.loads((tmp_path / "runs" / argv[-1] / "config.json").read_text())
     recipe = config["recipe"]
     assert (recipe["optimizer"], recipe["learning_rate"]) == ("adam", 0.01)
-    assert (recipe["dte_epsilon"], recipe["dte_band_fraction"]) == (0.3, DTE_BAND_FRACTION)
+    assert (recipe["dte_epsilon"], recipe["dte_band_fraction"]) == (0.5, 0.5)
     assert config["validation_size"] == 128
     history = read_history(tmp_path / "runs" / argv[-1] / HISTORY)
-    assert [float(value) for value in history["dte_epsilon"]] == [0.3, 0.3]
-    assert history["dte_width"][-1] == pytest.approx(dte_band_width(DTE_BAND_FRACTION))
+    assert [float(value) for value in history["dte_epsilon"]] == [0.5, 0.5]
+    assert history["dte_width"][-1] == pytest.approx(dte_band_width(0.5))
     content = json.loads(results.read_text())
     run = content["runs"][argv[-1]]
-    assert (run["epsilon"], run["band_fraction"], run["seed"]) == (0.3, DTE_BAND_FRACTION, 0)
+    assert (run["epsilon"], run["band_fraction"], run["seed"]) == (0.5, 0.5, 0)
     assert 0 <= run["final_validation_accuracy"] <= 1
     assert not any("test" in key for key in run)  # validation scores only
-    assert (content["epochs"], content["validation_size"]) == (2, 128)
+    budget = {"epochs": 2, "steps_per_epoch": 2, "train_limit": 512}
+    assert (content["budget"], content["validation_size"]) == (budget, 128)
     before = results.read_text()
     assert script.main(argv) == 0  # finished: skipped
     assert results.read_text() == before
-    with pytest.raises(SystemExit, match=r"holds a budget of 2 epochs; pass --epochs 2"):
+    with pytest.raises(SystemExit, match=r"holds runs of another budget \(\{'epochs': 2, "):
         script.main([*argv[2:], "--epochs", "3"])
+    block = script.docs_block(content)
+    assert block.startswith(
+        "- recipe: adam 0.01, latent wd on (DIR-Net's searched recipe), 2 epochs (at most 2 "
+        "steps per epoch, 512 images), validation on the last 128 training images"
+    )
+    # At 2 epochs only the highest floor binds, in the one epoch of stage 2.
+    assert "| 0.5 | 0.5 | " in block and "| 1 | 0.5 | not run yet | - | 2 of 2 |" in block
 
 
 def test_a_search_without_dirnet_results_is_refused_before_training(script, tmp_path):
     search = tmp_path / "search.json"
-    search.write_text(json.dumps({"runs": {}}))
     argv = ["--search-results", str(search), "--output-dir", str(tmp_path / "runs")]
-    with pytest.raises(SystemExit, match=r"has no search result for dirnet"):
-        script.main([*argv, "--results", str(tmp_path / "r.json")])
+    argv += ["--results", str(tmp_path / "r.json")]
+    with pytest.raises(SystemExit, match=r"^--search-results: .*search.json does not exist; "):
+        script.main(argv)
+    search.write_text(json.dumps({"runs": {}}))
+    with pytest.raises(SystemExit, match=r"^--search-results: .* no search result for dirnet"):
+        script.main(argv)
     assert not (tmp_path / "runs").exists()
 
 
 def test_the_rule_keeps_the_defaults_unless_a_point_beats_their_spread(script):
     scores = {(0.1, 0.25, 0): 0.850, (0.1, 0.25, 1): 0.846}
-    others = {(0.0, 0.25, 0): 0.845, (0.3, 0.25, 0): 0.853, (0.1, 0.1, 0): 0.84}
+    others = {(0.5, 0.5, 0): 0.853, (1.0, 0.5, 0): 0.84}
     assert script.verdict(results_of({**scores, **others})) == [
         "not every run has finished yet: no verdict"
     ]
@@ -109,9 +121,9 @@ def test_the_rule_keeps_the_defaults_unless_a_point_beats_their_spread(script):
     ]
     better = results_of({**scores, **others, (0.1, 0.5, 0): 0.8545})
     assert script.verdict(better)[1].startswith("eps0.1-band0.5 beats the defaults by more")
-    row = "| 0.3 | 0.25 | 85.30 | - |"
+    row = "| 0.5 | 0.5 | 85.30 | - | 8-10 of 10 |"
     assert row in script.table(results_of({**scores, **others}))
-    assert "| 0.1 | 0.5 | not run yet | - |" in script.table(results_of(scores))
+    assert "| 0.1 | 0.5 | not run yet | - | 9-10 of 10 |" in script.table(results_of(scores))
 
 
 def test_the_dirnet_page_shows_what_the_results_file_holds(script):

@@ -454,3 +454,40 @@ def test_dte_state_is_checkpointed_but_not_weights(tmp_path):
     assert restored.state()["band"] == 0.0
     tf.train.Checkpoint(q=restored).restore(path).assert_existing_objects_matched()
     assert restored.state() == saved
+
+
+def test_the_band_floor_binds_only_where_epsilon_exceeds_the_soft_edge():
+    from statistics import NormalDist
+
+    from larq_irnet.estimators import dte_soft_at_band_edge
+    from larq_irnet.schedules import dte_floor_epochs
+
+    for t, k, width in ((0.01, 100.0, 0.3), (1.0, 1.0, 0.319), (6.31, 1.0, 0.674)):
+        expected = k * t * (1 - np.tanh(t * width) ** 2)
+        assert float(dte_soft_at_band_edge(t, k, width)) == pytest.approx(expected, rel=1e-3)
+
+    def np_floor_epochs(n, epsilon, fraction, t_min=1e-3, t_max=10.0):
+        width = NormalDist().inv_cdf((1 + fraction) / 2)
+        out = []
+        for i in range(n):
+            t, k, band = np_stage(i, n, t_min, t_max)
+            soft_edge = k * t * (1 - np.tanh(t * width) ** 2)
+            grid = np.linspace(-width, width, 2001)  # the floor binds somewhere in the band
+            if np.any(
+                np_dte(grid, 1.0, t, k, band, epsilon, width) > k * t * (1 - np.tanh(t * grid) ** 2)
+            ):
+                assert band * epsilon > soft_edge
+                out.append(i)
+        return out
+
+    points = [(0.1, 0.25), (0.1, 0.5), (0.5, 0.5), (1.0, 0.5), (1.0, 0.25), (0.0, 0.5)]
+    for epsilon, fraction in points:
+        for n in (4, 10, 100):
+            found = dte_floor_epochs(n, 1e-3, 10.0, 0.5, epsilon, fraction)
+            assert found == np_floor_epochs(n, epsilon, fraction), (epsilon, fraction, n)
+    # The defaults never bind in 10 epochs; moving the band wider or the floor up does.
+    assert dte_floor_epochs(10, 1e-3, 10.0) == []
+    assert dte_floor_epochs(10, 1e-3, 10.0, 0.5, 1.0, 0.5) == [5, 6, 7, 8, 9]
+    assert dte_floor_epochs(100, 1e-3, 10.0) == [99]  # t > 9.28: the last 1.6% of training
+    with pytest.raises(ValueError, match=r"dte_floor_epochs: `n` must be an integer >= 1, got n=0"):
+        dte_floor_epochs(0, 1e-3, 10.0)

@@ -184,4 +184,7 @@ def test_budget_options_are_checked_as_they_are_parsed(capsys):
     with pytest.raises(SystemExit) as error:
         parser.parse_args(["--steps-per-epoch", "0"])
     assert error.value.code == 2
-    assert "argument --steps-per-epoch: expected a positive integer, got '0'" in capsys.readouterr().err
+    assert (
+        "argument --steps-per-epoch: expected a positive integer, got '0'"
+        in capsys.readouterr().err
+    )
