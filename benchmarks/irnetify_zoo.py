@@ -365,4 +365,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(experiments.main_with_one_line_errors(main, "benchmarks/irnetify_zoo.py"))

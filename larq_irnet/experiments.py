@@ -38,6 +38,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ __all__ = [
     "check_unchanged",
     "grid_edges",
     "load_results",
+    "main_with_one_line_errors",
     "recipe_label",
     "searched_recipes",
     "train_runs",
@@ -179,18 +181,15 @@ def train_runs(
 
 
 def add_budget_arguments(parser: argparse.ArgumentParser, epochs: str = "the recipe's") -> None:
-    """An experiment script's budget and data options, each checked as it is parsed:
-    `--epochs N`, `--steps-per-epoch N`, `--train-limit N` (integers >= 1) and
-    `--data-dir DIR`; `epochs` says what the default budget is. `budget(args)` turns
-    them into `train_runs` keywords."""
-    parser.add_argument(
-        "--epochs", type=positive_int_argument, default=None, help=f"default: {epochs}"
-    )
-    parser.add_argument("--steps-per-epoch", type=positive_int_argument, default=None)
-    parser.add_argument(
-        "--train-limit", type=positive_int_argument, default=None, help="first N training images"
-    )
-    parser.add_argument("--data-dir", default=None, help="default: the data set's")
+    """An experiment script's budget and data options: `--epochs N`, `--steps-per-epoch
+    N`, `--train-limit N` (integers >= 1, checked as they are parsed) and `--data-dir DIR`
+    (checked when the data loads); `epochs` says what the default budget is.
+    `budget(args)` turns them into `train_runs` keywords."""
+    positive = {"type": positive_int_argument, "default": None, "metavar": "N"}
+    parser.add_argument("--epochs", help=f"default: {epochs}", **positive)
+    parser.add_argument("--steps-per-epoch", help="default: the whole split", **positive)
+    parser.add_argument("--train-limit", help="train on the first N training images", **positive)
+    parser.add_argument("--data-dir", metavar="DIR", default=None, help="default: the data set's")
 
 
 def budget(args: argparse.Namespace) -> dict[str, Any]:
@@ -201,6 +200,24 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
         "train_limit": args.train_limit,
         "data_dir": args.data_dir,
     }
+
+
+def main_with_one_line_errors(
+    main: Callable[[list[str] | None], int], prog: str, argv: list[str] | None = None
+) -> int:
+    """Run an experiment script's `main(argv)`, its bad input reported in one line.
+
+    A ValueError or OSError (a results file that is not JSON, a data directory or page
+    that does not exist, a run directory of another configuration) becomes `PROG:
+    error: <its first line>` on stderr and exit status 1, not a traceback. Usage errors
+    are argparse's (status 2).
+    """
+    try:
+        return main(argv)
+    except (ValueError, OSError) as error:
+        line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(f"{prog}: error: {line}", file=sys.stderr)
+        return 1
 
 
 def best_recipes(search: Mapping[str, Any]) -> dict[str, dict]:

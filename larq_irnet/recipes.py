@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -102,7 +103,9 @@ class Recipe:
         ede_t_max: the t EDE approaches at the end.
         dte_stage_split: fraction of training in DTE's first stage, in [0, 1)
             (`DTECallback`; used only when the model has DTE quantizers, as DIR-Net's).
-        dte_epsilon: DTE's minimum gradient inside its band in the second stage, >= 0.
+        dte_epsilon: DTE's minimum gradient inside its band in the second stage, >= 0,
+            in units of the standardized input u = x / sigma (epsilon / sigma with
+            respect to x; `larq_irnet.estimators.dte_gradient`).
         dte_band_fraction: the fraction of a standardized Gaussian input inside DTE's
             band, in (0, 1).
         latent_lr_scale: c, the latent weights of binarized kernels train with c times
@@ -179,10 +182,11 @@ class Recipe:
             ("dte_band_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
         ):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not inside(value):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not inside(value):
                 raise ValueError(
                     f"Recipe {self.name!r}: `{field}` must be {expected}, got {field}={value!r}."
                 )
+            object.__setattr__(self, field, float(value))  # JSON-friendly (config.json)
         if not (isinstance(self.latent_lr_scale, (int, float)) and self.latent_lr_scale > 0):
             raise ValueError(
                 f"Recipe {self.name!r}: `latent_lr_scale` must be a number > 0, got "

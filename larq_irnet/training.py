@@ -646,6 +646,24 @@ class _Data:
     test: tf.data.Dataset
 
 
+#: The recipe fields that only DTE quantizers read (`DTECallback`).
+_DTE_FIELDS = ("dte_stage_split", "dte_epsilon", "dte_band_fraction")
+
+
+def _check_dte_fields(recipe: Recipe, model: tf.keras.Model) -> None:
+    """Refuse DTE settings changed from their defaults for a model that has no DTE."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Recipe) if f.name in _DTE_FIELDS}
+    changed = [name for name in _DTE_FIELDS if getattr(recipe, name) != defaults[name]]
+    if changed and not dte_quantizers(model):
+        binarization = recipe.model_kwargs.get("binarization", "the model's default")
+        raise ValueError(
+            f"{', '.join(f'`{name}`' for name in changed)}: the model (binarization "
+            f"{binarization!r}) has no DTE quantizer for them to act on; they apply to "
+            "binarization 'dte', 'dirnet' or 'dirnet_act' (quantizers \"dte_sign\", \"imb\", "
+            '"imb_sign" or LibraPB(gradient="dte")).'
+        )
+
+
 def _build_data(plan: _Plan, steps: int, initial_epoch: int) -> _Data:
     """The training stream from the resumed epoch's first batch, validation and test."""
     recipe = plan.recipe
@@ -985,6 +1003,7 @@ def train(
             return finished
         try:
             session = _build_model(plan, examples.steps, distribution, write_dir, teacher)
+            _check_dte_fields(plan.recipe, session.model)
             if chief:
                 run_directory.truncate_history(
                     plan.run_dir / run_directory.HISTORY, session.initial_epoch

@@ -169,8 +169,11 @@ def _positive_float(text: str) -> float:
 
 
 def _open_fraction(text: str) -> float:
-    value = _non_negative_float(text)
-    if not 0 < value < 1:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:  # nan too
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
     return value
 
@@ -275,7 +278,8 @@ def _add_protocol_arguments(group: argparse._ArgumentGroup) -> None:
         "--dte-epsilon",
         type=_non_negative_float,
         metavar="EPS",
-        help="DIR-Net's DTE: the minimum gradient inside its band in stage 2 (default 0.1)",
+        help="DIR-Net's DTE: the minimum gradient inside its band in stage 2, in units of the "
+        "standardized input (default 0.1; docs/dirnet.md)",
     )
     group.add_argument(
         "--dte-band-fraction",

@@ -178,9 +178,11 @@ class IRNetifyReport:
         return json.dumps(self.to_dict(), indent=2)
 
     def __str__(self) -> str:
+        same = sum(c.old == c.new for c in self.replaced)
+        already = f" ({same} of them the method's already)" if same else ""
         lines = [
-            f"irnetify(method={self.method!r}): {len(self.replaced)} quantizers replaced, "
-            f"{len(self.kept)} kept"
+            f"irnetify(method={self.method!r}): {len(self.replaced)} quantizers replaced"
+            f"{already}, {len(self.kept)} kept"
         ]
         for c in self.changes:
             if c.replaced:

@@ -35,6 +35,10 @@ def test_no_command_prints_help_and_fails(capsys):
             ["train", "--dte-band-fraction", "1"],
             "larq-irnet train: error: argument --dte-band-fraction: expected a number in (0, 1)",
         ),
+        (
+            ["train", "--dte-band-fraction", "-0.5"],
+            "larq-irnet train: error: argument --dte-band-fraction: expected a number in (0, 1)",
+        ),
     ],
 )
 def test_usage_errors_are_one_line(argv, message, capsys):

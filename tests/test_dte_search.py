@@ -130,3 +130,24 @@ def test_the_dirnet_page_shows_what_the_results_file_holds(script):
     page = (Path(__file__).resolve().parents[1] / "docs" / "dirnet.md").read_text()
     block = page.split("<!-- dte_search -->\n")[1].split("\n<!-- /dte_search -->")[0]
     assert block == script.docs_block(script.load_results(script.RESULTS))
+
+
+@pytest.mark.slow  # a subprocess that imports TensorFlow
+def test_the_command_reports_a_broken_results_file_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    broken = tmp_path / "results.json"
+    broken.write_text("not json{")
+    command = [sys.executable, str(root / "benchmarks" / "dte_search.py"), "--results"]
+    command += [str(broken), "--search-results", str(search_file(tmp_path / "search.json"))]
+    command += ["--output-dir", str(tmp_path / "runs")]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "benchmarks/dte_search.py: error: Expecting value: line 1 column 1 (char 0)"
+    )
+    assert not (tmp_path / "runs").exists()

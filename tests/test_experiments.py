@@ -188,3 +188,25 @@ def test_budget_options_are_checked_as_they_are_parsed(capsys):
         "argument --steps-per-epoch: expected a positive integer, got '0'"
         in capsys.readouterr().err
     )
+
+
+def test_a_scripts_bad_input_is_one_line_with_status_1(tmp_path, capsys):
+    from larq_irnet.experiments import main_with_one_line_errors
+
+    broken = tmp_path / "results.json"
+    broken.write_text("not json{")
+
+    def main(argv):
+        load_results(argv[0])
+        return 0
+
+    assert main_with_one_line_errors(main, "script.py", [str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("script.py: error: Expecting value") and err.count("\n") == 1
+
+    def missing(argv):
+        open(tmp_path / "nope.md")
+
+    assert main_with_one_line_errors(missing, "script.py") == 1
+    assert "No such file or directory" in capsys.readouterr().err
+    assert main_with_one_line_errors(lambda argv: 0, "script.py") == 0

@@ -2,12 +2,14 @@
 
 import dataclasses
 import inspect
+import json
 
 from larq_irnet import training
 from larq_irnet.data import dataset_info
 from larq_irnet.layers import binarized_weights
 from larq_irnet.recipes import DIRNET_PREFIX, RECIPES, get_recipe, model_function
 
+import numpy as np
 import pytest
 
 
@@ -66,6 +68,10 @@ def test_a_recipe_is_validated_as_it_is_made():
         with pytest.raises(ValueError) as error:
             dataclasses.replace(recipe, **{field: value})
         assert str(error.value) == message
+    # Any real number type, as the other checks of the package accept.
+    changed = dataclasses.replace(recipe, dte_epsilon=np.float32(0.5))
+    assert type(changed.dte_epsilon) is float and changed.dte_epsilon == 0.5
+    json.dumps(changed.to_dict())
 
 
 def test_dte_fields_default_to_the_estimators_defaults():

@@ -849,6 +849,18 @@ def test_training_drives_dte_quantizers_with_dtecallback(tmp_path, fashion_mnist
     assert t_max > 1.0
 
 
+def test_dte_fields_for_a_model_without_dte_are_refused_writing_nothing(tmp_path, fashion_mnist):
+    run_dir = tmp_path / "run"
+    recipe = dataclasses.replace(TINY, model_kwargs={"binarization": "irnet"})
+    with pytest.raises(ValueError) as error:
+        train(recipe, output_dir=run_dir, overrides={"dte_band_fraction": 0.5}, **SHORT_RUN)
+    assert str(error.value).startswith(
+        "`dte_band_fraction`: the model (binarization 'irnet') has no DTE quantizer for them "
+        "to act on; they apply to binarization 'dte', 'dirnet' or 'dirnet_act'"
+    )
+    assert not run_dir.exists()
+
+
 def test_the_recipes_dte_fields_reach_dtecallback(tmp_path, fashion_mnist):
     # dte_stage_split, dte_epsilon and dte_band_fraction: stage 2 from the start here,
     # with the band's epsilon and half-width the recipe's, not DTE's defaults.

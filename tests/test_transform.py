@@ -179,6 +179,9 @@ def test_only_sign_quantizers_are_replaced_and_the_rest_is_reported():
     assert outcome[("tf_sign", "input_quantizer")][:2] == ("sign", None)
     assert type(new.get_layer("heaviside").input_quantizer).__name__ == "SteHeaviside"
     assert "kept" in str(report) and "MagnitudeAwareSign -> LibraPB" in str(report)
+    assert str(report).splitlines()[0] == (
+        "irnetify(method='irnet'): 6 quantizers replaced (2 of them the method's already), 5 kept"
+    )
     lines = {line.split(":")[0].strip(): line for line in str(report).splitlines()[1:]}
     assert lines["already (QuantConv2D) kernel_quantizer"].endswith(
         "LibraPB -> LibraPB (already the method's quantizer, rebuilt with the layer's filter axes)"
