@@ -447,11 +447,7 @@ def run_search(args: argparse.Namespace) -> dict:
         return {
             "binarization": kwargs["binarization"],
             "overrides": kwargs["overrides"],
-            "epochs": summary["epochs"],
-            "validation_size": summary["validation_size"],
-            "final_validation_accuracy": summary["final_validation_accuracy"],
-            "final_validation_loss": summary["final_validation_loss"],
-            "train_seconds": summary["train_seconds"],
+            **experiments.validation_scores(summary),
             "history": {
                 "val_accuracy": history.get("val_accuracy", []),
                 "accuracy": history.get("accuracy", []),

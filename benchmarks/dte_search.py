@@ -169,11 +169,7 @@ def run(args: argparse.Namespace) -> dict:
         return {
             **run.info,
             "recipe": overrides,
-            "epochs": summary["epochs"],
-            "validation_size": summary["validation_size"],
-            "final_validation_accuracy": summary["final_validation_accuracy"],
-            "final_validation_loss": summary["final_validation_loss"],
-            "train_seconds": summary["train_seconds"],
+            **experiments.validation_scores(summary),
             "history": {
                 key: [float(v) for v in history[key]]
                 for key in ("accuracy", "val_accuracy", "dte_in_band", "dte_t")

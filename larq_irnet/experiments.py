@@ -61,6 +61,7 @@ __all__ = [
     "recipe_label",
     "searched_recipes",
     "train_runs",
+    "validation_scores",
 ]
 
 
@@ -218,6 +219,14 @@ def main_with_one_line_errors(
         line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         print(f"{prog}: error: {line}", file=sys.stderr)
         return 1
+
+
+def validation_scores(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A validation-scored run's results entry fields (a recipe or constant search):
+    budget, validation size, final validation accuracy and loss, training time, and no
+    test score, so that nothing chosen from the entries is chosen on the test set."""
+    keys = ("epochs", "validation_size", "final_validation_accuracy", "final_validation_loss")
+    return {key: summary[key] for key in (*keys, "train_seconds")}
 
 
 def best_recipes(search: Mapping[str, Any]) -> dict[str, dict]:
