@@ -28,16 +28,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import larq_irnet  # noqa: E402, F401  (first: selects Keras 2, registers the quantizers)
 from larq_irnet import run_directory  # noqa: E402
+from larq_irnet._validation import first_line  # noqa: E402
 from larq_irnet.io import atomic_path, atomic_write, estimator_state_entries  # noqa: E402
 from larq_irnet.recipes import Recipe, model_function  # noqa: E402
 
 #: Test images whose correct count the fast test tier checks (`STATED` in
 #: tests/test_shipped_weights.py).
 FIRST_IMAGES = 500
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def run_recipe(config: dict[str, Any], where: Path) -> Recipe:
@@ -52,7 +49,7 @@ def run_recipe(config: dict[str, Any], where: Path) -> Recipe:
         return Recipe(**fields)
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(
-            f"{where}: no recipe larq-irnet reads ({_first_line(error)}); expected a run's"
+            f"{where}: no recipe larq-irnet reads ({first_line(error)}); expected a run's"
         ) from None
 
 
@@ -134,11 +131,11 @@ def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[st
     try:
         _, (x_test, y_test) = load_fashion_mnist(data_dir)
     except (OSError, ValueError) as error:
-        raise ValueError(f"Fashion-MNIST: {_first_line(error)}") from None
+        raise ValueError(f"Fashion-MNIST: {first_line(error)}") from None
     try:
         trained = load_keras_model(model_file)
     except (OSError, ValueError, TypeError) as error:
-        raise ValueError(f"{model_file}: cannot be loaded ({_first_line(error)})") from None
+        raise ValueError(f"{model_file}: cannot be loaded ({first_line(error)})") from None
     # `train` writes a binarization into the recipe only when one was passed; the
     # summary always names the one trained.
     binarization = summary.get("binarization")
@@ -159,7 +156,7 @@ def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[st
         except ValueError as error:
             raise ValueError(
                 f"{model_file}: its weights do not load into the recipe's model "
-                f"({_first_line(error)})"
+                f"({first_line(error)})"
             ) from None
         outputs = _check_same_model(trained, model, images[:FIRST_IMAGES])
         result = convert(model, strict=True)

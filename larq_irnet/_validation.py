@@ -8,6 +8,11 @@ import numbers
 from typing import Any
 
 
+def first_line(error: BaseException) -> str:
+    """An error's message as one line (its first), or its type's name if it has none."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def real(
     value: Any,
     name: str,

@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from larq_irnet._validation import positive_int_argument
+from larq_irnet._validation import first_line, positive_int_argument
 from larq_irnet.io import atomic_write, file_lock
 from larq_irnet.run_directory import MODEL, RunDirectoryInUse
 from larq_irnet.training import train
@@ -216,8 +216,7 @@ def main_with_one_line_errors(
     try:
         return main(argv)
     except (ValueError, OSError) as error:
-        line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        print(f"{prog}: error: {line}", file=sys.stderr)
+        print(f"{prog}: error: {first_line(error)}", file=sys.stderr)
         return 1
 
 
