@@ -131,9 +131,8 @@ def run(args: argparse.Namespace) -> dict:
     experiments.check_unchanged(
         results, {SEARCH_ROW: overrides}, row_key="row", recipe_key="recipe", where=args.results
     )
-    epochs = args.epochs or EPOCHS
-    planned = {"epochs": epochs, "steps_per_epoch": args.steps_per_epoch}
-    planned["train_limit"] = args.train_limit
+    budget = {**experiments.budget(args), "epochs": args.epochs or EPOCHS}
+    planned = {key: budget[key] for key in ("epochs", "steps_per_epoch", "train_limit")}
     recorded = results.get("budget")
     if recorded is not None and recorded != planned:
         raise SystemExit(
@@ -185,7 +184,7 @@ def run(args: argparse.Namespace) -> dict:
         entry=entry,
         header=header,
         score="final_validation_accuracy",
-        **{**experiments.budget(args), "epochs": epochs},
+        **budget,
         verbose=2,
     )
 
