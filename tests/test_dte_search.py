@@ -29,23 +29,31 @@ def search_file(path, validation_size=128):
     return path
 
 
-def results_of(scores):
-    """A results file's content: {(epsilon, band fraction, seed): validation accuracy}."""
-    return {
-        "runs": {
-            f"eps{e:g}-band{b:g}-seed{s}": {
-                "epsilon": e, "band_fraction": b, "seed": s, "final_validation_accuracy": a,
-            }
-            for (e, b, s), a in scores.items()
+def results_of(scores, ede=None):
+    """A results file's content: {(epsilon, band fraction, seed): validation accuracy} of
+    DTE runs, and the EDE point's seed-0 accuracy `ede`."""
+    runs = {
+        f"eps{e:g}-band{b:g}-seed{s}": {
+            "estimator": "dte", "epsilon": e, "band_fraction": b, "seed": s,
+            "final_validation_accuracy": a,
         }
+        for (e, b, s), a in scores.items()
     }  # fmt: skip
+    if ede is not None:
+        runs["ede-seed0"] = {
+            "estimator": "ede", "epsilon": None, "band_fraction": None, "seed": 0,
+            "final_validation_accuracy": ede,
+        }  # fmt: skip
+    return {"runs": runs}
 
 
 def test_the_grid_goes_from_a_floor_that_never_binds_to_one_that_binds_all_stage_2(script):
     names = [name for name, *_ in script.all_runs()]
-    assert len(names) == len(set(names)) == 5
-    assert names[:2] == ["eps0.1-band0.25-seed0", "eps0.1-band0.25-seed1"]
-    cells = [script.floor_epochs(epsilon, band) for epsilon, band, _ in script.POINTS]
+    assert len(names) == len(set(names)) == 6
+    assert names[:3] == ["eps0.1-band0.25-seed0", "eps0.1-band0.25-seed1", "ede-seed0"]
+    assert [p.binarization for p in script.POINTS] == ["dirnet", "imb", *["dirnet"] * 3]
+    dte = [p for p in script.POINTS if p.estimator == "dte"]
+    cells = [script.floor_epochs(p.epsilon, p.band_fraction) for p in dte]
     assert cells == ["none", "9-10 of 10", "8-10 of 10", "6-10 of 10"]
     assert script.floor_epochs(1.0, 0.25) == "6, 10 of 10"
 
@@ -92,7 +100,27 @@ def test_a_run_trains_dirnet_with_its_points_constants_on_the_searched_recipe(
         "steps per epoch, 512 images), validation on the last 128 training images"
     )
     # At 2 epochs only the highest floor binds, in the one epoch of stage 2.
-    assert "| 0.5 | 0.5 | " in block and "| 1 | 0.5 | not run yet | - | 2 of 2 |" in block
+    assert "| DTE | 0.5 | 0.5 | " in block
+    assert "| DTE | 1 | 0.5 | not run yet | - | 2 of 2 |" in block
+    assert "| EDE (the `imb` preset) | - | - | not run yet | - | no band |" in block
+
+
+@pytest.mark.slow  # an IMB + EDE ResNet-20 for a few steps, then the full test set once
+def test_the_ede_point_trains_the_imb_preset_without_dte_fields(script, tmp_path, fashion_mnist):
+    results = tmp_path / "results.json"
+    argv = [
+        "--epochs", "1", "--steps-per-epoch", "2", "--train-limit", "512",
+        "--output-dir", str(tmp_path / "runs"), "--results", str(results),
+        "--search-results", str(search_file(tmp_path / "search.json")),
+        "--only", "ede-seed0",
+    ]  # fmt: skip
+    assert script.main(argv) == 0
+    config = json.loads((tmp_path / "runs" / "ede-seed0" / "config.json").read_text())
+    assert config["recipe"]["model_kwargs"]["binarization"] == "imb"
+    assert "dte_epsilon" not in config["recipe"] or config["recipe"]["dte_epsilon"] == 0.1
+    assert (config["recipe"]["optimizer"], config["recipe"]["learning_rate"]) == ("adam", 0.01)
+    run = json.loads(results.read_text())["runs"]["ede-seed0"]
+    assert (run["estimator"], run["epsilon"], run["band_fraction"]) == ("ede", None, None)
 
 
 def test_a_search_without_dirnet_results_is_refused_before_training(script, tmp_path):
@@ -113,17 +141,28 @@ def test_the_rule_keeps_the_defaults_unless_a_point_beats_their_spread(script):
     assert script.verdict(results_of({**scores, **others})) == [
         "not every run has finished yet: no verdict"
     ]
-    close = results_of({**scores, **others, (0.1, 0.5, 0): 0.8539})
+    assert script.verdict(results_of({**scores, **others, (0.1, 0.5, 0): 0.85})) == [
+        "not every run has finished yet: no verdict"
+    ]  # EDE's run missing
+    close = results_of({**scores, **others, (0.1, 0.5, 0): 0.8539}, ede=0.852)
     assert script.verdict(close) == [
-        "defaults: 85.00 / 84.60 (seed spread 0.40); best other point eps0.1-band0.5: 85.39 "
-        "(+0.39 against the defaults' better seed)",
+        "defaults: 85.00 / 84.60 (seed spread 0.40); against the defaults' better seed: "
+        "ede +0.20, eps0.1-band0.5 +0.39, eps0.5-band0.5 +0.30, eps1-band0.5 -1.00",
         "no point beats the defaults by more than their seed spread: the defaults stay",
     ]
-    better = results_of({**scores, **others, (0.1, 0.5, 0): 0.8545})
+    better = results_of({**scores, **others, (0.1, 0.5, 0): 0.8545}, ede=0.852)
     assert script.verdict(better)[1].startswith("eps0.1-band0.5 beats the defaults by more")
-    row = "| 0.5 | 0.5 | 85.30 | - | 8-10 of 10 |"
+    ede = results_of({**scores, **others, (0.1, 0.5, 0): 0.8545}, ede=0.856)
+    assert script.verdict(ede)[1] == (
+        "EDE beats the defaults by more than their seed spread: DIR-Net's activation "
+        "estimator should be EDE, not DTE (and the DIR-Net rows be retrained)"
+    )
+    row = "| DTE | 0.5 | 0.5 | 85.30 | - | 8-10 of 10 |"
     assert row in script.table(results_of({**scores, **others}))
-    assert "| 0.1 | 0.5 | not run yet | - | 9-10 of 10 |" in script.table(results_of(scores))
+    table = script.table(results_of(scores, ede=0.8512))
+    assert "| DTE (defaults) | 0.1 | 0.25 | 85.00 | 84.60 | none |" in table
+    assert "| DTE | 0.1 | 0.5 | not run yet | - | 9-10 of 10 |" in table
+    assert "| EDE (the `imb` preset) | - | - | 85.12 | - | no band |" in table
 
 
 def test_the_dirnet_page_shows_what_the_results_file_holds(script):
