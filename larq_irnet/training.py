@@ -59,8 +59,10 @@ from larq_irnet.optimization import (
 from larq_irnet.recipes import Recipe, get_recipe, model_function
 from larq_irnet.run_directory import RunDirectoryInUse, UnusableDirectory
 from larq_irnet.zoo import BINARIZATIONS, BITS
+from larq_irnet.zoo.presets import PRESETS
 from larq_irnet.zoo.registry import WEIGHTS, get_entry, registered_as, sha256sum
 
+import larq as lq
 import tensorflow as tf
 
 __all__ = [
@@ -650,16 +652,31 @@ class _Data:
 _DTE_FIELDS = ("dte_stage_split", "dte_epsilon", "dte_band_fraction")
 
 
+def _dte_binarizations() -> list[str]:
+    """The `binarization=` presets whose kernel or input quantizer has a DTE gradient."""
+    return [
+        name
+        for name, preset in PRESETS.items()
+        if any(
+            getattr(lq.quantizers.get(quantizer), "uses_dte", False)
+            for quantizer in (preset.kernel_quantizer, preset.input_quantizer)
+            if quantizer is not None
+        )
+    ]
+
+
 def _check_dte_fields(recipe: Recipe, model: tf.keras.Model) -> None:
     """Refuse DTE settings changed from their defaults for a model that has no DTE."""
     defaults = {f.name: f.default for f in dataclasses.fields(Recipe) if f.name in _DTE_FIELDS}
     changed = [name for name in _DTE_FIELDS if getattr(recipe, name) != defaults[name]]
     if changed and not dte_quantizers(model):
         binarization = recipe.model_kwargs.get("binarization", "the model's default")
+        presets = _dte_binarizations()
+        names = ", ".join(repr(name) for name in presets[:-1]) + f" or {presets[-1]!r}"
         raise ValueError(
             f"{', '.join(f'`{name}`' for name in changed)}: the model (binarization "
             f"{binarization!r}) has no DTE quantizer for them to act on; they apply to "
-            "binarization 'dte', 'dirnet' or 'dirnet_act' (quantizers \"dte_sign\", \"imb\", "
+            f'binarization {names} (quantizers "dte_sign", "imb", '
             '"imb_sign" or LibraPB(gradient="dte")).'
         )
 
