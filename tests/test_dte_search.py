@@ -29,6 +29,17 @@ def search_file(path, validation_size=128):
     return path
 
 
+def tiny_run(tmp_path, run, epochs):
+    """`main`'s arguments for RUN at a tiny budget, results in tmp_path/results.json;
+    `--only RUN` last."""
+    return [
+        "--epochs", str(epochs), "--steps-per-epoch", "2", "--train-limit", "512",
+        "--output-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"),
+        "--search-results", str(search_file(tmp_path / "search.json")),
+        "--only", run,
+    ]  # fmt: skip
+
+
 def results_of(scores, ede=None):
     """A results file's content: {(epsilon, band fraction, seed): validation accuracy} of
     DTE runs, and the EDE point's seed-0 accuracy `ede`."""
@@ -63,12 +74,7 @@ def test_a_run_trains_dirnet_with_its_points_constants_on_the_searched_recipe(
     script, tmp_path, fashion_mnist
 ):
     results = tmp_path / "results.json"
-    argv = [
-        "--epochs", "2", "--steps-per-epoch", "2", "--train-limit", "512",
-        "--output-dir", str(tmp_path / "runs"), "--results", str(results),
-        "--search-results", str(search_file(tmp_path / "search.json")),
-        "--only", "eps0.3-band0.25-seed0",
-    ]  # fmt: skip
+    argv = tiny_run(tmp_path, "eps0.3-band0.25-seed0", epochs=2)
     with pytest.raises(SystemExit) as unknown:  # not a point of the grid
         script.main(argv)
     assert unknown.value.code == 2
@@ -108,16 +114,11 @@ def test_a_run_trains_dirnet_with_its_points_constants_on_the_searched_recipe(
 @pytest.mark.slow  # an IMB + EDE ResNet-20 for a few steps, then the full test set once
 def test_the_ede_point_trains_the_imb_preset_without_dte_fields(script, tmp_path, fashion_mnist):
     results = tmp_path / "results.json"
-    argv = [
-        "--epochs", "1", "--steps-per-epoch", "2", "--train-limit", "512",
-        "--output-dir", str(tmp_path / "runs"), "--results", str(results),
-        "--search-results", str(search_file(tmp_path / "search.json")),
-        "--only", "ede-seed0",
-    ]  # fmt: skip
+    argv = tiny_run(tmp_path, "ede-seed0", epochs=1)
     assert script.main(argv) == 0
     config = json.loads((tmp_path / "runs" / "ede-seed0" / "config.json").read_text())
     assert config["recipe"]["model_kwargs"]["binarization"] == "imb"
-    assert "dte_epsilon" not in config["recipe"] or config["recipe"]["dte_epsilon"] == 0.1
+    assert (config["recipe"]["dte_epsilon"], config["recipe"]["dte_band_fraction"]) == (0.1, 0.25)
     assert (config["recipe"]["optimizer"], config["recipe"]["learning_rate"]) == ("adam", 0.01)
     run = json.loads(results.read_text())["runs"]["ede-seed0"]
     assert (run["estimator"], run["epsilon"], run["band_fraction"]) == ("ede", None, None)
