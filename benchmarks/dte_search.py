@@ -291,21 +291,27 @@ def table(results: dict) -> str:
 
 
 def verdict(results: dict) -> list[str]:
-    """The rule of the module docstring applied to the finished runs, as sentences."""
+    """The rule of the module docstring applied to the finished runs, as sentences.
+
+    Once both seeds of the defaults have finished, each finished point's difference from
+    their better seed is reported; the verdict itself waits for every point."""
     defaults = _scores(results, POINTS[0])
+    if len(defaults) < 2:
+        return ["the defaults' two seeds have not both finished: no comparison yet"]
     others = {
         point.name: scores[0] for point in POINTS[1:] if 0 in (scores := _scores(results, point))
     }
-    if len(defaults) < 2 or len(others) < len(POINTS) - 1:
-        return ["not every run has finished yet: no verdict"]
     spread = max(defaults.values()) - min(defaults.values())
     best_default = max(defaults.values())
     against = ", ".join(f"{name} {score - best_default:+.2f}" for name, score in others.items())
-    best, score = max(others.items(), key=lambda item: item[1])
     lines = [
         f"defaults: {' / '.join(f'{defaults[s]:.2f}' for s in sorted(defaults))} (seed "
-        f"spread {spread:.2f}); against the defaults' better seed: {against}"
+        f"spread {spread:.2f}); against the defaults' better seed: {against or 'none yet'}"
     ]
+    waiting = [point.name for point in POINTS[1:] if point.name not in others]
+    if waiting:
+        return [*lines, f"waiting for {', '.join(waiting)}: no verdict yet"]
+    best, score = max(others.items(), key=lambda item: item[1])
     if score - best_default <= spread:
         lines.append(
             "no point beats the defaults by more than their seed spread: the defaults stay"

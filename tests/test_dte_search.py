@@ -139,12 +139,18 @@ def test_a_search_without_dirnet_results_is_refused_before_training(script, tmp_
 def test_the_rule_keeps_the_defaults_unless_a_point_beats_their_spread(script):
     scores = {(0.1, 0.25, 0): 0.850, (0.1, 0.25, 1): 0.846}
     others = {(0.5, 0.5, 0): 0.853, (1.0, 0.5, 0): 0.84}
-    assert script.verdict(results_of({**scores, **others})) == [
-        "not every run has finished yet: no verdict"
+    assert script.verdict(results_of({(0.1, 0.25, 0): 0.85, **others}, ede=0.9)) == [
+        "the defaults' two seeds have not both finished: no comparison yet"
     ]
-    assert script.verdict(results_of({**scores, **others, (0.1, 0.5, 0): 0.85})) == [
-        "not every run has finished yet: no verdict"
-    ]  # EDE's run missing
+    assert script.verdict(results_of(scores)) == [
+        "defaults: 85.00 / 84.60 (seed spread 0.40); against the defaults' better seed: none yet",
+        "waiting for ede, eps0.1-band0.5, eps0.5-band0.5, eps1-band0.5: no verdict yet",
+    ]
+    assert script.verdict(results_of({**scores, **others}, ede=0.856)) == [
+        "defaults: 85.00 / 84.60 (seed spread 0.40); against the defaults' better seed: "
+        "ede +0.60, eps0.5-band0.5 +0.30, eps1-band0.5 -1.00",
+        "waiting for eps0.1-band0.5: no verdict yet",
+    ]
     close = results_of({**scores, **others, (0.1, 0.5, 0): 0.8539}, ede=0.852)
     assert script.verdict(close) == [
         "defaults: 85.00 / 84.60 (seed spread 0.40); against the defaults' better seed: "
