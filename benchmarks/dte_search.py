@@ -23,10 +23,11 @@ choice uses no test score: the results file holds validation scores only (`train
 still scores each final model on the test set; that is not recorded).
 
 One more point asks whether DTE should be DIR-Net's estimator at all: the same network
-and recipe with IR-Net's EDE on the activations instead (the `imb` preset: IMB's weights,
-`EDESign`). It was added before the tuned table's second IMB seed had scored, because
-that table (test scores, which must not pick a default) had IMB + EDE a point above
-IMB + DTE on one seed; this point makes the choice on validation scores instead.
+and recipe with IR-Net's EDE as the estimator of both the weights and the activations
+(the `imb` preset: `IMB(gradient="ede")` kernels, `EDESign` inputs). It was added
+before the tuned table's second IMB seed had scored, because that table (test scores,
+which must not pick a default) had IMB + EDE a point above IMB + DTE on one seed; this
+point makes the choice on validation scores instead.
 
 The defaults run with two seeds, so the comparison has a noise scale. The rule, fixed
 before any run: a point replaces the defaults only if its validation accuracy is above
@@ -66,11 +67,12 @@ SEARCH_RESULTS = Path(__file__).resolve().parent / "results" / "search.json"
 
 
 class Point(NamedTuple):
-    """One point of the search: DIR-Net's activation estimator and, for DTE, its constants.
+    """One point of the search: DIR-Net's estimator (of weights and activations alike) and,
+    for DTE, its constants.
 
     # Arguments
         estimator: `"dte"` (the `dirnet` preset) or `"ede"` (the `imb` preset: the same
-            IMB weights, IR-Net's EDE on the activations).
+            IMB forward pass, IR-Net's EDE as the estimator of weights and activations).
         epsilon: DTE's floor (`Recipe.dte_epsilon`); None for EDE.
         band_fraction: DTE's band fraction (`Recipe.dte_band_fraction`); None for EDE.
         seeds: the seeds it runs with.
@@ -269,7 +271,7 @@ def table(results: dict) -> str:
     in which the point's floor changes a gradient (`floor_epochs`)."""
     epochs = (results.get("budget") or {}).get("epochs", EPOCHS)
     lines = [
-        "| activation estimator | epsilon | band fraction | validation top-1 %, seed 0 | seed 1 "
+        "| estimator | epsilon | band fraction | validation top-1 %, seed 0 | seed 1 "
         "| floor binds in epochs |",
         "|---|---|---|---|---|---|",
     ]
@@ -318,8 +320,8 @@ def verdict(results: dict) -> list[str]:
         )
     elif best == "ede":
         lines.append(
-            "EDE beats the defaults by more than their seed spread: DIR-Net's activation "
-            "estimator should be EDE, not DTE (and the DIR-Net rows be retrained)"
+            "EDE beats the defaults by more than their seed spread: DIR-Net's estimator "
+            "should be EDE, not DTE (and the DIR-Net rows be retrained)"
         )
     else:
         lines.append(

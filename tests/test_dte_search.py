@@ -161,8 +161,8 @@ def test_the_rule_keeps_the_defaults_unless_a_point_beats_their_spread(script):
     assert script.verdict(better)[1].startswith("eps0.1-band0.5 beats the defaults by more")
     ede = results_of({**scores, **others, (0.1, 0.5, 0): 0.8545}, ede=0.856)
     assert script.verdict(ede)[1] == (
-        "EDE beats the defaults by more than their seed spread: DIR-Net's activation "
-        "estimator should be EDE, not DTE (and the DIR-Net rows be retrained)"
+        "EDE beats the defaults by more than their seed spread: DIR-Net's estimator "
+        "should be EDE, not DTE (and the DIR-Net rows be retrained)"
     )
     row = "| DTE | 0.5 | 0.5 | 85.30 | - | 8-10 of 10 |"
     assert row in script.table(results_of({**scores, **others}))
