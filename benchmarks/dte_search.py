@@ -96,6 +96,14 @@ class Point(NamedTuple):
         return "imb" if self.estimator == "ede" else "dirnet"
 
     @property
+    def overrides(self) -> dict[str, float]:
+        """The recipe fields its runs set: DTE's constants, or none for EDE (`train`
+        refuses DTE fields for a model without DTE quantizers)."""
+        if self.estimator == "ede":
+            return {}
+        return {"dte_epsilon": self.epsilon, "dte_band_fraction": self.band_fraction}
+
+    @property
     def is_default(self) -> bool:
         """Whether it is DIR-Net as it ships (DTE at its default constants)."""
         return (self.estimator, self.epsilon, self.band_fraction) == DEFAULT
@@ -188,7 +196,7 @@ def run(args: argparse.Namespace) -> dict:
                 "binarization": point.binarization,
                 "seed": seed,
                 "validation_size": validation_size,
-                "overrides": {**overrides, **_dte_overrides(point)},
+                "overrides": {**overrides, **point.overrides},
             },
             {
                 "row": SEARCH_ROW,
@@ -229,20 +237,12 @@ def run(args: argparse.Namespace) -> dict:
     )
 
 
-def _dte_overrides(point: Point) -> dict:
-    """The recipe fields a point sets: DTE's constants, or none for EDE (`train` refuses
-    DTE fields for a model without DTE quantizers)."""
-    if point.estimator == "ede":
-        return {}
-    return {"dte_epsilon": point.epsilon, "dte_band_fraction": point.band_fraction}
-
-
 def _scores(results: dict, point: Point) -> dict[int, float]:
     """{seed: final validation top-1 %} of one point's finished runs."""
     return {
         run["seed"]: 100 * run["final_validation_accuracy"]
         for run in results["runs"].values()
-        if (run.get("estimator", "dte"), run["epsilon"], run["band_fraction"])
+        if (run["estimator"], run["epsilon"], run["band_fraction"])
         == (point.estimator, point.epsilon, point.band_fraction)
     }
 
