@@ -193,6 +193,11 @@ TUNED_ROWS: dict[str, Row] = {
     "irnet+rbd": Row("IR-Net + RBD", "irnet", teacher="fp"),
     # DIR-Net with IMB's activation part, the per-channel learnable threshold (issue #11).
     "dirnet_act": Row("DIR-Net + IMB activations", "dirnet_act", short="DIR-Net act"),
+    # IR-Net on the recipe the IMB and DIR-Net rows train (DIR-Net's searched best): the
+    # IMB row led IR-Net by 0.41 on another step size; this row separates the two (#26).
+    "irnet_dirnet_recipe": Row(
+        "IR-Net on DIR-Net's recipe", "irnet", short="IR-Net (DIR-Net's recipe)"
+    ),
 }
 #: Per tuned row, the search rows whose best recipe it trains with, first found first:
 #: rows without a search of their own take their family's.
@@ -208,6 +213,7 @@ TUNED_RECIPE_OF: dict[str, tuple[str, ...]] = {
     "dirnet+rbd": ("dirnet", "irnet"),
     "irnet+rbd": ("irnet",),
     "dirnet_act": ("dirnet", "irnet"),
+    "irnet_dirnet_recipe": ("dirnet",),
 }
 #: Two seeds where a comparison needs the seed spread; the teacher (fp) first.
 TUNED_RUNS = [
@@ -229,6 +235,11 @@ TUNED_RUNS = [
     # IMB alone (IMB weights, EDE estimator) was the best binary row on one seed, 1.06
     # above DIR-Net (IMB + DTE) on the same recipe: its second seed tells that from noise.
     ("imb", 1),
+    # Issue 26: IR-Net on IMB's recipe (what was IMB's lead?), and the float reference's
+    # second seed (the gap shares rested on one).
+    ("irnet_dirnet_recipe", 0),
+    ("irnet_dirnet_recipe", 1),
+    ("fp", 1),
 ]
 TUNED_COMPARISONS = (
     ("irnet", "bnn", "spread"),
@@ -241,6 +252,7 @@ TUNED_COMPARISONS = (
     ("imb", "libra_pb", "noise"),
     ("dte", "ede", "noise"),
     ("dirnet_act", "dirnet", "noise"),
+    ("imb", "irnet_dirnet_recipe", "spread"),
     ("fp", "irnet", "gap"),
     ("fp", "dirnet+rbd", "gap"),
     ("irnet", "bnn", "closes"),

@@ -82,13 +82,15 @@ class Point(NamedTuple):
     epsilon: float | None
     band_fraction: float | None
     seeds: tuple[int, ...]
+    stage_split: float | None = None
 
     @property
     def name(self) -> str:
         """Its runs' name before the seed: `eps0.1-band0.25`, or `ede`."""
         if self.estimator == "ede":
             return "ede"
-        return f"eps{self.epsilon:g}-band{self.band_fraction:g}"
+        split = "" if self.stage_split is None else f"-split{self.stage_split:g}"
+        return f"eps{self.epsilon:g}-band{self.band_fraction:g}{split}"
 
     @property
     def binarization(self) -> str:
@@ -101,23 +103,29 @@ class Point(NamedTuple):
         refuses DTE fields for a model without DTE quantizers)."""
         if self.estimator == "ede":
             return {}
-        return {"dte_epsilon": self.epsilon, "dte_band_fraction": self.band_fraction}
+        split = {} if self.stage_split is None else {"dte_stage_split": self.stage_split}
+        return {"dte_epsilon": self.epsilon, "dte_band_fraction": self.band_fraction, **split}
 
     @property
     def is_default(self) -> bool:
         """Whether it is DIR-Net as it ships (DTE at its default constants)."""
-        return (self.estimator, self.epsilon, self.band_fraction) == DEFAULT
+        return (self.estimator, self.epsilon, self.band_fraction) == DEFAULT and (
+            self.stage_split is None
+        )
 
 
 DEFAULT = ("dte", DTE_EPSILON, DTE_BAND_FRACTION)
 #: The defaults with two seeds (the noise scale; their floor binds in no epoch of 10),
 #: EDE instead of DTE, then floors that bind in the last 2, 3 and 5 epochs.
 POINTS: tuple[Point, ...] = (
-    Point(*DEFAULT, (0, 1)),
+    Point(*DEFAULT, (0, 1, 2)),
     Point("ede", None, None, (0,)),
     Point("dte", DTE_EPSILON, 0.5, (0,)),
     Point("dte", 0.5, 0.5, (0,)),
     Point("dte", 1.0, 0.5, (0,)),
+    # Issue 26, timing: DTE's stage split where EDE's t reaches 1 (0.75 of training at
+    # the recipe's T_min 1e-3, T_max 10), three seeds.
+    Point(*DEFAULT, (0, 1, 2), stage_split=0.75),
 )
 BLOCK = "dte_search"
 
@@ -203,6 +211,7 @@ def run(args: argparse.Namespace) -> dict:
                 "estimator": point.estimator,
                 "epsilon": point.epsilon,
                 "band_fraction": point.band_fraction,
+                "stage_split": point.stage_split,
                 "seed": seed,
             },
         )
@@ -242,8 +251,8 @@ def _scores(results: dict, point: Point) -> dict[int, float]:
     return {
         run["seed"]: 100 * run["final_validation_accuracy"]
         for run in results["runs"].values()
-        if (run["estimator"], run["epsilon"], run["band_fraction"])
-        == (point.estimator, point.epsilon, point.band_fraction)
+        if (run["estimator"], run["epsilon"], run["band_fraction"], run.get("stage_split"))
+        == (point.estimator, point.epsilon, point.band_fraction, point.stage_split)
     }
 
 
