@@ -68,6 +68,7 @@ from larq_irnet.quantizers import ede_default_k
 from larq_irnet.recipes import get_recipe
 from larq_irnet.run_directory import HISTORY, read_history
 
+import noise
 import numpy as np
 
 RECIPE = "fashion_mnist-resnet20-1w1a"
@@ -170,17 +171,16 @@ RUNS = [
     ("bnn_lr_scaled", 0),
 ]
 
-#: (row a, row b, kind) of the lines `comparisons` prints, when both rows ran: `"spread"`
-#: a - b against their seed spread; `"noise"` a - b, a loss no larger than the largest
-#: seed spread called noise-sized; `"gap"` a - b; `"closes"` the share of the gap from b
-#: to full precision that a closes.
+#: (row a, row b, kind) of the lines `comparisons` prints, when both rows ran:
+#: `"difference"` a - b against the run-to-run noise (`noise.py`); `"gap"` a - b;
+#: `"closes"` the share of the gap from b to full precision that a closes.
 PAPER_COMPARISONS = (
-    ("irnet", "bnn", "spread"),
-    ("libra_pb", "bnn", "noise"),
-    ("ede", "bnn", "noise"),
+    ("irnet", "bnn", "difference"),
+    ("libra_pb", "bnn", "difference"),
+    ("ede", "bnn", "difference"),
     ("fp", "irnet", "gap"),
-    ("bnn_lr_scaled", "bnn", "noise"),
-    ("bnn_lr_scaled", "libra_pb", "noise"),
+    ("bnn_lr_scaled", "bnn", "difference"),
+    ("bnn_lr_scaled", "libra_pb", "difference"),
 )
 
 #: The tuned protocol's rows (issue 12): DIR-Net's parts, and RBD on its own (IR-Net + RBD).
@@ -242,17 +242,17 @@ TUNED_RUNS = [
     ("fp", 1),
 ]
 TUNED_COMPARISONS = (
-    ("irnet", "bnn", "spread"),
-    ("dirnet", "irnet", "spread"),
-    ("dirnet", "imb", "spread"),
-    ("dirnet+rbd", "dirnet", "spread"),
-    ("irnet+rbd", "irnet", "noise"),
-    ("libra_pb", "bnn", "noise"),
-    ("ede", "bnn", "noise"),
-    ("imb", "libra_pb", "noise"),
-    ("dte", "ede", "noise"),
-    ("dirnet_act", "dirnet", "noise"),
-    ("imb", "irnet_dirnet_recipe", "spread"),
+    ("irnet", "bnn", "difference"),
+    ("dirnet", "irnet", "difference"),
+    ("dirnet", "imb", "difference"),
+    ("dirnet+rbd", "dirnet", "difference"),
+    ("irnet+rbd", "irnet", "difference"),
+    ("libra_pb", "bnn", "difference"),
+    ("ede", "bnn", "difference"),
+    ("imb", "libra_pb", "difference"),
+    ("dte", "ede", "difference"),
+    ("dirnet_act", "dirnet", "difference"),
+    ("imb", "irnet_dirnet_recipe", "difference"),
     ("fp", "irnet", "gap"),
     ("fp", "dirnet+rbd", "gap"),
     ("irnet", "bnn", "closes"),
@@ -647,65 +647,52 @@ def table(results: dict, protocol: Protocol = PAPER) -> str:
     return "\n".join(lines)
 
 
-def comparisons(results: dict, protocol: Protocol = PAPER) -> list[str]:
+def comparisons(results: dict, protocol: Protocol = PAPER, std: float | None = None) -> list[str]:
     """The protocol's comparisons (`PAPER_COMPARISONS`), in points of final-epoch test
     accuracy, for the rows that ran.
 
-    `"spread"`: a - b with the seed-to-seed spread (max - min over seeds) once both rows
-    have two seeds or more: a above b by more than the larger spread, below it by more,
-    or within it. `"noise"`: a - b on the means; a row below b by no more than
-    the largest seed spread of any row is said to be so: that is noise-sized. `"gap"`:
-    a - b on the means. `"closes"`: (a - b) / (full precision - b), the share of the gap
-    from b to full precision that a closes.
+    `"difference"`: a - b on the means, against two standard errors of the difference
+    from the pooled run-to-run std `std` (`noise.difference`: resolved or not resolved,
+    whatever the sign; no verdict without `std`). `"gap"`: a - b on the means.
+    `"closes"`: (a - b) / (full precision - b), the share of the gap from b to full
+    precision that a closes.
     """
-    stats = {}
-    for name in protocol.rows:
-        accuracies = [100 * r["final_test_accuracy"] for r in _runs(results, name)]
-        if accuracies:
-            mean = sum(accuracies) / len(accuracies)
-            stats[name] = (mean, max(accuracies) - min(accuracies), len(accuracies))
-    spreads = [spread for _, spread, n in stats.values() if n >= 2]
-    noise = max(spreads) if spreads else None
+    scores = {
+        name: [100 * r["final_test_accuracy"] for r in _runs(results, name)]
+        for name in protocol.rows
+    }
+    scores = {name: values for name, values in scores.items() if values}
     lines = []
     for a, b, kind in protocol.comparisons:
-        if a not in stats or b not in stats or (kind == "closes" and "fp" not in stats):
+        if a not in scores or b not in scores or (kind == "closes" and "fp" not in scores):
             continue
-        (mean_a, spread_a, n_a), (mean_b, spread_b, n_b) = stats[a], stats[b]
         name_a, name_b = protocol.rows[a].name, protocol.rows[b].name
-        difference = mean_a - mean_b
-        line = f"{name_a} - {name_b}: {difference:+.2f} points"
-        if kind == "spread":
-            line += f" (means of {n_a} and {n_b} seeds)"
-            if min(n_a, n_b) >= 2:
-                spread = max(spread_a, spread_b)
-                if abs(difference) <= spread:
-                    verdict = "within the spread"
-                else:
-                    verdict = (
-                        "more than the spread"
-                        if difference > 0
-                        else "below by more than the spread"
-                    )
-                line += f"; seed spread {spread:.2f} points: {verdict}"
-            else:
-                line += "; seed spread unknown until both rows have two seeds"
-        elif kind == "noise":
-            if difference >= 0:
-                verdict = "not worse"
-            elif noise is not None and -difference <= noise:
-                verdict = f"worse, by no more than the largest seed spread, {noise:.2f} points"
-            else:
-                verdict = "worse"
-            line += f" ({verdict})"
+        runs = f"{len(scores[a])} and {len(scores[b])}"
+        delta = noise.difference(scores[a], scores[b], std or 0.0)
+        if kind == "difference":
+            verdict = noise.verdict(*delta) if std else f"{delta[0]:+.2f} points"
+            lines.append(f"{name_a} - {name_b}: {verdict} (runs: {runs})")
+        elif kind == "gap":
+            lines.append(f"{name_a} - {name_b}: {delta[0]:+.2f} points (runs: {runs})")
         elif kind == "closes":
-            gap = stats["fp"][0] - mean_b
-            share = f"{100 * difference / gap:.0f}%" if gap > 0 else "undefined (no gap)"
-            line = (
+            gap = sum(scores["fp"]) / len(scores["fp"]) - sum(scores[b]) / len(scores[b])
+            share = f"{100 * delta[0] / gap:.0f}%" if gap > 0 else "undefined (no gap)"
+            lines.append(
                 f"{name_a} closes {share} of the gap from {name_b} to full precision "
-                f"({difference:+.2f} of {gap:.2f} points)"
+                f"({delta[0]:+.2f} of {gap:.2f} points)"
             )
-        lines.append(line)
     return lines
+
+
+def test_noise(paper: dict, tuned: dict) -> tuple[float, int] | None:
+    """The pooled run-to-run std (points) and its degrees of freedom over both protocols'
+    test-set runs (`noise.estimate`), or None before any row has two runs."""
+    files = {"ablation.json": paper["runs"], "ablation_tuned.json": tuned["runs"]}
+    try:
+        found = noise.estimate(files)
+    except ValueError:
+        return None
+    return found["std"], found["dof"]
 
 
 def plot(results: dict, out_dir: Path, protocol: Protocol = PAPER) -> list[Path]:
@@ -863,13 +850,23 @@ def plot_search(search: dict, out_dir: Path) -> Path:
 
 
 #: The results page's generated blocks: name -> (results file, what goes between the markers).
-DOCS_BLOCKS = ("paper", "search", "tuned")
+DOCS_BLOCKS = ("noise", "paper", "search", "tuned")
 
 
 def docs_block(name: str, search: dict, paper: dict, tuned: dict) -> str:
     """The markdown of one generated block of docs/results.md (see `update_docs`)."""
+    found = test_noise(paper, tuned)
+    std = found[0] if found else None
+    if name == "noise":
+        if found is None:
+            return "- run-to-run noise: no row has two runs yet"
+        return (
+            f"- run-to-run noise: pooled std **{found[0]:.2f} points** of final-epoch test "
+            f"accuracy ({found[1]} degrees of freedom; `python benchmarks/noise.py`)"
+        )
     if name == "paper":
-        return "\n".join([table(paper), "", *(f"- {line}" for line in comparisons(paper))])
+        lines = comparisons(paper, PAPER, std)
+        return "\n".join([table(paper), "", *(f"- {line}" for line in lines)])
     if name == "search":
         best = best_recipes(search)
         lines = [search_table(search), ""]
@@ -894,7 +891,7 @@ def docs_block(name: str, search: dict, paper: dict, tuned: dict) -> str:
             "",
             table(tuned, tuned_protocol),
             "",
-            *(f"- {line}" for line in comparisons(tuned, tuned_protocol)),
+            *(f"- {line}" for line in comparisons(tuned, tuned_protocol, std)),
         ]
         return "\n".join(lines)
     raise ValueError(f"unknown docs block {name!r}; expected one of {DOCS_BLOCKS}")
@@ -1030,7 +1027,11 @@ def main(argv: list[str] | None = None) -> int:
         search = load_results(args.search_results)
         print(recipe_table(tuned_recipes(search)[0], grid_edges(search)))
     print(table(results, protocol))
-    for line in comparisons(results, protocol):
+    others = {PAPER.name: ROOT / PAPER.results, "tuned": ROOT / PROTOCOLS["tuned"].results}
+    both = {name: load_results(path) for name, path in others.items()}
+    both[protocol.name] = results
+    found = test_noise(both["paper"], both["tuned"])
+    for line in comparisons(results, protocol, found[0] if found else None):
         print(f"- {line}")
     return 0
 

@@ -34,6 +34,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def load_benchmark():
     """Import a script of `benchmarks/` as a module: `load_benchmark("ablation")`."""
 
+    # The scripts import their shared helpers (`noise`) as `python benchmarks/x.py` does.
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+
     def load(name):
         spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
