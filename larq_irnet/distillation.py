@@ -40,6 +40,7 @@ distiller.student.save("student.h5")  # the binary network alone, converts with 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -165,7 +166,7 @@ def attention_alignment(
     return tf.add_n(distances)
 
 
-def _log_probabilities(outputs: tf.Tensor, from_logits: bool, temperature: float) -> tf.Tensor:
+def _log_probabilities(outputs: tf.Tensor, from_logits: bool, temperature: tf.Tensor) -> tf.Tensor:
     """log softmax(z / T), with z the logits or, after a softmax, log p (= z + const)."""
     outputs = tf.cast(outputs, tf.float32)
     logits = outputs if from_logits else tf.math.log(tf.maximum(outputs, _MIN_PROBABILITY))
@@ -176,7 +177,7 @@ def distillation_kl(
     student_outputs: tf.Tensor,
     teacher_outputs: tf.Tensor,
     *,
-    temperature: float,
+    temperature: float | tf.Tensor,
     from_logits: bool,
 ) -> tf.Tensor:
     r"""Hinton's temperature-scaled KL divergence of the student from the teacher, per sample.
@@ -195,32 +196,37 @@ def distillation_kl(
     # Arguments
         student_outputs: (N, K) logits or probabilities of the student.
         teacher_outputs: (N, K) of the teacher, the same kind.
-        temperature: T > 0.
+        temperature: T > 0, a real number (Python or NumPy) or a scalar tensor or
+            variable (read when the function runs; the `Distiller` passes its variable).
         from_logits: whether the outputs are logits (else probabilities).
 
     # Returns
         \\(L_{KL,n}\\), float32, shape (N,).
 
     # Raises
-        ValueError: `temperature` is not a number > 0.
+        ValueError: `temperature` is a number but not one > 0.
 
     # References
         - [Distilling the Knowledge in a Neural Network (Hinton et al.,
           2015)](https://arxiv.org/abs/1503.02531)
     """
-    _check_positive(temperature, "temperature")
+    if not tf.is_tensor(temperature):
+        _check_positive(temperature, "temperature")
+    temperature = tf.cast(temperature, tf.float32)
     log_s = _log_probabilities(student_outputs, from_logits, temperature)
     log_t = _log_probabilities(teacher_outputs, from_logits, temperature)
     kl = tf.reduce_sum(tf.exp(log_t) * (log_t - log_s), axis=-1)
-    return float(temperature) ** 2 * kl
+    return tf.square(temperature) * kl
 
 
-def _check_positive(value: Any, name: str, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and math.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
+def _check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """`value` as a float, or a ValueError naming it; Python and NumPy reals, not bool."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"`{name}` must be a finite number {bound}, got {name}={value!r}.")
+    return float(value)
 
 
 def _check_functional(model: Any, name: str) -> None:
@@ -392,8 +398,8 @@ class Distiller(tf.keras.Model):
       `tf.stop_gradient`; no gradient is computed for it and the optimizer only sees
       the student's variables.
     - `fit` logs `loss` (L), `task_loss` (\\(L_{task}\\)), `alignment_loss` (the
-      unweighted \\(\frac{1}{N}\sum_n d_n\\)), `kl_loss` (unweighted, when
-      \\(\mu > 0\\)) and the compiled metrics of the student. `evaluate` runs the
+      unweighted \\(\frac{1}{N}\sum_n d_n\\)), `kl_loss` (unweighted, whatever
+      \\(\mu\\)) and the compiled metrics of the student. `evaluate` runs the
       student alone in inference mode: `task_loss` and the metrics score it, and
       `alignment_loss` (and `kl_loss`) measure it against the teacher; its `loss` is
       L, as in `fit` (read `task_loss` for the student's own loss).
@@ -404,6 +410,11 @@ class Distiller(tf.keras.Model):
     - Callbacks see the student's layers: `larq_irnet.callbacks.ede_quantizers`,
       `EDECallback` and `InformationDiagnostics` find the student's quantizers and
       binarized kernels (the full-precision teacher has none).
+    - \\(\lambda\\), \\(\mu\\) and T are float32 variables that every step reads:
+      assigning `distiller.alignment_weight = 0.0` (e.g. from a callback's
+      `on_epoch_begin`) changes the next step's loss, without retracing. They are
+      neither weights nor checkpoint entries: a callback that anneals them sets them
+      from the epoch (as `LearningRateScheduler` does), so a resumed run sets them again.
     - Save `distiller.student` (`student.save("model.h5")`): it loads and converts
       with LCE without the Distiller. `tf.train.Checkpoint(model=distiller,
       optimizer=...)` holds student, teacher and the optimizer; restoring it continues
@@ -423,7 +434,8 @@ class Distiller(tf.keras.Model):
             paired in order; the spatial sizes must match), a list of layer names
             present in both, or a list of `(student_layer, teacher_layer)` pairs.
         alignment_weight: \\(\lambda \geq 0\\).
-        logits_weight: \\(\mu \geq 0\\); 0 (default) leaves the KL term out.
+        logits_weight: \\(\mu \geq 0\\); 0 (default) leaves the KL term out of the
+            loss (`kl_loss` is still logged).
         temperature: T > 0 of the KL term.
         from_logits: whether student and teacher output logits; default: not when the
             student's last layer has a softmax activation (the zoo's models).
@@ -457,9 +469,13 @@ class Distiller(tf.keras.Model):
     ):
         _check_functional(student, "student")
         _check_functional(teacher, "teacher")
-        _check_positive(alignment_weight, "alignment_weight", allow_zero=True)
-        _check_positive(logits_weight, "logits_weight", allow_zero=True)
-        _check_positive(temperature, "temperature")
+        weights = {
+            "alignment_weight": _check_positive(
+                alignment_weight, "alignment_weight", allow_zero=True
+            ),
+            "logits_weight": _check_positive(logits_weight, "logits_weight", allow_zero=True),
+            "temperature": _check_positive(temperature, "temperature"),
+        }
         if teacher is student:
             raise ValueError(
                 "`teacher` is the `student` model itself; the teacher is a separate "
@@ -487,9 +503,7 @@ class Distiller(tf.keras.Model):
         self.teacher = teacher
         self.teacher.trainable = False
         self.feature_layers = pairs
-        self.alignment_weight = float(alignment_weight)
-        self.logits_weight = float(logits_weight)
-        self.temperature = float(temperature)
+        self._create_loss_weights(weights)
         self.from_logits = (not ends_in_softmax(student)) if from_logits is None else from_logits
         # Multi-output views sharing the models' layers: one forward pass gives the
         # prediction and every matching point.
@@ -508,6 +522,50 @@ class Distiller(tf.keras.Model):
         self.task_loss_tracker = _mean("task_loss")
         self.alignment_tracker = _mean("alignment_loss")
         self.kl_tracker = _mean("kl_loss")
+
+    @tf.__internal__.tracking.no_automatic_dependency_tracking
+    def _create_loss_weights(self, values: dict[str, float]) -> None:
+        # Variables, so that a traced step reads a value changed between steps; created
+        # without Keras' attribute tracking (the decorator), so they are neither weights
+        # of the Distiller nor checkpoint entries: checkpoints of older runs still load.
+        # The Python values are kept beside them, unrounded, for `get_config`.
+        self._loss_weight_values = dict(values)
+        self._loss_weights = {
+            name: tf.Variable(value, trainable=False, dtype=tf.float32, name=name)
+            for name, value in values.items()
+        }
+
+    def _set_loss_weight(self, name: str, value: Any) -> None:
+        value = _check_positive(value, name, allow_zero=name != "temperature")
+        self._loss_weights[name].assign(value)
+        self._loss_weight_values[name] = value
+
+    @property
+    def alignment_weight(self) -> float:
+        """lambda >= 0, the alignment term's weight; an assignment takes effect next step."""
+        return self._loss_weight_values["alignment_weight"]
+
+    @alignment_weight.setter
+    def alignment_weight(self, value: float) -> None:
+        self._set_loss_weight("alignment_weight", value)
+
+    @property
+    def logits_weight(self) -> float:
+        """mu >= 0, the KL term's weight; an assignment takes effect next step."""
+        return self._loss_weight_values["logits_weight"]
+
+    @logits_weight.setter
+    def logits_weight(self, value: float) -> None:
+        self._set_loss_weight("logits_weight", value)
+
+    @property
+    def temperature(self) -> float:
+        """T > 0, the KL term's temperature; an assignment takes effect next step."""
+        return self._loss_weight_values["temperature"]
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self._set_loss_weight("temperature", value)
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         """Keras' `compile`; `loss` is the student's task loss (one output, per sample).
@@ -529,9 +587,12 @@ class Distiller(tf.keras.Model):
 
     @property
     def metrics(self):
-        trackers = [self.loss_tracker, self.task_loss_tracker, self.alignment_tracker]
-        if self.logits_weight > 0:
-            trackers.append(self.kl_tracker)
+        trackers = [
+            self.loss_tracker,
+            self.task_loss_tracker,
+            self.alignment_tracker,
+            self.kl_tracker,
+        ]
         return trackers + self.compiled_metrics.metrics if self._is_compiled else trackers
 
     def call(self, inputs, training=None):
@@ -545,33 +606,34 @@ class Distiller(tf.keras.Model):
         """(prediction, {name: replica-scaled loss}, {name: batch-mean value to log})."""
         y_pred, *student_points = self._student_view(x, training=training)
         teacher_pred, *teacher_points = teacher_outputs
-        per_sample_task = self._student_loss(y, y_pred, sample_weight)
+        # float32 whatever the policy: a float16 head's loss must not meet float32 terms.
+        per_sample_task = tf.cast(self._student_loss(y, y_pred, sample_weight), tf.float32)
         if per_sample_task.shape.rank and per_sample_task.shape.rank > 1:
             per_sample_task = tf.reduce_mean(
                 per_sample_task, axis=list(range(1, per_sample_task.shape.rank))
             )
-        distance = attention_alignment(student_points, teacher_points)
-        scaled = {
-            "task_loss": tf.nn.compute_average_loss(per_sample_task),
-            "alignment_loss": tf.nn.compute_average_loss(distance),
+        weights = self._loss_weights
+        per_sample = {
+            "task_loss": per_sample_task,
+            "alignment_loss": attention_alignment(student_points, teacher_points),
+            # Always computed: its weight is a variable that may become > 0 mid-training.
+            "kl_loss": distillation_kl(
+                y_pred,
+                teacher_pred,
+                temperature=weights["temperature"],
+                from_logits=self.from_logits,
+            ),
         }
-        logged = {
-            "task_loss": tf.reduce_mean(per_sample_task),
-            "alignment_loss": tf.reduce_mean(distance),
-        }
-        if self.logits_weight > 0:
-            kl = distillation_kl(
-                y_pred, teacher_pred, temperature=self.temperature, from_logits=self.from_logits
-            )
-            scaled["kl_loss"] = tf.nn.compute_average_loss(kl)
-            logged["kl_loss"] = tf.reduce_mean(kl)
-        total = scaled["task_loss"] + self.alignment_weight * scaled["alignment_loss"]
-        logged_total = logged["task_loss"] + self.alignment_weight * logged["alignment_loss"]
-        if self.logits_weight > 0:
-            total += self.logits_weight * scaled["kl_loss"]
-            logged_total += self.logits_weight * logged["kl_loss"]
+        scaled = {k: tf.nn.compute_average_loss(v) for k, v in per_sample.items()}
+        logged = {k: tf.reduce_mean(v) for k, v in per_sample.items()}
+        total, logged_total = (
+            terms["task_loss"]
+            + weights["alignment_weight"] * terms["alignment_loss"]
+            + weights["logits_weight"] * terms["kl_loss"]
+            for terms in (scaled, logged)
+        )
         if self.student.losses:
-            regularization = tf.add_n(self.student.losses)
+            regularization = tf.cast(tf.add_n(self.student.losses), tf.float32)
             total += tf.nn.scale_regularization_loss(regularization)
             logged_total += regularization
         scaled["loss"], logged["loss"] = total, logged_total
@@ -587,10 +649,10 @@ class Distiller(tf.keras.Model):
 
         # Returns
             `{"loss": L, "task_loss": ..., "alignment_loss": ..., "kl_loss": ...}`
-            (`kl_loss` only when `logits_weight > 0`; `alignment_loss` and `kl_loss`
-            unweighted; `loss` includes the student's regularization losses). Under
-            `tf.distribute`, call it inside `strategy.run`: each value is then the
-            replica's share, and their sum over replicas is the global-batch value.
+            (`alignment_loss` and `kl_loss` unweighted; `loss` includes the student's
+            regularization losses). Under `tf.distribute`, call it inside
+            `strategy.run`: each value is then the replica's share, and their sum over
+            replicas is the global-batch value.
         """
         _, scaled, _ = self._objective(
             x, y, sample_weight, self._teacher_forward(x), training=training
@@ -604,8 +666,7 @@ class Distiller(tf.keras.Model):
         self.loss_tracker.update_state(logged["loss"], sample_weight=size)
         self.task_loss_tracker.update_state(logged["task_loss"], sample_weight=size)
         self.alignment_tracker.update_state(logged["alignment_loss"], sample_weight=size)
-        if self.logits_weight > 0:
-            self.kl_tracker.update_state(logged["kl_loss"], sample_weight=size)
+        self.kl_tracker.update_state(logged["kl_loss"], sample_weight=size)
         self.compiled_metrics.update_state(y, y_pred, sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
@@ -616,9 +677,9 @@ class Distiller(tf.keras.Model):
             y_pred, scaled, logged = self._objective(
                 x, y, sample_weight, teacher_outputs, training=True
             )
-        variables = self.student.trainable_variables
-        gradients = tape.gradient(scaled["loss"], variables)
-        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        # minimize scales the loss and unscales the gradients when the optimizer is a
+        # LossScaleOptimizer (mixed precision): float16 gradients would underflow.
+        self.optimizer.minimize(scaled["loss"], self.student.trainable_variables, tape=tape)
         return self._update_trackers(y, y_pred, sample_weight, logged)
 
     def test_step(self, data):

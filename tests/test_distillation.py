@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -215,7 +216,8 @@ def test_distiller_lowers_the_alignment_loss_on_fashion_mnist(tmp_path, teacher_
     np.testing.assert_allclose(
         history["loss"], np.add(history["task_loss"], history["alignment_loss"]), rtol=1e-5
     )
-    assert 0.0 <= after["accuracy"] <= 1.0 and "kl_loss" not in history
+    # kl_loss is logged whatever its weight (a callback may turn the term on later).
+    assert 0.0 <= after["accuracy"] <= 1.0 and len(history["kl_loss"]) == 3
 
     # Callbacks found the student's EDE quantizers and binarized kernels, and logged.
     assert len(ede_quantizers(distiller)) == len(ede_quantizers(distiller.student)) == 2
@@ -313,6 +315,116 @@ def test_checkpoint_resume_at_an_epoch_boundary_is_exact(tmp_path, teacher_file,
     assert len(weights) == len(expected)
     for a, b in zip(expected, weights, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def random_images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 255, (n, *SHAPE)).astype(np.float32), rng.integers(0, 10, n)
+
+
+def untrained_distiller(seed=0, **kwargs):
+    tf.keras.utils.set_random_seed(seed)
+    student = tiny_model(input_shape=SHAPE, binarization="irnet")
+    return Distiller(student, tiny_model(input_shape=SHAPE, binarization="fp"), **kwargs)
+
+
+@pytest.fixture
+def mixed_float16():
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    tf.keras.mixed_precision.set_global_policy("float32")
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def first_conv_update(model, fit):
+    conv = next(layer for layer in model.layers if type(layer) is tf.keras.layers.Conv2D)
+    before = conv.kernel.numpy().copy()
+    fit()
+    return conv.kernel.numpy() - before
+
+
+def test_mixed_precision_distiller_moves_the_student_as_its_own_fit(mixed_float16):
+    # Sample weights of 1e-4 make float16 gradients underflow unless the loss is scaled.
+    x, y = random_images(16)
+    weights = np.full(16, 1e-4, np.float32)
+    records = _Records()
+    tf.get_logger().addHandler(records)
+    try:
+        distiller = untrained_distiller(alignment_weight=0.0)
+        distiller.compile(
+            tf.keras.optimizers.SGD(1.0), tf.keras.losses.SparseCategoricalCrossentropy()
+        )
+        assert isinstance(distiller.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+        distilled = first_conv_update(
+            distiller.student,
+            lambda: distiller.fit(x, y, sample_weight=weights, batch_size=16, verbose=0),
+        )
+    finally:
+        tf.get_logger().removeHandler(records)
+    tf.keras.utils.set_random_seed(0)
+    student = tiny_model(input_shape=SHAPE, binarization="irnet")
+    student.compile(tf.keras.optimizers.SGD(1.0), tf.keras.losses.SparseCategoricalCrossentropy())
+    alone = first_conv_update(
+        student, lambda: student.fit(x, y, sample_weight=weights, batch_size=16, verbose=0)
+    )
+    # The same initialization, data and objective (lambda = 0): the same step.
+    assert np.linalg.norm(alone) > 0
+    assert np.linalg.norm(distilled) / np.linalg.norm(alone) == pytest.approx(1.0, rel=1e-2)
+    assert not [m for m in records.messages if "LossScaleOptimizer" in m]
+
+
+class _SetLossWeights(tf.keras.callbacks.Callback):
+    """From epoch `at` on: lambda 0, mu 0.5, T 2 (as NumPy scalars)."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            self.model.alignment_weight = np.float32(0.0)
+            self.model.logits_weight = np.float64(0.5)
+            self.model.temperature = np.int64(2)
+
+
+def test_loss_weights_changed_during_fit_take_effect_at_the_next_step():
+    x, y = random_images(64)
+    distiller = untrained_distiller(alignment_weight=1.0, logits_weight=0.0, temperature=4.0)
+    distiller.compile(
+        tf.keras.optimizers.Adam(1e-2), tf.keras.losses.SparseCategoricalCrossentropy()
+    )
+    history = distiller.fit(
+        x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[_SetLossWeights(1)]
+    ).history
+    first, second = ({k: v[epoch] for k, v in history.items()} for epoch in (0, 1))
+    assert first["loss"] == pytest.approx(first["task_loss"] + first["alignment_loss"], rel=1e-5)
+    assert first["alignment_loss"] > 0.1
+    assert second["loss"] == pytest.approx(second["task_loss"] + 0.5 * second["kl_loss"], rel=1e-5)
+    assert (distiller.alignment_weight, distiller.logits_weight, distiller.temperature) == (
+        0.0,
+        0.5,
+        2.0,
+    )
+    # The KL term is read at the new temperature.
+    student_out, teacher_out = distiller.student(x[:8]), distiller.teacher(x[:8])
+    expected = distillation_kl(student_out, teacher_out, temperature=2.0, from_logits=False)
+    losses = distiller.distillation_losses(x[:8], y[:8])
+    assert float(losses["kl_loss"]) == pytest.approx(float(tf.reduce_mean(expected)), rel=1e-5)
+    # Not weights of the Distiller: its saved weights are the student's and teacher's.
+    assert len(distiller.weights) == len(untrained_distiller().weights)
+    with pytest.raises(ValueError, match=r"alignment_weight=-1"):
+        distiller.alignment_weight = -1
+    with pytest.raises(ValueError, match=r"temperature=0"):
+        distiller.temperature = 0
+    assert distiller.alignment_weight == 0.0 and distiller.temperature == 2.0
 
 
 def test_get_config_round_trip(teacher_file):
