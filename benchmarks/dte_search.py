@@ -59,6 +59,8 @@ from larq_irnet.recipes import get_recipe  # noqa: E402
 from larq_irnet.run_directory import HISTORY, read_history  # noqa: E402
 from larq_irnet.schedules import dte_floor_epochs  # noqa: E402
 
+import noise  # noqa: E402
+
 RECIPE = "fashion_mnist-resnet20-1w1a"
 SEARCH_ROW = "dirnet"
 EPOCHS = 10
@@ -119,7 +121,7 @@ DEFAULT = ("dte", DTE_EPSILON, DTE_BAND_FRACTION)
 #: EDE instead of DTE, then floors that bind in the last 2, 3 and 5 epochs.
 POINTS: tuple[Point, ...] = (
     Point(*DEFAULT, (0, 1, 2)),
-    Point("ede", None, None, (0,)),
+    Point("ede", None, None, (0, 1, 2)),
     Point("dte", DTE_EPSILON, 0.5, (0,)),
     Point("dte", 0.5, 0.5, (0,)),
     Point("dte", 1.0, 0.5, (0,)),
@@ -127,6 +129,13 @@ POINTS: tuple[Point, ...] = (
     # the recipe's T_min 1e-3, T_max 10), three seeds.
     Point(*DEFAULT, (0, 1, 2), stage_split=0.75),
 )
+#: Issue 26's timing arms, judged by `timing_verdict`: (a) the stage split at 0.75; (b)
+#: that plus sigma = 1 for the activations, which is the `ede` point: at split 0.75
+#: DTE's t and k are EDE's at every epoch, its floor binds in no epoch of 10, and the
+#: sigma of standardized weights is sqrt((n - 1) / n) (a constant gradient factor within
+#: 1.4% of 1 for n >= 72, which Adam's normalized step removes), so with unit sigma on
+#: the activations DTE computes EDE's gradient.
+TIMING_ARMS = ("eps0.1-band0.25-split0.75", "ede")
 BLOCK = "dte_search"
 
 
@@ -256,12 +265,15 @@ def _scores(results: dict, point: Point) -> dict[int, float]:
     }
 
 
-def floor_epochs(epsilon: float, band_fraction: float, epochs: int = EPOCHS) -> str:
+def floor_epochs(
+    epsilon: float, band_fraction: float, epochs: int = EPOCHS, stage_split: float | None = None
+) -> str:
     """The epochs (1-based) in which the point's floor changes a gradient, as a table cell:
-    `dte_floor_epochs` on the recipe's t range and DTE's stage split."""
+    `dte_floor_epochs` on the recipe's t range and `stage_split` (default the recipe's)."""
     recipe = get_recipe(RECIPE)
+    split = recipe.dte_stage_split if stage_split is None else stage_split
     found = dte_floor_epochs(
-        epochs, recipe.ede_t_min, recipe.ede_t_max, recipe.dte_stage_split, epsilon, band_fraction
+        epochs, recipe.ede_t_min, recipe.ede_t_max, split, epsilon, band_fraction
     )
     if not found:
         return "none"
@@ -280,25 +292,54 @@ def table(results: dict) -> str:
     in which the point's floor changes a gradient (`floor_epochs`)."""
     epochs = (results.get("budget") or {}).get("epochs", EPOCHS)
     lines = [
-        "| estimator | epsilon | band fraction | validation top-1 %, seed 0 | seed 1 "
-        "| floor binds in epochs |",
-        "|---|---|---|---|---|---|",
+        "| estimator | epsilon | band fraction | stage split | validation top-1 %, seed 0 "
+        "| seed 1 | seed 2 | floor binds in epochs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for point in POINTS:
         scores = _scores(results, point)
         cells = [
             f"{scores[s]:.2f}" if s in scores else "not run yet" if s in point.seeds else "-"
-            for s in (0, 1)
+            for s in (0, 1, 2)
         ]
         if point.estimator == "ede":
-            head = ["EDE (the `imb` preset)", "-", "-"]
+            head = ["EDE (the `imb` preset)", "-", "-", "-"]
             floor = "no band"
         else:
             default = " (defaults)" if point.is_default else ""
-            head = [f"DTE{default}", f"{point.epsilon:g}", f"{point.band_fraction:g}"]
-            floor = floor_epochs(point.epsilon, point.band_fraction, epochs)
+            split = point.stage_split or get_recipe(RECIPE).dte_stage_split
+            head = [f"DTE{default}", f"{point.epsilon:g}", f"{point.band_fraction:g}", f"{split:g}"]
+            floor = floor_epochs(point.epsilon, point.band_fraction, epochs, split)
         lines.append(f"| {' | '.join([*head, *cells, floor])} |")
     return "\n".join(lines)
+
+
+def timing_verdict(results: dict) -> list[str]:
+    """Issue 26's rule, fixed before its runs: an arm of `TIMING_ARMS` replaces the
+    defaults only if its mean validation accuracy beats theirs by more than two standard
+    errors of the difference (`noise.difference`), s pooled over this file's groups of
+    same-point runs. The verdict waits for three seeds of the defaults and of each arm."""
+    points = {point.name: point for point in POINTS}
+    scores = {name: list(_scores(results, points[name]).values()) for name in points}
+    waiting = [n for n in (points[POINTS[0].name].name, *TIMING_ARMS) if len(scores[n]) < 3]
+    if waiting:
+        return [f"timing: waiting for three seeds of {', '.join(waiting)}: no verdict yet"]
+    s, dof = noise.pooled_std(scores.values())
+    defaults = scores[POINTS[0].name]
+    lines = [f"timing: pooled std {s:.2f} points ({dof} degrees of freedom)"]
+    adopted = []
+    for arm in TIMING_ARMS:
+        delta, se, resolved = noise.difference(scores[arm], defaults, s)
+        lines.append(f"{arm} - defaults: {noise.verdict(delta, se, resolved)}")
+        if resolved and delta > 0:
+            adopted.append((delta, arm))
+    if not adopted:
+        lines.append(
+            "timing: no arm beats the defaults by more than two standard errors: they stay"
+        )
+    else:
+        lines.append(f"timing: {max(adopted)[1]} beats the defaults beyond two standard errors")
+    return lines
 
 
 def verdict(results: dict) -> list[str]:
@@ -306,11 +347,14 @@ def verdict(results: dict) -> list[str]:
 
     Once both seeds of the defaults have finished, each finished point's difference from
     their better seed is reported; the verdict itself waits for every point."""
-    defaults = _scores(results, POINTS[0])
+    # The band's rule (the first round, before issue 26): seeds 0 and 1 of the defaults.
+    defaults = {seed: x for seed, x in _scores(results, POINTS[0]).items() if seed < 2}
     if len(defaults) < 2:
         return ["the defaults' two seeds have not both finished: no comparison yet"]
     others = {
-        point.name: scores[0] for point in POINTS[1:] if 0 in (scores := _scores(results, point))
+        point.name: scores[0]
+        for point in POINTS[1:]
+        if point.stage_split is None and 0 in (scores := _scores(results, point))
     }
     spread = max(defaults.values()) - min(defaults.values())
     best_default = max(defaults.values())
@@ -319,7 +363,7 @@ def verdict(results: dict) -> list[str]:
         f"defaults: {' / '.join(f'{defaults[s]:.2f}' for s in sorted(defaults))} (seed "
         f"spread {spread:.2f}); against the defaults' better seed: {against or 'none yet'}"
     ]
-    waiting = [point.name for point in POINTS[1:] if point.name not in others]
+    waiting = [p.name for p in POINTS[1:] if p.stage_split is None and p.name not in others]
     if waiting:
         return [*lines, f"waiting for {', '.join(waiting)}: no verdict yet"]
     best, score = max(others.items(), key=lambda item: item[1])
@@ -359,7 +403,8 @@ def docs_block(results: dict) -> str:
         )
     else:
         head = "- recipe: no run has finished yet"
-    return "\n".join([head, "", table(results), "", *(f"- {x}" for x in verdict(results))])
+    lines = [*verdict(results), *timing_verdict(results)]
+    return "\n".join([head, "", table(results), "", *(f"- {x}" for x in lines)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,12 +60,21 @@ def results_of(scores, ede=None):
 
 def test_the_grid_goes_from_a_floor_that_never_binds_to_one_that_binds_all_stage_2(script):
     names = [name for name, *_ in script.all_runs()]
-    assert len(names) == len(set(names)) == 6
-    assert names[:3] == ["eps0.1-band0.25-seed0", "eps0.1-band0.25-seed1", "ede-seed0"]
-    assert [p.binarization for p in script.POINTS] == ["dirnet", "imb", *["dirnet"] * 3]
+    assert len(names) == len(set(names)) == 12
+    assert names[:4] == [*(f"eps0.1-band0.25-seed{s}" for s in range(3)), "ede-seed0"]
+    assert [p.binarization for p in script.POINTS] == ["dirnet", "imb", *["dirnet"] * 4]
     dte = [p for p in script.POINTS if p.estimator == "dte"]
-    cells = [script.floor_epochs(p.epsilon, p.band_fraction) for p in dte]
-    assert cells == ["none", "9-10 of 10", "8-10 of 10", "6-10 of 10"]
+    cells = [script.floor_epochs(p.epsilon, p.band_fraction, 10, p.stage_split) for p in dte]
+    assert cells == ["none", "9-10 of 10", "8-10 of 10", "6-10 of 10", "none"]
+    # The timing arm moves the split only: its runs set `dte_stage_split`, the others not.
+    split = dte[-1]
+    assert split.name == "eps0.1-band0.25-split0.75" and not split.is_default
+    assert split.overrides == {
+        "dte_epsilon": 0.1,
+        "dte_band_fraction": 0.25,
+        "dte_stage_split": 0.75,
+    }
+    assert "dte_stage_split" not in dte[0].overrides
     assert script.floor_epochs(1.0, 0.25) == "6, 10 of 10"
 
 
@@ -107,8 +116,11 @@ def test_a_run_trains_dirnet_with_its_points_constants_on_the_searched_recipe(
     )
     # At 2 epochs only the highest floor binds, in the one epoch of stage 2.
     assert "| DTE | 0.5 | 0.5 | " in block
-    assert "| DTE | 1 | 0.5 | not run yet | - | 2 of 2 |" in block
-    assert "| EDE (the `imb` preset) | - | - | not run yet | - | no band |" in block
+    assert "| DTE | 1 | 0.5 | 0.5 | not run yet | - | - | 2 of 2 |" in block
+    assert (
+        "| EDE (the `imb` preset) | - | - | - | not run yet | not run yet | not run yet | no band |"
+        in block
+    )
 
 
 @pytest.mark.slow  # an IMB + EDE ResNet-20 for a few steps, then the full test set once
@@ -164,12 +176,50 @@ def test_the_rule_keeps_the_defaults_unless_a_point_beats_their_spread(script):
         "EDE beats the defaults by more than their seed spread: DIR-Net's estimator "
         "should be EDE, not DTE (and the DIR-Net rows be retrained)"
     )
-    row = "| DTE | 0.5 | 0.5 | 85.30 | - | 8-10 of 10 |"
+    row = "| DTE | 0.5 | 0.5 | 0.5 | 85.30 | - | - | 8-10 of 10 |"
     assert row in script.table(results_of({**scores, **others}))
     table = script.table(results_of(scores, ede=0.8512))
-    assert "| DTE (defaults) | 0.1 | 0.25 | 85.00 | 84.60 | none |" in table
-    assert "| DTE | 0.1 | 0.5 | not run yet | - | 9-10 of 10 |" in table
-    assert "| EDE (the `imb` preset) | - | - | 85.12 | - | no band |" in table
+    assert "| DTE (defaults) | 0.1 | 0.25 | 0.5 | 85.00 | 84.60 | not run yet | none |" in table
+    assert "| DTE | 0.1 | 0.5 | 0.5 | not run yet | - | - | 9-10 of 10 |" in table
+    assert (
+        "| EDE (the `imb` preset) | - | - | - | 85.12 | not run yet | not run yet | no band |"
+        in table
+    )
+
+
+def test_the_timing_rule_adopts_an_arm_only_beyond_two_standard_errors(script):
+    def results(defaults, split, ede):
+        runs = {}
+        for name, values, fields in (
+            ("eps0.1-band0.25", defaults, ("dte", 0.1, 0.25, None)),
+            ("eps0.1-band0.25-split0.75", split, ("dte", 0.1, 0.25, 0.75)),
+            ("ede", ede, ("ede", None, None, None)),
+        ):
+            for seed, accuracy in enumerate(values):
+                keys = ("estimator", "epsilon", "band_fraction", "stage_split")
+                entry = dict(zip(keys, fields, strict=True))
+                entry.update(seed=seed, final_validation_accuracy=accuracy)
+                runs[f"{name}-seed{seed}"] = entry
+        return {"runs": runs}
+
+    waiting = script.timing_verdict(results((0.9, 0.91, 0.9), (0.9, 0.9), (0.9,)))
+    assert waiting == [
+        "timing: waiting for three seeds of eps0.1-band0.25-split0.75, ede: no verdict yet"
+    ]
+    # Groups with std 0.5 points each: s = 0.5, 2 SE = 2 * 0.5 * sqrt(2/3) = 0.82.
+    defaults, split = (0.895, 0.900, 0.905), (0.903, 0.908, 0.913)
+    ede = (0.905, 0.910, 0.915)
+    lines = script.timing_verdict(results(defaults, split, ede))
+    assert lines == [
+        "timing: pooled std 0.50 points (6 degrees of freedom)",
+        "eps0.1-band0.25-split0.75 - defaults: +0.80 points (2 SE = 0.82): not resolved",
+        "ede - defaults: +1.00 points (2 SE = 0.82): resolved",
+        "timing: ede beats the defaults beyond two standard errors",
+    ]
+    kept = script.timing_verdict(results(defaults, split, (0.880, 0.885, 0.890)))
+    assert (
+        kept[-1] == "timing: no arm beats the defaults by more than two standard errors: they stay"
+    )
 
 
 def test_the_dirnet_page_shows_what_the_results_file_holds(script):
