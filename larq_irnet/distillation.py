@@ -69,6 +69,12 @@ _EPSILON = 1e-12
 # Floor of probabilities before the log when a model ends in a softmax.
 _MIN_PROBABILITY = 1e-30
 _RUN_DIR_MODEL = "model.h5"
+_NOT_SAVED = (
+    "{what}: a Distiller is not saved whole (it would load uncompiled, without its "
+    "optimizer state). To deploy, save the student: `distiller.student.save(path)`. To "
+    "resume a run, pass `tf.keras.callbacks.BackupAndRestore(backup_dir)` to fit, or "
+    "`ModelCheckpoint(path, save_weights_only=True)` and `distiller.load_weights(path)`."
+)
 
 
 def attention_map(features: tf.Tensor) -> tf.Tensor:
@@ -416,9 +422,12 @@ class Distiller(tf.keras.Model):
       neither weights nor checkpoint entries: a callback that anneals them sets them
       from the epoch (as `LearningRateScheduler` does), so a resumed run sets them again.
     - Save `distiller.student` (`student.save("model.h5")`): it loads and converts
-      with LCE without the Distiller. `tf.train.Checkpoint(model=distiller,
-      optimizer=...)` holds student, teacher and the optimizer; restoring it continues
-      training exactly.
+      with LCE without the Distiller. The Distiller itself is not saved whole: `save`
+      and a `ModelCheckpoint` that would save it raise `NotImplementedError` saying
+      so. To resume a run, `tf.keras.callbacks.BackupAndRestore` (or
+      `tf.train.Checkpoint(model=distiller, optimizer=...)`) holds student, teacher
+      and the optimizer and continues training exactly; `ModelCheckpoint(...,
+      save_weights_only=True)` files load with `distiller.load_weights`.
 
     ```python
     distiller = Distiller(student, teacher, alignment_weight=1.0)
@@ -522,6 +531,8 @@ class Distiller(tf.keras.Model):
         self.task_loss_tracker = _mean("task_loss")
         self.alignment_tracker = _mean("alignment_loss")
         self.kl_tracker = _mean("kl_loss")
+        # Every variable exists (student and teacher are built): weights load into it.
+        self.built = True
 
     @tf.__internal__.tracking.no_automatic_dependency_tracking
     def _create_loss_weights(self, values: dict[str, float]) -> None:
@@ -566,6 +577,29 @@ class Distiller(tf.keras.Model):
     @temperature.setter
     def temperature(self, value: float) -> None:
         self._set_loss_weight("temperature", value)
+
+    def save(self, filepath, *args, **kwargs):
+        """Refused: save `distiller.student`, or resume with `BackupAndRestore`.
+
+        # Raises
+            NotImplementedError: always, naming what to save instead.
+        """
+        raise NotImplementedError(_NOT_SAVED.format(what=f"Distiller.save({filepath!r})"))
+
+    def fit(self, *args, **kwargs):
+        """Keras' `fit`.
+
+        # Raises
+            NotImplementedError: a `ModelCheckpoint` without `save_weights_only=True`
+                among the callbacks, before training (it would save the Distiller whole).
+        """
+        callbacks = kwargs.get("callbacks", args[5] if len(args) > 5 else None) or []
+        for callback in getattr(callbacks, "callbacks", callbacks):
+            checkpoint = isinstance(callback, tf.keras.callbacks.ModelCheckpoint)
+            if checkpoint and not callback.save_weights_only:
+                what = f"ModelCheckpoint({callback.filepath!r}) on Distiller.fit"
+                raise NotImplementedError(_NOT_SAVED.format(what=what))
+        return super().fit(*args, **kwargs)
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         """Keras' `compile`; `loss` is the student's task loss (one output, per sample).

@@ -427,6 +427,82 @@ def test_loss_weights_changed_during_fit_take_effect_at_the_next_step():
     assert distiller.alignment_weight == 0.0 and distiller.temperature == 2.0
 
 
+def compiled_distiller(seed=0, **kwargs):
+    distiller = untrained_distiller(seed, **kwargs)
+    distiller.compile(
+        tf.keras.optimizers.Adam(1e-2), tf.keras.losses.SparseCategoricalCrossentropy()
+    )
+    return distiller
+
+
+@pytest.mark.parametrize("name", ["d.keras", "d.h5", "d_savedmodel"])
+def test_saving_the_distiller_whole_is_refused_naming_what_to_save(tmp_path, name):
+    x, y = random_images(32)
+    distiller = compiled_distiller()
+    refusal = r"a Distiller is not saved whole.*distiller\.student\.save.*BackupAndRestore"
+    with pytest.raises(NotImplementedError, match=rf"Distiller\.save\(.*{name}.*\): {refusal}"):
+        distiller.save(tmp_path / name)
+    before = distiller.student.get_weights()
+    checkpoint = tf.keras.callbacks.ModelCheckpoint(str(tmp_path / name))
+    with pytest.raises(
+        NotImplementedError, match=rf"ModelCheckpoint.*on Distiller\.fit: {refusal}"
+    ):
+        distiller.fit(x, y, batch_size=16, verbose=0, callbacks=[checkpoint])
+    # Refused before training: nothing moved, nothing written.
+    for a, b in zip(before, distiller.student.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["weights.h5", "weights"])
+def test_model_checkpoint_of_weights_loads_into_a_fresh_distiller(tmp_path, name):
+    x, y = random_images(32)
+    distiller = compiled_distiller()
+    checkpoint = tf.keras.callbacks.ModelCheckpoint(str(tmp_path / name), save_weights_only=True)
+    distiller.fit(x, y, batch_size=16, verbose=0, callbacks=[checkpoint])
+    fresh = compiled_distiller(seed=5)
+    fresh.load_weights(tmp_path / name)
+    for a, b in zip(distiller.student.get_weights(), fresh.student.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+class _Anneal(tf.keras.callbacks.Callback):
+    """lambda = 1 / (1 + epoch), set from the epoch: a resumed run sets it again."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.alignment_weight = 1.0 / (1 + epoch)
+
+
+class _Interrupt(tf.keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+
+def test_backup_and_restore_resumes_an_annealed_distillation_exactly(tmp_path):
+    x, y = random_images(64)
+
+    def fit(distiller, *extra):
+        callbacks = [EDECallback(total=3), _Anneal(), *extra]
+        return distiller.fit(
+            x, y, batch_size=16, epochs=3, shuffle=False, verbose=0, callbacks=callbacks
+        ).history
+
+    straight = compiled_distiller()
+    expected = fit(straight)
+    backup = tf.keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(KeyboardInterrupt):
+        fit(compiled_distiller(), backup, _Interrupt())
+    tf.keras.backend.clear_session()
+    resumed = compiled_distiller(seed=7)  # another initialization: all comes from the backup
+    history = fit(resumed, tf.keras.callbacks.BackupAndRestore(str(tmp_path / "backup")))
+    assert len(history["loss"]) == 1  # only the third epoch ran
+    assert history["loss"][0] == pytest.approx(expected["loss"][2], rel=1e-6)
+    assert resumed.alignment_weight == straight.alignment_weight == pytest.approx(1 / 3)
+    for a, b in zip(straight.student.get_weights(), resumed.student.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_get_config_round_trip(teacher_file):
     distiller = make_distiller(teacher_file, alignment_weight=0.5, logits_weight=0.1)
     config = distiller.get_config()
