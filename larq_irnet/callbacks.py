@@ -107,13 +107,16 @@ class EstimatorScheduler(tf.keras.callbacks.Callback):
 
     # Arguments
         schedule: a `larq_irnet.schedules.Schedule`, e.g. `ede_schedule(...)`.
-        update_freq: `"epoch"` (as the authors' trainers) or `"step"`.
+        update_freq: `"epoch"` (as the authors' trainers) or `"step"` (a model
+            compiled with `steps_per_execution=1`, Keras' default).
         total: n; default the `epochs` given to `fit` (times its steps per epoch for
             `update_freq="step"`).
 
     # Raises
         ValueError: bad arguments (named with their value); at `fit`, a model without
-            a quantizer the schedule applies to.
+            a quantizer the schedule applies to, or `update_freq="step"` with a model
+            compiled with `steps_per_execution` > 1 (or `"auto"`): the callback runs
+            once per execution, so the steps after its first would keep a stale state.
     """
 
     def __init__(self, schedule: Schedule, update_freq: str = "epoch", total: int | None = None):
@@ -149,7 +152,24 @@ class EstimatorScheduler(tf.keras.callbacks.Callback):
         self._quantizers = [q for q in model_quantizers(self.model) if self.schedule.applies_to(q)]
         if not self._quantizers:
             raise ValueError(self._no_quantizer_message())
+        if self.update_freq == "step":
+            self._check_one_step_per_execution()
         self._n = self.total or self._total_from_params()
+
+    def _check_one_step_per_execution(self) -> None:
+        # Keras calls on_train_batch_begin once per execution: with several steps in one,
+        # the steps after the first would run with a stale state.
+        variable = getattr(self.model, "steps_per_execution", None)
+        steps = 1 if variable is None else int(variable.numpy())
+        autotune = getattr(self.model, "autotune_steps_per_execution", False)
+        if steps > 1 or autotune:
+            got = "steps_per_execution='auto'" if autotune else f"steps_per_execution={steps}"
+            raise ValueError(
+                f"{type(self).__name__}: update_freq='step' sets the state before every "
+                f"step, but the model was compiled with {got}, and Keras calls callbacks "
+                "only before the first step of each execution; compile with "
+                "steps_per_execution=1, or use update_freq='epoch'."
+            )
 
     def _no_quantizer_message(self) -> str:
         return (
@@ -222,12 +242,15 @@ class EDECallback(EstimatorScheduler):
     # Arguments
         t_min: t at the start, a finite real number > 0 (NumPy scalars accepted).
         t_max: t approached at the end, finite, > t_min.
-        update_freq: `"epoch"` (as the authors' trainers) or `"step"`.
+        update_freq: `"epoch"` (as the authors' trainers) or `"step"` (a model
+            compiled with `steps_per_execution=1`, Keras' default).
         total: N; default the `epochs` given to `fit` (times its steps per epoch for
             `update_freq="step"`).
 
     # Raises
-        ValueError: a bad argument, naming it and its value.
+        ValueError: a bad argument, naming it and its value; at `fit`, as
+            `EstimatorScheduler` (no EDE quantizer, or `update_freq="step"` with
+            `steps_per_execution` > 1).
 
     # References
         - [Forward and Backward Information Retention for Accurate Binary Neural
@@ -302,13 +325,14 @@ class DTECallback(EstimatorScheduler):
         epsilon: minimum gradient inside the band in stage 2, >= 0.
         band_fraction: fraction of a standardized Gaussian input inside the band, in
             (0, 1).
-        update_freq: `"epoch"` or `"step"`.
+        update_freq: `"epoch"` or `"step"` (a model compiled with
+            `steps_per_execution=1`, Keras' default).
         total: N; default the `epochs` given to `fit` (times its steps per epoch for
             `update_freq="step"`).
 
     # Raises
         ValueError: a bad argument, naming it and its value; at `fit`, a model without
-            a DTE quantizer.
+            a DTE quantizer, or `update_freq="step"` with `steps_per_execution` > 1.
 
     # References
         - [Distribution-Sensitive Information Retention for Accurate Binary Neural

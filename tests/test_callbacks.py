@@ -103,6 +103,52 @@ def test_step_schedule_uses_optimizer_steps():
     np.testing.assert_allclose(seen, [np_schedule(i, steps, 0.1, 10.0)[0] for i in range(steps)])
 
 
+def compiled_with(model, steps_per_execution):
+    model.compile(
+        tf.keras.optimizers.SGD(0.1),
+        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+@pytest.mark.parametrize(
+    "steps_per_execution,shown",
+    [(4, "steps_per_execution=4"), ("auto", "steps_per_execution='auto'")],
+)
+@pytest.mark.parametrize(
+    "make_callback,make_model",
+    [(EDECallback, tiny_model), (DTECallback, lambda: dirnet_model())],
+    ids=["ede", "dte"],
+)
+def test_step_schedule_refuses_several_steps_per_execution(
+    steps_per_execution, shown, make_callback, make_model
+):
+    # Keras calls on_train_batch_begin once per execution: with 4 steps in one, t would be
+    # set at steps 0, 4, 8, 12 only (at the last step 3.16 instead of 7.50).
+    model = compiled_with(make_model(), steps_per_execution)
+    before = model.get_weights()
+    callback = make_callback(0.1, 10.0, update_freq="step")
+    with pytest.raises(ValueError, match=rf"{shown}.*steps_per_execution=1, or use update_freq"):
+        model.fit(*tiny_data(64), epochs=2, batch_size=8, verbose=0, callbacks=[callback])
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # refused before the first step
+
+
+def test_epoch_schedule_is_exact_with_several_steps_per_execution():
+    model = compiled_with(tiny_model(), 4)
+    seen = []
+    record = tf.keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(ede_values(model)[0][0])
+    )
+    history = model.fit(
+        *tiny_data(64), epochs=3, batch_size=8, verbose=0, callbacks=[EDECallback(), record]
+    )
+    expected = [np_schedule(i, 3, 0.1, 10.0)[0] for i in range(3)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-6)
+    np.testing.assert_allclose(history.history["ede_t"], expected, rtol=1e-6)
+
+
 def test_resumed_fit_continues_the_schedule():
     model = tiny_model()
     history = model.fit(
