@@ -7,7 +7,7 @@ import json
 from larq_irnet import training
 from larq_irnet.data import dataset_info
 from larq_irnet.layers import binarized_weights
-from larq_irnet.recipes import DIRNET_PREFIX, RECIPES, get_recipe, model_function
+from larq_irnet.recipes import DIRNET_PREFIX, RECIPES, TUNED_SUFFIX, get_recipe, model_function
 
 import numpy as np
 import pytest
@@ -25,7 +25,8 @@ def test_every_recipe_is_complete_and_sourced():
         "imagenet-resnet34-1w32a",
         "fashion_mnist-resnet20-1w1a",
     }
-    assert set(RECIPES) == irnet | {f"dirnet-{name}" for name in irnet}
+    tuned = {"fashion_mnist-resnet20-1w1a-tuned"}
+    assert set(RECIPES) == irnet | {f"dirnet-{name}" for name in irnet} | tuned
     for recipe in RECIPES.values():
         assert recipe.source
         assert recipe.model_kwargs["bits"] in recipe.name
@@ -84,7 +85,9 @@ def test_dte_fields_default_to_the_estimators_defaults():
 
 def test_dirnet_recipes_train_as_their_irnet_row_with_the_dirnet_binarization():
     dirnet = {name: r for name, r in RECIPES.items() if name.startswith(DIRNET_PREFIX)}
-    assert len(dirnet) == len(RECIPES) / 2
+    # Every recipe but the tuned ones (their DIR-Net row searched its own rate) has a twin.
+    untuned = [n for n in RECIPES if n not in dirnet and not n.endswith(TUNED_SUFFIX)]
+    assert sorted(dirnet) == sorted(f"{DIRNET_PREFIX}{name}" for name in untuned)
     for name, recipe in dirnet.items():
         irnet = RECIPES[name.removeprefix(DIRNET_PREFIX)]
         assert recipe.model_kwargs == {**irnet.model_kwargs, "binarization": "dirnet"}
@@ -93,6 +96,17 @@ def test_dirnet_recipes_train_as_their_irnet_row_with_the_dirnet_binarization():
             if field.name not in same:
                 assert getattr(recipe, field.name) == getattr(irnet, field.name), field.name
         assert recipe.source.startswith("ours") and irnet.name in recipe.source
+
+
+def test_the_tuned_recipe_is_the_searched_irnet_optimizer_on_the_fashion_mnist_recipe():
+    # The shipped IR-Net weights' recipe (benchmarks/results/ablation_tuned.json, row
+    # irnet: Adam 2.5e-2, latent weight decay on); everything else is the base recipe's.
+    base = get_recipe("fashion_mnist-resnet20-1w1a")
+    tuned = get_recipe("fashion_mnist-resnet20-1w1a-tuned")
+    searched = dict(optimizer="adam", learning_rate=2.5e-2, decay_latent_weights=True)
+    expected = dataclasses.replace(base, name=tuned.name, source=tuned.source, **searched)
+    assert tuned == expected and tuned.schedule == "cosine"
+    assert tuned.source.startswith("ours") and base.name in tuned.source
 
 
 @pytest.mark.slow  # builds every DIR-Net model of the zoo, ImageNet ResNet-34 included
