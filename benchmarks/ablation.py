@@ -50,26 +50,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from larq_irnet import experiments
 from larq_irnet.callbacks import InformationDiagnostics
-from larq_irnet.experiments import (
+from larq_irnet.io import atomic_path
+from larq_irnet.layers import binarized_weights
+from larq_irnet.quantizers import ede_default_k
+from larq_irnet.recipes import get_recipe
+from larq_irnet.run_directory import HISTORY, read_history
+
+import experiments
+import noise
+import numpy as np
+from experiments import (
     Run,
     best_recipes,
     check_searched,
     check_unchanged,
     grid_edges,
     recipe_label,
+    rewrite_marked_blocks,
     searched_recipes,
     train_runs,
 )
-from larq_irnet.io import atomic_path, rewrite_marked_blocks
-from larq_irnet.layers import binarized_weights
-from larq_irnet.quantizers import ede_default_k
-from larq_irnet.recipes import get_recipe
-from larq_irnet.run_directory import HISTORY, read_history
-
-import noise
-import numpy as np
 
 RECIPE = "fashion_mnist-resnet20-1w1a"
 #: The repository: default results files are found from here, not from the working directory.

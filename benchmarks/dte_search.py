@@ -52,14 +52,14 @@ from typing import NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from larq_irnet import experiments  # noqa: E402
 from larq_irnet.estimators import DTE_BAND_FRACTION, DTE_EPSILON  # noqa: E402
-from larq_irnet.io import rewrite_marked_blocks  # noqa: E402
 from larq_irnet.recipes import get_recipe  # noqa: E402
 from larq_irnet.run_directory import HISTORY, read_history  # noqa: E402
 from larq_irnet.schedules import dte_floor_epochs  # noqa: E402
 
+import experiments  # noqa: E402
 import noise  # noqa: E402
+from experiments import rewrite_marked_blocks  # noqa: E402
 
 RECIPE = "fashion_mnist-resnet20-1w1a"
 SEARCH_ROW = "dirnet"

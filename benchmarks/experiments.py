@@ -1,11 +1,14 @@
-"""Train a set of named runs into one results file: resumable, shared between processes.
+"""The lab's shared helpers: named runs into one results file, searched recipes, docs blocks.
+
+Not installed: the benchmark scripts import it as `import experiments` (run as
+`python benchmarks/x.py`, which puts `benchmarks/` on `sys.path`).
 
 An experiment (an ablation table, a recipe search, a comparison over seeds) is a list
 of named runs of one recipe, each with its own `larq_irnet.training.train` keywords,
 and a JSON results file that holds one entry per finished run:
 
 ```python
-from larq_irnet.experiments import Run, train_runs
+from experiments import Run, train_runs
 
 runs = [Run(f"{b}-seed{s}", {"binarization": b, "seed": s}) for b in ("bnn", "irnet")
         for s in (0, 1)]
@@ -59,6 +62,7 @@ __all__ = [
     "load_results",
     "main_with_one_line_errors",
     "recipe_label",
+    "rewrite_marked_blocks",
     "searched_recipes",
     "train_runs",
     "validation_scores",
@@ -231,7 +235,7 @@ def validation_scores(summary: Mapping[str, Any]) -> dict[str, Any]:
 def best_recipes(search: Mapping[str, Any]) -> dict[str, dict]:
     """Per binarization, the recipe overrides of its search run with the best score.
 
-    `search` is a recipe search's results (`benchmarks/ablation.py --search`): entries
+    `search` is a recipe search's results (`ablation.py --search`): entries
     with `binarization`, `overrides` and `final_validation_accuracy` (scored on a
     validation split carved from the training data, never the test set). Ties keep the
     run listed first; an entry without a score (None) is not a candidate.
@@ -252,7 +256,7 @@ def grid_edges(search: Mapping[str, Any]) -> dict[str, str]:
     A best at the highest (or lowest) learning rate its optimizer was tried at says
     nothing about the rates beyond it, so a recipe chosen there is not yet tuned. The
     rates are those of the binarization's own scored runs in `search` (the results of
-    `benchmarks/ablation.py --search`, see `best_recipes`); an optimizer tried at one
+    `ablation.py --search`, see `best_recipes`); an optimizer tried at one
     rate only is on both edges.
 
     # Returns
@@ -390,3 +394,29 @@ def check_unchanged(
                 f"now picks {recipe_label(current)} for {run[row_key]}; move that entry and "
                 "its run directory away to retrain the row, or keep the search it was chosen from"
             )
+
+
+def rewrite_marked_blocks(path: str | os.PathLike, blocks: Mapping[str, str]) -> list[str]:
+    """Replace generated blocks of a text file (a results page), atomically.
+
+    Each block sits between the lines `<!-- NAME -->` and `<!-- /NAME -->`; its text
+    becomes `blocks[NAME]`, and everything outside the markers is kept.
+
+    # Returns
+        The names rewritten, in the order of `blocks`.
+
+    # Raises
+        SystemExit: one line naming `path` and the first block whose markers are missing
+            or out of order (nothing is written then).
+    """
+    path = Path(path)
+    text = path.read_text()
+    for name, content in blocks.items():
+        start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        head, found, rest = text.partition(start)
+        _, closed, tail = rest.partition(end)
+        if not found or not closed:
+            raise SystemExit(f"{path}: no {start} ... {end} block")
+        text = f"{head}{start}\n{content}\n{end}{tail}"
+    atomic_write(path, text)
+    return list(blocks)

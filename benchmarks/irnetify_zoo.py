@@ -47,11 +47,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import larq_irnet  # noqa: E402  (first: selects Keras 2, registers the quantizers)
-from larq_irnet import experiments  # noqa: E402
-from larq_irnet.io import rewrite_marked_blocks  # noqa: E402
 from larq_irnet.run_directory import HISTORY, read_history  # noqa: E402
 
+import experiments  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from experiments import rewrite_marked_blocks  # noqa: E402
 
 RECIPE = "fashion_mnist-resnet20-1w1a"
 METHODS = ("zoo", "irnet")
@@ -121,7 +121,7 @@ def tuned_overrides(
     # Raises
         SystemExit: the search has no result for one of `methods`' rows yet, or (unless
             `allow_grid_edge`) such a row's best is on the grid's edge
-            (`larq_irnet.experiments.check_searched`).
+            (`experiments.check_searched`).
     """
     recipes = experiments.check_searched(
         experiments.load_results(search_results),

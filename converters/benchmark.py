@@ -16,8 +16,8 @@ binary convolutions fast). Then the twins run interleaved, one inference each in
 `repeats` times, and medians are compared.
 
 ```bash
-larq-irnet benchmark --models resnet18,resnet20 --repeats 15 --output benchmarks/deploy.json
-python benchmarks/deploy.py --tiny   # a seconds-long smoke run
+larq-irnet benchmark --models resnet18,resnet20 --repeats 15 --output deploy_benchmark.json
+larq-irnet benchmark --tiny   # a seconds-long smoke run
 ```
 """
 
@@ -220,8 +220,8 @@ def interleaved_cycles(
 ) -> list[dict[str, float]]:
     """Time functions in turn, one call each per cycle; milliseconds per call per cycle.
 
-    The project's one timing loop (the deploy benchmark and
-    benchmarks/train_overhead.py use it). Interleaving makes drifts in machine load hit
+    The project's one timing loop (the deploy benchmark and the training-overhead
+    measurements use it). Interleaving makes drifts in machine load hit
     every function alike; the order rotates every `rotate_every` cycles, so that no
     function always runs right after the same one.
 
@@ -465,7 +465,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python benchmarks/deploy.py [--models ...] [--repeats N] [--output F] [--tiny]`."""
+    """The benchmark as a script: `[--models ...] [--repeats N] [--output F] [--tiny]`."""
     parser = argparse.ArgumentParser(prog="deploy.py", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -12,7 +12,7 @@ import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ __all__ = [
     "file_lock",
     "h5_without_estimator_state",
     "loadable_h5_model",
-    "rewrite_marked_blocks",
     "stale_temporaries",
 ]
 
@@ -328,29 +327,3 @@ def check_output_path(path: str | os.PathLike, what: str) -> None:
         raise ValueError(f"{what} {path}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"{what} {path}: directory {parent} is not writable")
-
-
-def rewrite_marked_blocks(path: str | os.PathLike, blocks: Mapping[str, str]) -> list[str]:
-    """Replace generated blocks of a text file (a results page), atomically.
-
-    Each block sits between the lines `<!-- NAME -->` and `<!-- /NAME -->`; its text
-    becomes `blocks[NAME]`, and everything outside the markers is kept.
-
-    # Returns
-        The names rewritten, in the order of `blocks`.
-
-    # Raises
-        SystemExit: one line naming `path` and the first block whose markers are missing
-            or out of order (nothing is written then).
-    """
-    path = Path(path)
-    text = path.read_text()
-    for name, content in blocks.items():
-        start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-        head, found, rest = text.partition(start)
-        _, closed, tail = rest.partition(end)
-        if not found or not closed:
-            raise SystemExit(f"{path}: no {start} ... {end} block")
-        text = f"{head}{start}\n{content}\n{end}{tail}"
-    atomic_write(path, text)
-    return list(blocks)

@@ -5,7 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
-from larq_irnet import experiments, recipes
+from larq_irnet import recipes
 from larq_irnet.io import file_lock
 
 import numpy as np
@@ -46,7 +46,7 @@ def test_rows_results_table_and_plots(
     argv += ["--epochs", "2", "--steps-per-epoch", "2", "--train-limit", "256"]
 
     # Another ablation process finishing a row while this one trains must not be overwritten.
-    real_train = experiments.train
+    real_train = ablation.experiments.train
 
     def train_while_another_process_writes(*args, **kwargs):
         summary = real_train(*args, **kwargs)
@@ -56,7 +56,7 @@ def test_rows_results_table_and_plots(
         results_path.write_text(json.dumps(other))
         return summary
 
-    monkeypatch.setattr(experiments, "train", train_while_another_process_writes)
+    monkeypatch.setattr(ablation.experiments, "train", train_while_another_process_writes)
     assert ablation.main(argv + ["--only", "bnn-seed0", "irnet-seed0"]) == 0
     results = json.loads(results_path.read_text())
     assert results["recipe"] == "fashion_mnist-resnet20-1w1a"
@@ -84,7 +84,7 @@ def test_rows_results_table_and_plots(
     assert "| Full precision | not run yet | | 90.8 |" in table
 
     # A finished row is read back, not retrained.
-    monkeypatch.setattr(experiments, "train", real_train)
+    monkeypatch.setattr(ablation.experiments, "train", real_train)
     capsys.readouterr()
     assert ablation.main(argv + ["--only", "bnn-seed0"]) == 0
     assert "finished run of this configuration; not training" in capsys.readouterr().out

@@ -1,8 +1,9 @@
 """The layers depend one way (docs/architecture.md), read from every module's imports.
 
-From the bottom: core <- zoo <- training (data, recipes, training, run_directory, experiments);
+From the bottom: core <- zoo <- training (data, recipes, training, run_directory);
 converters use core and zoo only; the top (report, demo, cli, and the package root,
-the users' entry point that re-exports) may import anything.
+the users' entry point that re-exports) may import anything. The lab (`benchmarks/`, not
+installed) sits beside the package: nothing installed imports or names it.
 """
 
 import ast
@@ -37,7 +38,6 @@ LAYERS = {
     "larq_irnet.recipes": "training",
     "larq_irnet.training": "training",
     "larq_irnet.run_directory": "training",
-    "larq_irnet.experiments": "training",
     "larq_irnet.distillation": "training",
     "larq_irnet.optimization": "training",
     "larq_irnet.training_cli": "training",
@@ -171,3 +171,29 @@ def test_imports_are_read_at_any_depth(tmp_path, source, expected):
         "larq_irnet.io",
     }
     assert imported_modules("larq_irnet.quantizers", path, known) == expected
+
+
+def lab_names():
+    """What names the lab: `benchmarks/`, its scripts as modules, its results files."""
+    scripts = {path.stem for path in (ROOT / "benchmarks").glob("*.py")}
+    results = {path.name for path in (ROOT / "benchmarks").rglob("*.json")}
+    return scripts, results
+
+
+def test_nothing_installed_imports_or_names_the_lab():
+    scripts, results = lab_names()
+    found = []
+    for module, path in project_modules().items():
+        text = path.read_text(encoding="utf-8")
+        if "benchmarks" in text:
+            found.append((module, "names benchmarks/"))
+        found += [(module, f"names {name}") for name in sorted(results) if name in text]
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module]
+            else:
+                continue
+            found += [(module, f"imports {n}") for n in names if n.split(".")[0] in scripts]
+    assert found == []

@@ -6,7 +6,6 @@ from larq_irnet.io import (
     atomic_path,
     atomic_write,
     file_lock,
-    rewrite_marked_blocks,
     stale_temporaries,
 )
 
@@ -75,16 +74,3 @@ def test_stale_temporaries_are_those_of_atomic_path(tmp_path):
     assert stale_temporaries(path) == []
     (tmp_path / ".model.not-hex-at-all.h5").write_text("")
     assert stale_temporaries(path) == []
-
-
-def test_rewrite_marked_blocks_replaces_only_between_markers(tmp_path):
-    page = tmp_path / "page.md"
-    page.write_text("a\n<!-- one -->\nold\n<!-- /one -->\nb\n<!-- two -->\n<!-- /two -->\nc\n")
-    assert rewrite_marked_blocks(page, {"one": "new 1", "two": "new 2"}) == ["one", "two"]
-    assert page.read_text() == (
-        "a\n<!-- one -->\nnew 1\n<!-- /one -->\nb\n<!-- two -->\nnew 2\n<!-- /two -->\nc\n"
-    )
-    before = page.read_text()
-    with pytest.raises(SystemExit, match=r"page.md: no <!-- three --> \.\.\. <!-- /three -->"):
-        rewrite_marked_blocks(page, {"one": "x", "three": "y"})
-    assert page.read_text() == before  # nothing written

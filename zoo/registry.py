@@ -67,7 +67,7 @@ class WeightsEntry:
             not listed are not checked. `num_classes` is not checked when
             `include_top=False`. `binarization` tells the variants of one name apart
             (an entry without it fits any binarization).
-        description: what the weights are (data set, accuracy, how they were trained).
+        description: one line saying how the weights were trained (data, recipe, seed).
     """
 
     model: str
@@ -100,12 +100,8 @@ WEIGHTS: dict[str, tuple[WeightsEntry, ...]] = {
             sha256="13f7644a862b177ffd4937cf9bfccfbdef0b113edb7dbd9057be475670962c53",
             kwargs={**_FASHION_MNIST_RESNET20, "binarization": "irnet"},
             description=(
-                "IR-Net ResNet-20 (Bi-Real, 1w1a) on Fashion-MNIST, raw 0-255 pixels in: "
-                "90.02% top-1 on the full 10,000-image test set (final epoch; 90.02% converted "
-                "through LCE, 100% agreement). The tuned protocol's recipe for IR-Net (Adam "
-                "2.5e-2, cosine decay, weight decay 1e-4 on the latent weights too), seed 0, "
-                "all 10 epochs (benchmarks/ablation.py --protocol tuned, row irnet-seed0; "
-                "benchmarks/results/shipped_weights.json)."
+                "Fashion-MNIST, raw 0-255 pixels; Adam 2.5e-2, cosine decay, weight decay "
+                "1e-4 (latent weights too), seed 0, 10 epochs."
             ),
         ),
         WeightsEntry(
@@ -114,13 +110,8 @@ WEIGHTS: dict[str, tuple[WeightsEntry, ...]] = {
             sha256="efe1a90bdef4638801e9c7d939ec9249b85b2b637b409a6a4b21c2989e35abe4",
             kwargs={**_FASHION_MNIST_RESNET20, "binarization": "fp"},
             description=(
-                "Full-precision twin of the IR-Net ResNet-20 (binarization='fp') on "
-                "Fashion-MNIST, raw 0-255 pixels in: 91.66% top-1 on the full 10,000-image "
-                "test set (final epoch; 91.66% converted through LCE, 100% agreement). The "
-                "tuned protocol's recipe for full precision "
-                "(Adam 1e-2, cosine decay, weight decay 1e-4), seed 0, all 10 epochs "
-                "(benchmarks/ablation.py --protocol tuned, row fp-seed0). RBD's teacher: "
-                "`--distill-from fashion_mnist`."
+                "Fashion-MNIST, raw 0-255 pixels; Adam 1e-2, cosine decay, weight decay 1e-4, "
+                "seed 0, 10 epochs. RBD's teacher: `--distill-from fashion_mnist`."
             ),
         ),
         WeightsEntry(
@@ -129,14 +120,9 @@ WEIGHTS: dict[str, tuple[WeightsEntry, ...]] = {
             sha256="1884d99039870be0351f650ed52415063d4812d4bb3df5df7ab0d33dbce5da9d",
             kwargs={**_FASHION_MNIST_RESNET20, "binarization": "dirnet"},
             description=(
-                "DIR-Net ResNet-20 (Bi-Real, 1w1a; IMB weights, DTE estimator) distilled "
-                "with RBD from the fp variant, on Fashion-MNIST, raw 0-255 pixels in: 90.05% "
-                "top-1 on the full 10,000-image test set (final epoch; 90.05% converted "
-                "through LCE, 100% agreement). The tuned protocol's recipe for DIR-Net (Adam "
-                "1e-2, cosine decay, weight decay 1e-4 on the latent weights too) with RBD "
-                "(alignment weight 1), seed 0, all 10 epochs (benchmarks/ablation.py "
-                "--protocol tuned, row dirnet+rbd-seed0; benchmarks/results/"
-                "shipped_weights.json)."
+                "Fashion-MNIST, raw 0-255 pixels; distilled with RBD (alignment weight 1) "
+                "from the fp variant; Adam 1e-2, cosine decay, weight decay 1e-4 (latent "
+                "weights too), seed 0, 10 epochs."
             ),
         ),
     ),
@@ -147,13 +133,8 @@ WEIGHTS: dict[str, tuple[WeightsEntry, ...]] = {
             sha256="16c3db16b2698e0bb0133f56b7b84b6a2991b19c7624bcc73833679440142af8",
             kwargs={**_FASHION_MNIST_RESNET20, "binarization": "irnet"},
             description=(
-                "IR-Net ResNet-20 (Bi-Real, 1w1a) on Fashion-MNIST under the paper protocol "
-                "(the authors' SGD, lr 0.1, cosine decay, weight decay 1e-4), raw 0-255 pixels "
-                "in: 87.84% top-1 on the full 10,000-image test set (final epoch; 87.85% "
-                "converted through LCE, 99.99% agreement). Seed 0, all 10 epochs "
-                "(benchmarks/ablation.py, row irnet-seed0). `fashion_mnist` until the tuned "
-                "protocol's IR-Net replaced it; kept as the weights the paper protocol's "
-                "latent-lr scale (`LATENT_LR_SCALE`) is measured on."
+                "Fashion-MNIST, raw 0-255 pixels; the paper's protocol (SGD 0.1, cosine "
+                "decay, weight decay 1e-4), seed 0, 10 epochs."
             ),
         ),
     ),
