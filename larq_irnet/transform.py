@@ -101,7 +101,6 @@ class Method:
 
 METHODS: Mapping[str, Method] = {
     "irnet": Method("libra_pb", "ede_sign", "IR-Net: Libra-PB weights, EDE sign"),
-    # Registered on the `dirnet` branch (larq_irnet/quantizers.py).
     "dirnet": Method("imb", "dte_sign", "DIR-Net: IMB weights, DTE sign"),
 }
 """`method=` of `irnetify` -> the quantizers it puts in place, by alias."""

@@ -331,7 +331,6 @@ def test_under_mirrored_strategy_inside_the_scope():
 
 
 def test_dirnet_maps_to_imb_and_dte_sign():
-    # Passes once the `dirnet` branch (which registers "imb" and "dte_sign") is merged.
     new, report = irnetify(nested_model(), method="dirnet")
     imb, dte = (type(lq.quantizers.get(alias)) for alias in ("imb", "dte_sign"))
     depthwise = new.get_layer("depthwise")

@@ -42,7 +42,6 @@ from larq_irnet.data.sources import (
     DATASETS,
     FASHION_MNIST_DIR,
     DatasetInfo,
-    _load_arrays_uncached,  # noqa: F401  (used by tests before the split)
     dataset_info,
     load_arrays,
     load_cifar10,
