@@ -22,6 +22,7 @@ it, so the converter still folds them into it.
 from __future__ import annotations
 
 from larq_irnet.converters import report as _report
+from larq_irnet.layers import walk_layers
 
 import numpy as np
 import tensorflow as tf
@@ -163,7 +164,7 @@ def float_compute_layers(
 def _models(model: tf.keras.Model, prefix: tuple) -> list:
     """`model` and every model nested in it, with their paths, as the report walks them."""
     models = {id(model): (model, prefix)}
-    for path, _, parent in _report.walk_layers(model, prefix):
+    for path, _, parent in walk_layers(model, prefix):
         models.setdefault(id(parent), (_graph_model(parent), path[:-1]))
     return list(models.values())
 

@@ -29,6 +29,7 @@ import json
 import math
 
 from larq_irnet.converters.flatbuffer import BINARY_OPS, COMPUTE_OPS, Graph, Operator, conv_macs
+from larq_irnet.layers import QUANTIZED_WEIGHTS, is_binary_quantizer, walk_layers
 
 import larq as lq
 import numpy as np
@@ -41,7 +42,6 @@ __all__ = [
     "build_report",
     "layer_macs",
     "quantizer_kind",
-    "walk_layers",
 ]
 
 # What a quantizer's output looks like (see `quantizer_kind`).
@@ -212,29 +212,17 @@ def quantizer_kind(values: np.ndarray, *, per_channel_axis: int | None = None) -
     return MULTI_LEVEL
 
 
-def _is_declared_binary(quantizer) -> bool:
-    return getattr(quantizer, "precision", None) == 1 and not isinstance(
-        quantizer, lq.quantizers.NoOp
-    )
-
-
-# Larq's weight quantizer attributes and the kernels they quantize.
-_KERNELS = (
-    ("kernel_quantizer", "kernel"),
-    ("pointwise_quantizer", "pointwise_kernel"),
-    ("depthwise_quantizer", "depthwise_kernel"),
-)
-
-
 def _layer_quantizers(layer) -> tuple:
     """(weight quantizer, the kernel it quantizes, input quantizer) of a Larq layer.
 
-    The report's only knowledge of where Larq keeps quantizers and kernels; the core's
-    shared discovery of binarized layers replaces this function (one line to swap).
+    Where Larq keeps them is `larq_irnet.layers.QUANTIZED_WEIGHTS`; a separable layer is
+    described by its pointwise kernel (the bulk of its MACs), so depthwise comes last.
     Missing parts are None.
     """
     weight_quantizer, kernel = None, None
-    for quantizer_name, kernel_name in _KERNELS:
+    for quantizer_name, kernel_name in sorted(
+        QUANTIZED_WEIGHTS, key=lambda pair: pair[1] == "depthwise_kernel"
+    ):
         quantizer = getattr(layer, quantizer_name, None)
         if quantizer is not None:
             weight_quantizer, kernel = quantizer, getattr(layer, kernel_name, None)
@@ -253,7 +241,7 @@ def _declared_multi_bit(quantizer, kind: str) -> str:
         return kind
     if precision > 1:
         return f"{MULTI_LEVEL} ({precision}-bit)"
-    if kind not in _BINARY_KINDS and _is_declared_binary(quantizer):
+    if kind not in _BINARY_KINDS and is_binary_quantizer(quantizer):
         return f"{kind} (declared 1-bit)"
     return kind
 
@@ -324,29 +312,6 @@ def _upstream_activations(layer) -> str:
     return FLOAT
 
 
-def walk_layers(model: tf.keras.Model, prefix: tuple[str, ...] = ()):
-    """Every layer of `model`, nested models opened, in model order.
-
-    The conversion report and the int8 path both walk models with this, so a backbone
-    inside a model (transfer learning), a Sequential inside a functional model, etc.
-    are seen the same way by both.
-
-    # Arguments
-        model: a Keras model.
-        prefix: names to put before the layer names (the path of `model` itself).
-
-    # Yields
-        (path, layer, parent): `path` is the tuple of names from `prefix` down to the
-        layer (nested model names included), `parent` the model that holds the layer.
-    """
-    for layer in model.layers:
-        path = prefix + (layer.name,)
-        if isinstance(layer, tf.keras.Model):
-            yield from walk_layers(layer, path)
-        else:
-            yield path, layer, model
-
-
 @dataclasses.dataclass(frozen=True)
 class _Binarized:
     path: tuple[str, ...]  # (model name, [nested model names...], layer name)
@@ -381,7 +346,7 @@ def binarized_layers(model: tf.keras.Model) -> list:
         if (
             weights in _BINARY_KINDS
             or activations in _BINARY_KINDS
-            or any(_is_declared_binary(q) for q in (weight_quantizer, input_quantizer))
+            or any(is_binary_quantizer(q) for q in (weight_quantizer, input_quantizer))
         ):
             if input_quantizer is None:
                 activations = _upstream_activations(layer)
@@ -626,13 +591,13 @@ def build_report(
         activations = binarized.activations
         if activations not in _BINARY_KINDS and _binary_input_upstream(graph, ops):
             activations = UPSTREAM_SIGN
-        weights_binary = binarized.weights in _BINARY_KINDS or _is_declared_binary(
+        weights_binary = binarized.weights in _BINARY_KINDS or is_binary_quantizer(
             _kernel_quantizer(binarized.layer)[0]
         )
         inputs_binary = (
             activations in _BINARY_KINDS
             or activations == UPSTREAM_SIGN
-            or _is_declared_binary(_layer_quantizers(binarized.layer)[2])
+            or is_binary_quantizer(_layer_quantizers(binarized.layer)[2])
         )
         fully_binary = weights_binary and inputs_binary
         binary = bool(ops) and all(op.name in BINARY_OPS for op in ops)

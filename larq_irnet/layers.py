@@ -2,8 +2,9 @@
 
 One home for "is this quantizer binary, and where is its kernel": the information
 diagnostics, the EDE schedule and the conversion report all walk a model through
-`binarized_kernels` (and `model_quantizers`), so nested models and every Larq layer kind
-are handled the same way everywhere.
+`binarized_weights`, `model_quantizers` and `walk_layers`, with `is_binary_quantizer` and
+`QUANTIZED_WEIGHTS`, so nested models and every Larq layer kind are handled the same way
+everywhere.
 
 The kernel layouts of Larq's layers (TensorFlow's): a *filter* is the set of weights that
 produce one output channel; Libra-PB balances and standardizes each filter, the
@@ -47,6 +48,7 @@ __all__ = [
     "kernel_channel_axes",
     "layers_in_order",
     "model_quantizers",
+    "walk_layers",
     "without_starved_weights_warning",
 ]
 
@@ -134,6 +136,31 @@ def layers_in_order(model: tf.Module) -> list:
             seen.add(id(module))
             ordered.append(module)
     return ordered
+
+
+def walk_layers(
+    model: tf.keras.Model, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], tf.keras.layers.Layer, tf.keras.Model]]:
+    """Every layer of `model`, nested models opened, in model order.
+
+    The conversion report and the int8 path (`larq_irnet.converters`) both walk models
+    with this, so a backbone inside a model (transfer learning), a Sequential inside a
+    functional model, etc. are seen the same way by both.
+
+    # Arguments
+        model: a Keras model.
+        prefix: names to put before the layer names (the path of `model` itself).
+
+    # Yields
+        (path, layer, parent): `path` is the tuple of names from `prefix` down to the
+        layer (nested model names included), `parent` the model that holds the layer.
+    """
+    for layer in model.layers:
+        path = prefix + (layer.name,)
+        if isinstance(layer, tf.keras.Model):
+            yield from walk_layers(layer, path)
+        else:
+            yield path, layer, model
 
 
 @dataclasses.dataclass
