@@ -339,8 +339,7 @@ def test_int8_quantizes_the_float_layers_but_not_what_feeds_a_sign(shipped, fash
 
 @pytest.mark.slow
 def test_int8_on_the_full_test_set(shipped, fashion_mnist):
-    # Measured on the shipped weights (docs/deploy.md): float 90.02% (agreement 100%),
-    # int8 keeping the stem float 90.03% (99.40%), int8 stem too 89.89% (96.97%).
+    # Measured figures: benchmarks/results/int8_accuracy.json (docs/deploy.md).
     model, _, float_result, _ = shipped
     (x_train, _), (x_test, y_test) = fashion_mnist
     keep, signs = int8_conversions(model, x_train)
