@@ -49,15 +49,8 @@ from larq_irnet.callbacks import (
 )
 from larq_irnet.distillation import Distiller, ends_in_softmax, load_teacher
 from larq_irnet.io import atomic_path
-from larq_irnet.optimization import (
-    LatentScaledSGD,
-    WarmupStepDecay,
-    l2_weight_decay,
-    make_optimizer,
-    make_schedule,
-)
+from larq_irnet.optimization import l2_weight_decay, make_optimizer, make_schedule
 from larq_irnet.recipes import Recipe, get_recipe, model_function
-from larq_irnet.run_directory import RunDirectoryInUse, UnusableDirectory
 from larq_irnet.zoo import BINARIZATIONS, BITS
 from larq_irnet.zoo.presets import PRESETS
 from larq_irnet.zoo.registry import WEIGHTS, get_entry, registered_as, sha256sum
@@ -69,15 +62,8 @@ __all__ = [
     "INTERRUPTED",
     "MAX_SEED",
     "STRATEGIES",
-    "LatentScaledSGD",
-    "RunDirectoryInUse",
-    "WarmupStepDecay",
-    "UnusableDirectory",
     "callback_identity",
     "headline_logs",
-    "l2_weight_decay",
-    "make_optimizer",
-    "make_schedule",
     "make_strategy",
     "train",
 ]
@@ -1091,13 +1077,3 @@ def _plan(
         verbose=verbose,
         teacher=teacher,
     )
-
-
-def __getattr__(name: str) -> Any:
-    # `larq-irnet train` moved to `larq_irnet.training_cli`, which imports this module;
-    # its `add_parser` stays reachable here without an import cycle.
-    if name == "add_parser":
-        from larq_irnet.training_cli import add_parser
-
-        return add_parser
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,12 +19,12 @@ from larq_irnet._validation import (
 )
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.recipes import OPTIMIZERS, RECIPES
+from larq_irnet.run_directory import RunDirectoryInUse
 from larq_irnet.training import (
     DISTILLATION_DEFAULTS,
     INTERRUPTED,
     MAX_SEED,
     STRATEGIES,
-    RunDirectoryInUse,
     train,
 )
 from larq_irnet.zoo import BINARIZATIONS

@@ -3,7 +3,9 @@
 From the bottom: core <- zoo <- training (data, recipes, training, run_directory);
 converters use core and zoo only; the top (report, demo, cli, and the package root,
 the users' entry point that re-exports) may import anything. The lab (`benchmarks/`, not
-installed) sits beside the package: nothing installed imports or names it.
+installed) sits beside the package: nothing installed imports or names it. No two
+modules import each other, directly or round a longer loop; no function of the installed
+package is longer than a screen (`MAX_FUNCTION_LINES`).
 """
 
 import ast
@@ -197,3 +199,92 @@ def test_nothing_installed_imports_or_names_the_lab():
                 continue
             found += [(module, f"imports {n}") for n in names if n.split(".")[0] in scripts]
     assert found == []
+
+
+def test_no_import_cycles():
+    # Imports at any depth count (one inside a function is a cycle all the same).
+    graph: dict[str, set[str]] = {}
+    for module, imported in import_edges():
+        graph.setdefault(module, set()).add(imported)
+
+    def loop_from(start):
+        """A path start -> ... -> start, or None (depth first)."""
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            module, path = stack.pop()
+            for imported in sorted(graph.get(module, ())):
+                if imported == start:
+                    return path + (start,)
+                if imported not in seen:
+                    seen.add(imported)
+                    stack.append((imported, path + (imported,)))
+        return None
+
+    loops = {loop for loop in map(loop_from, sorted(graph)) if loop}
+    assert loops == set(), "\n".join(" -> ".join(loop) for loop in sorted(loops))
+
+
+#: The longest a function of the installed package may be, in lines from `def` to its
+#: end (docstring included): a screen, as Larq's longest.
+MAX_FUNCTION_LINES = 60
+
+#: Functions longer than that today (issue 25), with their length then. An entry may only
+#: shrink: the test fails when a listed function grows, when a new one is over the limit,
+#: and when a listed one is gone or fits (then delete its entry).
+KNOWN_LONG_FUNCTIONS: dict[str, int] = {
+    "larq_irnet.training:train": 181,
+    "larq_irnet.converters.lce:convert": 108,
+    "larq_irnet.converters.lce:fold_weight_computations": 102,
+    "larq_irnet.data.pipelines:make_dataset": 95,
+    "larq_irnet.converters.cli:add_parser": 91,
+    "larq_irnet.data.pipelines:array_dataset": 83,
+    "larq_irnet.zoo.common:build_model": 82,
+    "larq_irnet.converters.report:build_report": 76,
+    "larq_irnet.converters.evaluate:evaluate_tflite": 75,
+    "larq_irnet.zoo.resnet:IRNetResNet18": 72,
+    "larq_irnet.converters.report:_map_layers": 72,
+    "larq_irnet.distillation:Distiller.__init__": 69,
+    "larq_irnet.converters.flatbuffer:read_graph": 69,
+    "larq_irnet.converters.benchmark:_benchmark_model": 69,
+    "larq_irnet.training:_summarize": 68,
+    "larq_irnet.zoo.resnet:_resnet": 64,
+    "larq_irnet.transform:irnetify": 64,
+    "larq_irnet.distillation:load_teacher": 64,
+    "larq_irnet.quantizers:libra_standardize": 63,
+    "larq_irnet.training_cli:add_parser": 62,
+    "larq_irnet.zoo.resnet:IRNetResNet20": 61,
+}
+
+
+def function_lengths():
+    """{"module:Class.function": lines} of every function of the installed package."""
+    lengths = {}
+
+    def visit(node, module, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = f"{module}:{prefix}{child.name}"
+                lengths[name] = child.end_lineno - child.lineno + 1
+                visit(child, module, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, module, f"{prefix}{child.name}.")
+
+    for module, path in project_modules().items():
+        visit(ast.parse(path.read_text(encoding="utf-8")), module, "")
+    return lengths
+
+
+def test_functions_fit_on_a_screen():
+    lengths = function_lengths()
+    problems = [
+        f"{name}: {lines} lines (at most {KNOWN_LONG_FUNCTIONS.get(name, MAX_FUNCTION_LINES)})"
+        for name, lines in sorted(lengths.items())
+        if lines > KNOWN_LONG_FUNCTIONS.get(name, MAX_FUNCTION_LINES)
+    ]
+    problems += [
+        f"{name}: listed in KNOWN_LONG_FUNCTIONS but "
+        + ("gone" if name not in lengths else f"{lengths[name]} lines now; delete its entry")
+        for name in sorted(KNOWN_LONG_FUNCTIONS)
+        if lengths.get(name, 0) <= MAX_FUNCTION_LINES
+    ]
+    assert problems == [], "\n".join(problems)

@@ -16,15 +16,15 @@ from larq_irnet import training, training_cli
 from larq_irnet.callbacks import InformationDiagnostics, ede_quantizers
 from larq_irnet.cli import main
 from larq_irnet.layers import binarized_weights
-from larq_irnet.recipes import RECIPES, get_recipe
-from larq_irnet.training import (
+from larq_irnet.optimization import (
     LatentScaledSGD,
-    RunDirectoryInUse,
     WarmupStepDecay,
     l2_weight_decay,
     make_schedule,
-    train,
 )
+from larq_irnet.recipes import RECIPES, get_recipe
+from larq_irnet.run_directory import RunDirectoryInUse
+from larq_irnet.training import train
 from larq_irnet.zoo import registry
 from larq_irnet.zoo.registry import sha256sum as registry_sha256
 
