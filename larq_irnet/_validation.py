@@ -13,6 +13,22 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+#: float32's largest finite value and its smallest normal one (numpy.finfo(float32)).
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
+
+
+def is_integer(value: Any) -> bool:
+    """Whether `value` is an integer of any type (Python or NumPy); `bool` is not one."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """Whether `value` is a real number of any type (Python or NumPy ints and floats);
+    `bool` is not one."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def real(
     value: Any,
     name: str,
@@ -20,12 +36,16 @@ def real(
     owner: str = "",
     above: float | None = None,
     above_name: str | None = None,
+    float32: bool = False,
 ) -> float:
     """`value` as a finite float, or a ValueError naming `name` and the value.
 
     Any real number type is accepted (Python and NumPy ints and floats), `bool` is not.
     With `above`, the value must be strictly greater; `above_name` names where that bound
-    comes from (another argument), so the message reads "> t_min (10.0)".
+    comes from (another argument), so the message reads "> t_min (10.0)". With
+    `float32`, it must be 0 or of a magnitude float32 holds as a normal number
+    (`FLOAT32_TINY` to `FLOAT32_MAX`): the estimators' state is float32, and 1/t of
+    such a t is finite too.
     """
     prefix = f"{owner}: " if owner else ""
     if above is None:
@@ -34,13 +54,19 @@ def real(
         bound = f" > {above_name} ({above!r})"
     else:
         bound = f" > {above!r}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise ValueError(f"{prefix}`{name}` must be a real number{bound}, got {name}={value!r}.")
     result = float(value)
     if not math.isfinite(result):
         raise ValueError(f"{prefix}`{name}` must be finite{bound}, got {name}={value!r}.")
     if above is not None and not result > above:
         raise ValueError(f"{prefix}`{name}` must be{bound}, got {name}={value!r}.")
+    if float32 and result != 0 and not FLOAT32_TINY <= abs(result) <= FLOAT32_MAX:
+        raise ValueError(
+            f"{prefix}`{name}` must be 0 or of a magnitude from {FLOAT32_TINY:.4g} to "
+            f"{FLOAT32_MAX:.4g} (float32's normal numbers: the estimators' state is "
+            f"float32), got {name}={value!r}."
+        )
     return result
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 
-from larq_irnet._validation import real
+from larq_irnet._validation import is_integer, real
 from larq_irnet.estimators import DTE_BAND_FRACTION, DTE_EPSILON, ede_default_k
 from larq_irnet.information import (
     binarized_kernels,
@@ -82,8 +82,8 @@ def set_ede(model: tf.Module, t: float, k: float | None = None) -> int:
     # Raises
         ValueError: `t` or `k` not a finite real number > 0.
     """
-    t = real(t, "t", owner="set_ede", above=0.0)
-    k = ede_default_k(t) if k is None else real(k, "k", owner="set_ede", above=0.0)
+    t = real(t, "t", owner="set_ede", above=0.0, float32=True)
+    k = ede_default_k(t) if k is None else real(k, "k", owner="set_ede", above=0.0, float32=True)
     quantizers = ede_quantizers(model)
     for quantizer in quantizers:
         quantizer.set_ede(t, k)
@@ -127,13 +127,11 @@ class EstimatorScheduler(tf.keras.callbacks.Callback):
                 f"{owner}: `update_freq` must be one of {_UPDATE_FREQS}, "
                 f"got update_freq={update_freq!r}."
             )
-        if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
-            raise ValueError(f"{owner}: `total` must be a positive integer, got total={total!r}.")
-        if total is not None and total <= 0:
+        if total is not None and not (is_integer(total) and total > 0):
             raise ValueError(f"{owner}: `total` must be a positive integer, got total={total!r}.")
         self.schedule = schedule
         self.update_freq = update_freq
-        self.total = total
+        self.total = None if total is None else int(total)  # NumPy integers too
         self.values: dict[str, float] = {}
         self._quantizers: list = []
         self._n: int | None = None
@@ -264,8 +262,9 @@ class EDECallback(EstimatorScheduler):
         update_freq: str = "epoch",
         total: int | None = None,
     ):
-        t_min = real(t_min, "t_min", owner="EDECallback", above=0.0)
-        t_max = real(t_max, "t_max", owner="EDECallback", above=t_min, above_name="t_min")
+        owner = "EDECallback"
+        t_min = real(t_min, "t_min", owner=owner, above=0.0, float32=True)
+        t_max = real(t_max, "t_max", owner=owner, above=t_min, above_name="t_min", float32=True)
         super().__init__(_ede_schedule(t_min, t_max), update_freq=update_freq, total=total)
         self.t_min = t_min
         self.t_max = t_max

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from larq_irnet import run_directory
-from larq_irnet._validation import non_negative_int_argument, positive_int_argument
+from larq_irnet._validation import is_integer, non_negative_int_argument, positive_int_argument
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.converters import convert, load_keras_model
 from larq_irnet.converters.benchmark import interleaved_latency, runner_for
@@ -67,7 +67,7 @@ def run_demo(
     for value, name in ((epochs, "epochs"), (train_limit, "train_limit"), (repeats, "repeats")):
         if value is None and name == "train_limit":
             continue
-        if isinstance(value, bool) or not (isinstance(value, int) and value > 0):
+        if not (is_integer(value) and value > 0):
             raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}.")
     run_dir = Path(output_dir)
     # The demo writes its files into the run directory, finished run or not.

@@ -67,7 +67,7 @@ def ede_default_k(t: float) -> float:
     # Raises
         ValueError: `t` is not a finite real number > 0.
     """
-    t = real(t, "t", owner="EDE", above=0.0)
+    t = real(t, "t", owner="EDE", above=0.0, float32=True)
     return max(1.0 / t, 1.0)
 
 
@@ -79,11 +79,31 @@ def ede_gradient(x: tf.Tensor, t: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
     \\]
 
     Computed in float32 for float16/bfloat16 `x` (k = 1/t for a small t does not survive
-    float16) and returned in `x`'s dtype. Shapes: `x` any, `t` and `k` scalars.
+    float16) and returned in `x`'s dtype, saturated at its largest finite value: under
+    float16, k t > 65504 (t > 65504 with the default k) peaks at 65504, so the gradient
+    stays finite for every t the state holds (`_as_input_dtype`). Shapes: `x` any, `t`
+    and `k` scalars.
     """
     dtype = tf.float32 if x.dtype in _HALF else x.dtype
     x_, t, k = (tf.cast(v, dtype) for v in (x, t, k))
-    return tf.cast(k * t * (1.0 - tf.square(tf.tanh(t * x_))), x.dtype)
+    return _as_input_dtype(_finite_product(k, t) * (1.0 - tf.square(tf.tanh(t * x_))), x.dtype)
+
+
+def _finite_product(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """a * b of non-negative factors, capped at their dtype's largest finite value.
+
+    A factor of a derivative such as k t: if it overflowed to inf, inf * 0 (where the
+    soft sign is flat) would be NaN. Cheap: the factors are scalars or per-channel.
+    """
+    return tf.minimum(a * b, a.dtype.max)
+
+
+def _as_input_dtype(gradient: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """`gradient` (computed in float32 for a half-precision input) in the input's dtype,
+    saturated at its largest finite value (float16: 65504) instead of overflowing to
+    inf: a derivative whose peak exceeds float16 would make every step's gradient inf,
+    which no loss scale can recover from."""
+    return tf.dtypes.saturate_cast(gradient, dtype)
 
 
 def scheduled_sign(
@@ -268,7 +288,9 @@ def dte_gradient(
     floor is in the units of u, where the whole estimator lives, so it scales with
     \\(1/\sigma\\) like the rest (for standardized weights sigma = 1 and it is epsilon).
 
-    Computed in float32 for float16/bfloat16 `x`, returned in `x`'s dtype. Shapes: `x`
+    Computed in float32 for float16/bfloat16 `x`, returned in `x`'s dtype, saturated at
+    its largest finite value as `ede_gradient`'s (the factors k t / sigma, t / sigma and
+    epsilon / sigma are capped at float32's, so no inf * 0 makes a NaN). Shapes: `x`
     any, `sigma` (> 0) broadcastable to it, the state scalars.
 
     It runs in every backward pass, so the per-channel factors t / sigma and k t / sigma
@@ -282,17 +304,19 @@ def dte_gradient(
         tf.cast(v, dtype) for v in (x, sigma, t, k, band, epsilon, width)
     )
     inverse = 1.0 / sigma
+    t_inverse = _finite_product(t, inverse)
     soft = _scale_channels(
-        1.0 - tf.square(tf.tanh(_scale_channels(x_, t * inverse))), k * t * inverse
+        1.0 - tf.square(tf.tanh(_scale_channels(x_, t_inverse))), _finite_product(k, t_inverse)
     )
     floor = band * epsilon
 
     def with_floor():
         inside = tf.abs(x_) <= width * sigma  # |u| <= b
-        return tf.maximum(soft, tf.where(inside, floor * inverse, tf.zeros_like(soft)))
+        floored = _finite_product(floor, inverse)
+        return tf.maximum(soft, tf.where(inside, floored, tf.zeros_like(soft)))
 
     binds = floor > dte_soft_at_band_edge(t, k, width)
-    return tf.cast(tf.cond(binds, with_floor, lambda: soft), x.dtype)
+    return _as_input_dtype(tf.cond(binds, with_floor, lambda: soft), x.dtype)
 
 
 def dte_soft_at_band_edge(t, k, width) -> tf.Tensor:
@@ -304,7 +328,8 @@ def dte_soft_at_band_edge(t, k, width) -> tf.Tensor:
     (`larq_irnet.schedules.dte_floor_epochs`). Scalars (Python floats or tensors) in,
     a scalar tensor out.
     """
-    return k * t * (1.0 - tf.square(tf.tanh(t * width)))
+    # k (t (...)): k t may overflow where the parenthesis is 0, and inf * 0 is NaN.
+    return k * (t * (1.0 - tf.square(tf.tanh(t * width))))
 
 
 def dte_initial_state(t: float = 1.0, k: float | None = None) -> dict[str, float]:
@@ -316,8 +341,8 @@ def dte_initial_state(t: float = 1.0, k: float | None = None) -> dict[str, float
     # Raises
         ValueError: `t` or `k` not a finite real number > 0.
     """
-    t = real(t, "t", owner="DTE", above=0.0)
-    k = ede_default_k(t) if k is None else real(k, "k", owner="DTE", above=0.0)
+    t = real(t, "t", owner="DTE", above=0.0, float32=True)
+    k = ede_default_k(t) if k is None else real(k, "k", owner="DTE", above=0.0, float32=True)
     width = dte_band_width(DTE_BAND_FRACTION)
     return {"t": t, "k": k, "band": 0.0, "epsilon": DTE_EPSILON, "width": width}
 
@@ -394,15 +419,22 @@ class ScheduledSign(lq.quantizers._BaseQuantizer):
         return {name: float(self._state[name].numpy()) for name in self.state_names}
 
     def set_state(self, **values: float) -> None:
-        """Set state values; before `build` they become the initial values."""
+        """Set state values; before `build` they become the initial values.
+
+        # Raises
+            ValueError: an unknown name, or a value that is not a real number float32
+                holds (0, or a magnitude from 1.2e-38 to 3.4e38), naming it.
+        """
         unknown = set(values) - set(self.state_names)
         if unknown:
             raise ValueError(
                 f"{type(self).__name__}: unknown state {sorted(unknown)}, expected names "
                 f"from {self.state_names}."
             )
+        owner = type(self).__name__
+        values = {n: real(v, n, owner=owner, float32=True) for n, v in values.items()}
         if self._state is None:
-            self._pending.update({n: float(v) for n, v in values.items()})
+            self._pending.update(values)
         else:
             for name, value in values.items():
                 self._state[name].assign(value)
@@ -428,11 +460,12 @@ class EDEState(ScheduledSign):
     state_prefix = "ede_"  # the checkpoint names: ede_t, ede_k (old .h5 files hold them too)
 
     def __init__(self, t: float = 1.0, k: float | None = None, **kwargs):
-        self._initial_t = real(t, "t", owner=type(self).__name__, above=0.0)
+        owner = type(self).__name__
+        self._initial_t = real(t, "t", owner=owner, above=0.0, float32=True)
         if k is None:
             self._initial_k = ede_default_k(self._initial_t)
         else:
-            self._initial_k = real(k, "k", owner=type(self).__name__, above=0.0)
+            self._initial_k = real(k, "k", owner=owner, above=0.0, float32=True)
         super().__init__(**kwargs)
 
     def initial_state(self) -> dict[str, float]:

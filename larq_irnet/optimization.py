@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from larq_irnet._validation import is_integer, is_real
 from larq_irnet.layers import binarized_weights
 from larq_irnet.recipes import Recipe
 
@@ -62,13 +63,13 @@ class WarmupStepDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
         factor: float = 0.1,
     ):
         super().__init__()
-        if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
+        if not (is_integer(warmup_steps) and warmup_steps >= 0):
             raise ValueError(f"`warmup_steps` must be an integer >= 0, got {warmup_steps!r}.")
         if list(boundaries) != sorted(boundaries):
             raise ValueError(f"`boundaries` must be increasing, got {list(boundaries)!r}.")
         self.initial_learning_rate = float(initial_learning_rate)
         self.peak_learning_rate = float(peak_learning_rate)
-        self.warmup_steps = warmup_steps
+        self.warmup_steps = int(warmup_steps)
         self.boundaries = [int(b) for b in boundaries]
         self.factor = float(factor)
 
@@ -155,9 +156,7 @@ class LatentScaledSGD(tf.keras.optimizers.SGD):
         **kwargs: Any,
     ):
         if not (
-            isinstance(latent_lr_scale, (int, float))
-            and math.isfinite(latent_lr_scale)
-            and latent_lr_scale > 0
+            is_real(latent_lr_scale) and math.isfinite(latent_lr_scale) and latent_lr_scale > 0
         ):
             raise ValueError(
                 f"`latent_lr_scale` must be a finite number > 0, got "

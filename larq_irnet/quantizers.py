@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from larq_irnet._validation import real
+from larq_irnet._validation import is_integer, real
 from larq_irnet.estimators import (
     DTE_STATE,
     DTEState,
@@ -432,16 +432,14 @@ class LibraPB(_EstimatedSign):
         if self.epsilon < 0:
             raise ValueError(f"{owner}: `epsilon` must be >= 0, got epsilon={epsilon!r}.")
         if channel_axes is not None:
-            if isinstance(channel_axes, int):
+            if is_integer(channel_axes):
                 channel_axes = (channel_axes,)
-            if not channel_axes or not all(
-                isinstance(a, int) and not isinstance(a, bool) for a in channel_axes
-            ):
+            if not channel_axes or not all(is_integer(a) for a in channel_axes):
                 raise ValueError(
                     f"{owner}: `channel_axes` must be a non-empty sequence of ints, got "
                     f"channel_axes={channel_axes!r}."
                 )
-            channel_axes = tuple(channel_axes)
+            channel_axes = tuple(int(a) for a in channel_axes)  # NumPy integers too
         self.channel_axes: tuple[int, ...] | None = channel_axes
         super().__init__(gradient, t=t, k=k, **kwargs)
 

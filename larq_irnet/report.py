@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from larq_irnet import run_directory
-from larq_irnet._validation import positive_int_argument
+from larq_irnet._validation import is_integer, positive_int_argument
 from larq_irnet.information import binarized_kernels, sign_entropy, standardized_kernel
 from larq_irnet.io import atomic_path, atomic_write
 from larq_irnet.quantizers import LibraPB, libra_standardize
@@ -384,7 +384,7 @@ def write_report(
     if not run_dir.is_dir():
         problem = "is not a directory" if run_dir.exists() else "does not exist"
         raise FileNotFoundError(f"run directory {run_dir} {problem}: expected {EXPECTED_RUN_DIR}.")
-    if not (isinstance(histogram_layers, int) and histogram_layers >= 1):
+    if not (is_integer(histogram_layers) and histogram_layers >= 1):
         raise ValueError(
             f"`histogram_layers` must be a positive integer, got {histogram_layers!r}."
         )

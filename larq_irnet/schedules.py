@@ -30,7 +30,7 @@ import dataclasses
 import math
 from typing import Any, Protocol
 
-from larq_irnet._validation import real
+from larq_irnet._validation import is_integer, real
 from larq_irnet.estimators import (
     DTE_BAND_FRACTION,
     DTE_EPSILON,
@@ -115,8 +115,9 @@ def ede_schedule(t_min: float = 0.1, t_max: float = 10.0) -> EDESchedule:
     # Raises
         ValueError: naming the argument and its value.
     """
-    t_min = real(t_min, "t_min", owner="ede_schedule", above=0.0)
-    t_max = real(t_max, "t_max", owner="ede_schedule", above=t_min, above_name="t_min")
+    owner = "ede_schedule"
+    t_min = real(t_min, "t_min", owner=owner, above=0.0, float32=True)
+    t_max = real(t_max, "t_max", owner=owner, above=t_min, above_name="t_min", float32=True)
     return EDESchedule(t_min, t_max)
 
 
@@ -189,10 +190,10 @@ def dte_floor_epochs(
     # Raises
         ValueError: `n` not an integer >= 1.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not (is_integer(n) and n >= 1):
         raise ValueError(f"dte_floor_epochs: `n` must be an integer >= 1, got n={n!r}.")
     out = []
-    for i in range(n):
+    for i in range(int(n)):
         state = dte_values(i, n, t_min, t_max, stage_split, epsilon, band_fraction)
         edge = float(dte_soft_at_band_edge(state["t"], state["k"], state["width"]))
         if state["band"] * state["epsilon"] > edge:
@@ -253,16 +254,16 @@ def dte_schedule(
         ValueError: naming the argument and its value.
     """
     owner = "dte_schedule"
-    t_min = real(t_min, "t_min", owner=owner, above=0.0)
+    t_min = real(t_min, "t_min", owner=owner, above=0.0, float32=True)
     if t_min > 1.0:
         raise ValueError(f"{owner}: `t_min` must be <= 1.0, got t_min={t_min!r}.")
-    t_max = real(t_max, "t_max", owner=owner, above=1.0)
+    t_max = real(t_max, "t_max", owner=owner, above=1.0, float32=True)
     split = real(stage_split, "stage_split", owner=owner)
     if not 0.0 <= split < 1.0:
         raise ValueError(
             f"{owner}: `stage_split` must be in [0, 1), got stage_split={stage_split!r}."
         )
-    epsilon = real(epsilon, "epsilon", owner=owner)
+    epsilon = real(epsilon, "epsilon", owner=owner, float32=True)
     if epsilon < 0:
         raise ValueError(f"{owner}: `epsilon` must be >= 0, got epsilon={epsilon!r}.")
     band_fraction = real(band_fraction, "band_fraction", owner=owner, above=0.0)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from larq_irnet import data, run_directory
+from larq_irnet._validation import is_integer, is_real
 from larq_irnet.callbacks import (
     DTECallback,
     EDECallback,
@@ -203,14 +204,17 @@ class _EpochCheckpoint(tf.keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
-def _positive(value: int | None, name: str) -> None:
-    if value is not None and not (isinstance(value, int) and value > 0):
+def _positive(value: int | None, name: str) -> int | None:
+    """`value` as a Python int (NumPy integers too) or None; a ValueError naming it."""
+    if value is not None and not (is_integer(value) and value > 0):
         raise ValueError(f"`{name}` must be a positive integer or None, got {name}={value!r}.")
+    return None if value is None else int(value)
 
 
-def _check_seed(seed: int) -> None:
-    if isinstance(seed, bool) or not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+def _check_seed(seed: int) -> int:
+    if not (is_integer(seed) and 0 <= seed <= MAX_SEED):
         raise ValueError(f"`seed` must be an integer from 0 to {MAX_SEED}, got seed={seed!r}.")
+    return int(seed)
 
 
 def callback_identity(callback: tf.keras.callbacks.Callback) -> str:
@@ -338,7 +342,7 @@ def _resolve_teacher(
         (logits_weight, "logits_weight", 0.0),
         (temperature, "distill_temperature", None),
     ):
-        number = isinstance(value, (int, float)) and math.isfinite(value)
+        number = is_real(value) and math.isfinite(value)
         if not (number and (value > 0 if floor is None else value >= floor)):
             bound = "> 0" if floor is None else ">= 0"
             raise ValueError(f"`{name}` must be a finite number {bound}, got {name}={value!r}.")
@@ -493,7 +497,7 @@ def _count_examples(plan: _Plan, steps_per_epoch: int | None) -> _Examples:
         train_examples, test_examples = len(x_train) - plan.validation_size, len(x_test)
     if plan.train_limit is not None:
         train_examples = min(train_examples, plan.train_limit)
-    steps = steps_per_epoch or train_examples // recipe.batch_size
+    steps = int(steps_per_epoch or train_examples // recipe.batch_size)  # NumPy ints too
     if steps == 0:
         raise ValueError(
             f"batch_size={recipe.batch_size} is larger than the {train_examples} training "
@@ -1047,20 +1051,24 @@ def _plan(
     teacher: _Teacher | None = None,
 ) -> _Plan:
     """`train`'s arguments, checked (nothing is read or written yet but the recipe)."""
-    for value, name in (
-        (epochs, "epochs"),
-        (steps_per_epoch, "steps_per_epoch"),
-        (batch_size, "batch_size"),
-        (train_limit, "train_limit"),
-    ):
+    # Python ints from here on (NumPy integers are accepted): config.json is JSON.
+    epochs, batch_size, train_limit = (
         _positive(value, name)
-    _check_seed(seed)
+        for value, name in (
+            (epochs, "epochs"),
+            (batch_size, "batch_size"),
+            (train_limit, "train_limit"),
+        )
+    )
+    _positive(steps_per_epoch, "steps_per_epoch")
+    seed = _check_seed(seed)
     if strategy not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}, got strategy={strategy!r}.")
-    if not (isinstance(validation_size, int) and validation_size >= 0):
+    if not (is_integer(validation_size) and validation_size >= 0):
         raise ValueError(
             f"`validation_size` must be an integer >= 0, got validation_size={validation_size!r}."
         )
+    validation_size = int(validation_size)
     resolved = _resolve_recipe(recipe, binarization, epochs, batch_size, overrides)
     run_dir = Path(output_dir).expanduser()
     _check_output_dir(run_dir)

@@ -291,6 +291,21 @@ def test_callback_refuses_non_finite_and_non_real_at_construction(kwargs, argume
     assert shown in str(raised.value)
 
 
+@pytest.mark.parametrize("total", [np.int64(4), np.int32(4), np.uint8(4)])
+def test_numpy_integers_and_floats_are_accepted_wherever_python_numbers_are(total):
+    # The issue: EDECallback(total=np.int64(5)) was refused as "not a positive integer".
+    callback = EDECallback(np.float32(0.1), np.float64(10.0), total=total)
+    model = tiny_model()
+    history = model.fit(*tiny_data(), epochs=2, batch_size=16, verbose=0, callbacks=[callback])
+    expected = [np_schedule(i, 4, 0.1, 10.0)[0] for i in range(2)]
+    np.testing.assert_allclose(history.history["ede_t"], expected, rtol=1e-6)
+    assert type(callback.total) is int and json.loads(json.dumps(callback.get_config()))
+    dte = DTECallback(np.float32(0.1), np.int64(10), np.float64(0.5), total=total)
+    assert json.loads(json.dumps(dte.get_config()))["total"] == 4
+    assert set_ede(model, np.float32(2.0), k=np.int64(1)) == 3
+    assert ede_values(model) == [(2.0, 1.0)] * 3
+
+
 def test_t_max_below_t_min_names_t_min():
     with pytest.raises(ValueError, match=r"`t_max` must be > t_min \(10\.0\), got t_max=0\.1"):
         EDECallback(t_min=10, t_max=0.1)

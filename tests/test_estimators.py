@@ -7,6 +7,7 @@ that hold them still load (`larq_irnet.io.h5_without_estimator_state`).
 """
 
 import math
+import re
 
 import larq_irnet  # (first: selects Keras 2, registers the quantizers)
 from larq_irnet.callbacks import ede_quantizers, set_ede
@@ -18,6 +19,7 @@ from larq_irnet.estimators import (
     dte_band_width,
     dte_gradient,
     dte_sigma,
+    ede_gradient,
 )
 from larq_irnet.io import estimator_state_entries, h5_without_estimator_state
 from larq_irnet.quantizers import DTESign, IMBSign
@@ -491,3 +493,80 @@ def test_the_band_floor_binds_only_where_epsilon_exceeds_the_soft_edge():
     assert dte_floor_epochs(100, 1e-3, 10.0) == [99]  # t > 9.28: the last 1.6% of training
     with pytest.raises(ValueError, match=r"dte_floor_epochs: `n` must be an integer >= 1, got n=0"):
         dte_floor_epochs(0, 1e-3, 10.0)
+
+
+# --- finite over every accepted t, under every policy ------------------------------------------
+
+FLOAT32 = np.finfo(np.float32)
+POLICY_DTYPES = {"mixed_float16": np.float16, "mixed_bfloat16": tf.bfloat16, "float32": np.float32}
+
+
+@pytest.fixture(params=list(POLICY_DTYPES))
+def policy(request):
+    tf.keras.mixed_precision.set_global_policy(request.param)
+    yield request.param
+    tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def _stage_2_band(quantizer):
+    # The band on; for the activation signs with the largest accepted epsilon, whose
+    # floor must not overflow either. (For the weight quantizers, the standardization's
+    # backward multiplies by 1 / std: there the floor keeps its default.)
+    if getattr(quantizer, "uses_dte", False):
+        weights = isinstance(quantizer, larq_irnet.LibraPB)
+        quantizer.set_state(band=1.0, epsilon=0.1 if weights else float(FLOAT32.max))
+    return quantizer
+
+
+@pytest.mark.parametrize("t", [float(FLOAT32.tiny), 1e-3, 1e5, float(FLOAT32.max)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t: larq_irnet.EDESign(t=t),
+        lambda t: DTESign(t=t),
+        lambda t: IMBSign(t=t),
+        lambda t: larq_irnet.LibraPB(t=t),
+        lambda t: larq_irnet.IMB(t=t),
+    ],
+    ids=["ede_sign", "dte_sign", "imb_sign", "libra_pb", "imb"],
+)
+def test_gradients_are_finite_for_every_accepted_t_under_every_policy(policy, make, t):
+    # The issue: under float16, EDE's k t = 1e5 > 65504 was inf at x = 0, so every step's
+    # gradient was inf and no loss scale could recover. Now it saturates at 65504.
+    x = np.linspace(-2, 2, 48).reshape(2, 3, 8)
+    x[0, 0, :] = 0.0
+    x_var = tf.Variable(tf.cast(x, POLICY_DTYPES[policy]))
+    quantizer = _stage_2_band(make(t))
+    with tf.GradientTape() as tape:
+        y = quantizer(x_var)
+    grad = tape.gradient(y, x_var)
+    assert grad.dtype == x_var.dtype
+    assert np.all(np.isfinite(tf.cast(grad, tf.float64).numpy()))
+
+
+@pytest.mark.parametrize(
+    "dtype,peak", [(tf.float16, 65504.0), (tf.bfloat16, 1e5), (tf.float32, 1e5)]
+)
+def test_ede_gradient_above_float16_saturates_only_in_float16(dtype, peak):
+    x = tf.constant([0.0, 1e-6, 0.5], dtype)
+    grad = tf.cast(ede_gradient(x, tf.constant(1e5), tf.constant(1.0)), tf.float64).numpy()
+    assert grad[0] == pytest.approx(peak, rel=1e-2)
+    assert grad[2] == 0.0  # tanh(5e4)^2 = 1: sign's true derivative away from 0
+
+
+@pytest.mark.parametrize(
+    "make,shown",
+    [
+        (lambda: larq_irnet.EDECallback(t_max=1e39), "t_max=1e+39"),
+        (lambda: larq_irnet.EDECallback(t_min=1e-39), "t_min=1e-39"),
+        (lambda: larq_irnet.DTECallback(t_max=np.float64(1e300)), "t_max=1e+300"),
+        (lambda: larq_irnet.DTECallback(epsilon=1e39), "epsilon=1e+39"),
+        (lambda: larq_irnet.EDESign(t=1e39), "t=1e+39"),
+        (lambda: DTESign(t=1.0, k=1e-40), "k=1e-40"),
+        (lambda: DTESign().set_state(epsilon=1e40), "epsilon=1e+40"),
+        (lambda: set_ede(tiny_model(input_shape=(8, 8, 1)), 1e39), "t=1e+39"),
+    ],
+)
+def test_state_values_float32_cannot_hold_are_refused_naming_them(make, shown):
+    with pytest.raises(ValueError, match=r"float32's normal numbers.*got " + re.escape(shown)):
+        make()

@@ -1,5 +1,7 @@
 """Libra-PB and EDE against an independent NumPy implementation of the paper's formulas."""
 
+import json
+
 from larq_irnet.estimators import DTE_STATE
 from larq_irnet.layers import kernel_channel_axes
 from larq_irnet.quantizers import IMB, DTESign, EDESign, IMBSign, LibraPB, libra_standardize
@@ -742,3 +744,13 @@ def test_dirnet_get_config_round_trips(quantizer):
 def test_libra_standardize_refuses_a_bad_epsilon_by_name(epsilon):
     with pytest.raises(ValueError, match=r"libra_standardize: `epsilon` must be"):
         libra_standardize(tf.ones((3, 2)), epsilon=epsilon)
+
+
+def test_channel_axes_accept_numpy_integers():
+    for channel_axes in (np.int64(-1), (np.int32(-1),), [np.int64(0), np.int64(-1)]):
+        quantizer = LibraPB(channel_axes=channel_axes, epsilon=np.float32(1e-8), t=np.float32(2))
+        config = json.loads(json.dumps(quantizer.get_config()))
+        assert all(type(a) is int for a in quantizer.channel_axes)
+        assert LibraPB.from_config(config).channel_axes == quantizer.channel_axes
+    with pytest.raises(ValueError, match=r"`channel_axes` must be a non-empty sequence of ints"):
+        LibraPB(channel_axes=(np.float32(-1),))

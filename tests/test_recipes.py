@@ -131,3 +131,23 @@ def test_latent_lr_scale_is_validated_as_the_recipe_is_made():
         dataclasses.replace(recipe, latent_lr_scale=-1.0)
     with pytest.raises(ValueError, match=r"needs optimizer='sgd'.*got optimizer='adam'"):
         dataclasses.replace(recipe, optimizer="adam", latent_lr_scale=2.0)
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_python_numbers():
+    recipe = dataclasses.replace(
+        get_recipe("fashion_mnist-resnet20-1w1a"),
+        epochs=np.int64(3),
+        batch_size=np.int32(32),
+        learning_rate=np.float32(0.05),
+        warmup_steps=np.int64(2),
+        decay_epochs=(np.int64(1), np.int64(2)),
+        ede_t_max=np.float64(20.0),
+        dte_epsilon=np.float32(0.25),
+        latent_lr_scale=np.int64(2),
+    )
+    assert (recipe.epochs, recipe.batch_size, recipe.decay_epochs) == (3, 32, (1, 2))
+    assert type(recipe.epochs) is int and type(recipe.learning_rate) is float
+    assert all(type(epoch) is int for epoch in recipe.decay_epochs)
+    assert json.loads(json.dumps(recipe.to_dict()))["latent_lr_scale"] == 2.0
+    with pytest.raises(ValueError, match=r"`epochs` must be a positive integer, got"):
+        dataclasses.replace(recipe, epochs=np.float64(3.0))

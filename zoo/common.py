@@ -16,6 +16,7 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from larq_irnet._validation import is_integer
 from larq_irnet.io import h5_without_estimator_state
 from larq_irnet.zoo import registry
 from larq_irnet.zoo.presets import ConvSettings, conv_settings
@@ -247,10 +248,10 @@ def build_model(
     """
     arguments.settings()  # validates binarization, bits and pad_values
     classes = arguments.num_classes
-    if classes is not None and (
-        isinstance(classes, bool) or not isinstance(classes, int) or classes < 1
-    ):
+    if classes is not None and not (is_integer(classes) and classes >= 1):
         raise ValueError(f"`num_classes` must be an integer >= 1, got num_classes={classes!r}.")
+    if classes is not None:  # a NumPy integer becomes a Python one (model configs are JSON)
+        arguments = dataclasses.replace(arguments, num_classes=int(classes))
     path, entry, input_shape = resolve_weights(
         arguments.weights, arguments.input_shape, arguments.input_tensor, arguments.binarization
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from larq_irnet._validation import is_integer
 from larq_irnet.data.augmentation import imagenet_eval_image, imagenet_train_image, pad_crop_flip
 from larq_irnet.data.sources import _SPLITS, _imagenet_builder, dataset_info, load_split
 
@@ -26,9 +27,9 @@ def _stream_keys(seed: int) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def _check_batching(batch_size: int, start_batch: int) -> None:
-    if not (isinstance(batch_size, int) and batch_size > 0):
+    if not (is_integer(batch_size) and batch_size > 0):
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
-    if not (isinstance(start_batch, int) and start_batch >= 0):
+    if not (is_integer(start_batch) and start_batch >= 0):
         raise ValueError(f"`start_batch` must be an integer >= 0, got {start_batch!r}.")
 
 
@@ -274,9 +275,9 @@ def make_dataset(
     if split not in (*_SPLITS, "validation"):
         raise ValueError(f"`split` must be one of {(*_SPLITS, 'validation')}, got split={split!r}.")
     _check_batching(batch_size, start_batch)
-    if limit is not None and not (isinstance(limit, int) and limit > 0):
+    if limit is not None and not (is_integer(limit) and limit > 0):
         raise ValueError(f"`limit` must be a positive integer or None, got limit={limit!r}.")
-    if not (isinstance(validation_size, int) and validation_size >= 0):
+    if not (is_integer(validation_size) and validation_size >= 0):
         raise ValueError(
             f"`validation_size` must be an integer >= 0, got validation_size={validation_size!r}."
         )
