@@ -685,10 +685,14 @@ def comparisons(results: dict, protocol: Protocol = PAPER, std: float | None = N
     return lines
 
 
-def test_noise(paper: dict, tuned: dict) -> tuple[float, int] | None:
-    """The pooled run-to-run std (points) and its degrees of freedom over both protocols'
-    test-set runs (`noise.estimate`), or None before any row has two runs."""
-    files = {"ablation.json": paper["runs"], "ablation_tuned.json": tuned["runs"]}
+def test_noise(paper: dict, tuned: dict, others: Mapping | None = None) -> tuple[float, int] | None:
+    """The pooled run-to-run std (points) and its degrees of freedom over every test-set
+    run (`noise.estimate`): both protocols' and `others` ({file name: runs}; default the
+    other committed test-set results files, `noise.TEST_FILES`), or None before any row
+    has two runs."""
+    if others is None:
+        others = noise.load(name for name in noise.TEST_FILES if not name.startswith("ablation"))
+    files = {**others, "ablation.json": paper["runs"], "ablation_tuned.json": tuned["runs"]}
     try:
         found = noise.estimate(files)
     except ValueError:

@@ -9,8 +9,8 @@ same configuration (same results file, same run name up to the seed),
 
 A difference between the means of two rows with n_a and n_b runs has the standard error
 s * sqrt(1/n_a + 1/n_b); it is called resolved only when it exceeds two standard errors,
-whatever its sign. Test-set groups (the two ablation protocols: one test set, one
-measure) and validation-split groups (`dte_search`) are pooled separately.
+whatever its sign. Test-set groups (the two ablation protocols and `irnetify_zoo`: one
+test set, one measure) and validation-split groups (`dte_search`) are pooled separately.
 
 Rows that compute the same function pool as one group (`EQUIVALENT`): IMB's scale and
 Libra-PB's are divided out by the BatchNormalization after every binary convolution of
@@ -31,7 +31,12 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Results files whose runs are scored on the test set, and the one on the validation split.
-TEST_FILES = ("ablation.json", "ablation_tuned.json")
+TEST_FILES = (
+    "ablation.json",
+    "ablation_tuned.json",
+    "irnetify_zoo.json",
+    "irnetify_zoo_same_recipe.json",
+)
 VALIDATION_FILES = ("dte_search.json",)
 #: Rows of one results file that compute the same function on the same recipe.
 EQUIVALENT: Mapping[str, Sequence[tuple[str, ...]]] = {

@@ -171,10 +171,17 @@ def test_the_noise_pools_every_group_of_one_configuration(ablation):
     groups = [[80.0, 81.0], [90.0, 90.4], [90.5, 89.8, 89.9]]
     squares = sum(((np.array(g) - np.mean(g)) ** 2).sum() for g in groups)
     expected = np.sqrt(squares / sum(len(g) - 1 for g in groups))
-    std, dof = ablation.test_noise(paper, tuned)
+    std, dof = ablation.test_noise(paper, tuned, others={})
     assert dof == 4
     assert std == pytest.approx(expected, abs=1e-4)
-    assert ablation.test_noise({"runs": {}}, {"runs": {"fp-seed0": _row("fp", 0, 0.9)}}) is None
+    one = {"runs": {"fp-seed0": _row("fp", 0, 0.9)}}
+    assert ablation.test_noise({"runs": {}}, one, others={}) is None
+    # Other test-set results files pool in too: a QuickNet group of two runs.
+    quicknet = {"zoo-seed0": _row("zoo", 0, 0.89), "zoo-seed1": _row("zoo", 1, 0.90)}
+    assert ablation.test_noise({"runs": {}}, one, others={"q.json": quicknet}) == (
+        pytest.approx(np.std([89.0, 90.0], ddof=1), abs=1e-4),
+        1,
+    )
 
 
 def test_docs_results_shows_the_results_files(ablation):
