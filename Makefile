@@ -14,7 +14,7 @@ install: $(VENV)/.installed data
 # `tensorflow`, the GPU-capable build that pip users keep; tensorflow-cpu provides the same
 # module under another name, so those two install without dependencies and the rest of
 # setup.py's requirements are installed from its metadata (`pip check` names the missing
-# `tensorflow`: expected here). README, "Install".
+# `tensorflow`: expected here). docs/install.md.
 OTHER_REQUIREMENTS := import re; from importlib.metadata import requires; \
 	print("\n".join(r.split(";")[0] for r in requires("larq-irnet") \
 	if re.split("[^A-Za-z0-9_.-]", r)[0] not in ("tensorflow", "tf-keras")))
@@ -47,9 +47,9 @@ PYTEST_WORKERS ?= 2
 test: install lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
-# The edit-test loop: everything but the tests marked slow.
+# The edit-test loop: everything but the tests marked slow, on the same workers.
 test-fast: install
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow"
 
 # The main job: train IR-Net ResNet-20 on Fashion-MNIST, convert with LCE, evaluate, report.
 demo: install

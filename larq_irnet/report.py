@@ -5,7 +5,7 @@ It reads a run directory (its files are described in `larq_irnet.run_directory`)
 
 | file | what |
 |---|---|
-| `curves.png` | loss and accuracy (train and validation) and learning rate, per epoch |
+| `curves.png` | loss and accuracy (train and test, or validation) and learning rate, per epoch |
 | `ede.png` | EDE's t and k per epoch |
 | `entropy.png` | entropy of each binarized layer's weights per epoch |
 | `quantization.png` | quantization error and flip ratio of each binarized layer |
@@ -14,6 +14,10 @@ It reads a run directory (its files are described in `larq_irnet.run_directory`)
 
 Only `history.csv` is required: a plot whose data is missing (no `ede_t` column in a
 full-precision run, no `model.h5`) is skipped, and `report.md` says which and why.
+`history.csv`'s `val_loss` and `val_accuracy` are shown under the name of the set they
+scored: `test` (the full test set, `train`'s default), `validation` (a split held out of
+the training images, `validation_size`), or `held-out` when neither `config.json` nor
+`summary.json` says which.
 
 ```bash
 larq-irnet report runs/cifar10-resnet20-1w1a
@@ -59,6 +63,26 @@ MODEL_FILE = run_directory.MODEL
 REPORT_DIR = run_directory.REPORT
 
 _MEASURES = ("entropy", "kernel_entropy", "qerror", "flip_ratio")
+#: The columns of `history.csv` in the report's final-epoch table, when present.
+_FINAL_EPOCH_COLUMNS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "ede_t",
+    "ede_k",
+    "entropy_mean",
+    "qerror_mean",
+    "flip_ratio_mean",
+)
+#: What the `val_` columns of `history.csv` scored, by the name the report gives them.
+_HELD_OUT = {
+    "test": "the full test set, scored after every epoch",
+    "validation": "training images held out of training (`validation_size`)",
+    "held-out": "the test set or a validation split (the run directory does not say which)",
+}
 
 
 @dataclasses.dataclass
@@ -104,7 +128,20 @@ def _save_figure(figure: Figure, path: Path) -> Path:
     return path
 
 
-def _plot_curves(history: dict[str, np.ndarray], path: Path) -> Path:
+def _held_out(run_dir: Path, summary: dict | str) -> str:
+    """What `history.csv`'s `val_` columns scored: "test", "validation" or "held-out"."""
+    try:
+        config = run_directory.read_config(run_dir)
+    except ValueError:
+        config = None
+    for source in (config, summary):
+        size = source.get("validation_size") if isinstance(source, dict) else None
+        if is_integer(size):
+            return "validation" if size > 0 else "test"
+    return "held-out"
+
+
+def _plot_curves(history: dict[str, np.ndarray], path: Path, held_out: str) -> Path:
     panels = [
         (metric, [c for c in (metric, f"val_{metric}") if _has(history, c)])
         for metric in ("loss", "accuracy")
@@ -119,7 +156,7 @@ def _plot_curves(history: dict[str, np.ndarray], path: Path) -> Path:
     for i, (metric, columns) in enumerate(panels):
         ax = figure.add_subplot(1, len(panels), i + 1)
         for column in columns:
-            label = "validation" if column.startswith("val_") else "train"
+            label = held_out if column.startswith("val_") else "train"
             ax.plot(epochs, history[column], marker=".", label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
@@ -263,12 +300,36 @@ def _flatten(summary: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return items
 
 
+def _final_epoch(history: dict[str, np.ndarray], held_out: str) -> list[str]:
+    """The final epoch's headline values, the `val_` columns named by the set they scored."""
+    last = {name: float(values[-1]) for name, values in history.items()}
+    lines = [f"## Final epoch (history.csv, {len(history['epoch'])} epochs)", ""]
+    shown = [c for c in _FINAL_EPOCH_COLUMNS if c in last]
+    # Epochs are counted from 1 here, as the training log prints them (history.csv: from 0).
+    cells = {c: _format(last[c] + 1 if c == "epoch" else last[c]) for c in shown}
+    names = [c.replace("val_", f"{held_out}_", 1) if c.startswith("val_") else c for c in shown]
+    lines += ["| " + " | ".join(names) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(cells[c] for c in shown) + " |", ""]
+    if any(c.startswith("val_") for c in shown):
+        lines += [f"`{held_out}_*`: history.csv's `val_*` columns, {_HELD_OUT[held_out]}.", ""]
+    if _has(history, "val_accuracy"):
+        best = int(np.nanargmax(history["val_accuracy"]))
+        lines += [
+            f"Best epoch (for reference only; the result is the final epoch above): "
+            f"{held_out} accuracy {history['val_accuracy'][best]:.4g} at epoch "
+            f"{int(history['epoch'][best]) + 1} of {len(history['epoch'])}.",
+            "",
+        ]
+    return lines
+
+
 def _markdown(
     run_dir: Path,
     history: dict[str, np.ndarray],
     summary: dict | str,
     figures: dict[str, Path],
     skipped: dict[str, str],
+    held_out: str,
 ) -> str:
     lines = [f"# Training report: {run_dir.name}", "", f"Run directory: `{run_dir}`", ""]
     lines += ["## Summary (summary.json)", ""]
@@ -283,37 +344,7 @@ def _markdown(
         lines += [f"| {k} | {_format(v)} |" for k, v in ordered]
         lines.append("")
 
-    last = {name: float(values[-1]) for name, values in history.items()}
-    lines += [f"## Final epoch (history.csv, {len(history['epoch'])} epochs)", ""]
-    shown = [
-        c
-        for c in (
-            "epoch",
-            "loss",
-            "accuracy",
-            "val_loss",
-            "val_accuracy",
-            "lr",
-            "ede_t",
-            "ede_k",
-            "entropy_mean",
-            "qerror_mean",
-            "flip_ratio_mean",
-        )
-        if c in last
-    ]
-    # Epochs are counted from 1 here, as the training log prints them (history.csv: from 0).
-    cells = {c: _format(last[c] + 1 if c == "epoch" else last[c]) for c in shown}
-    lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(cells[c] for c in shown) + " |", ""]
-    if _has(history, "val_accuracy"):
-        best = int(np.nanargmax(history["val_accuracy"]))
-        lines += [
-            f"Best epoch (for reference only; the result is the final epoch above): "
-            f"val_accuracy {history['val_accuracy'][best]:.4g} at epoch "
-            f"{int(history['epoch'][best]) + 1} of {len(history['epoch'])}.",
-            "",
-        ]
+    lines += _final_epoch(history, held_out)
 
     sections = [
         ("Loss and accuracy", "curves"),
@@ -393,8 +424,10 @@ def write_report(
     run_directory.check_writable(output, "report directory")
     output.mkdir(parents=True, exist_ok=True)
 
+    summary = run_directory.read_summary(run_dir)
+    held_out = _held_out(run_dir, summary)
     plots: list[tuple[str, Callable[[Path], Path]]] = [
-        ("curves", lambda p: _plot_curves(history, p)),
+        ("curves", lambda p: _plot_curves(history, p, held_out)),
         ("ede", lambda p: _plot_ede(history, p)),
         ("entropy", lambda p: _plot_entropy(history, p)),
         ("quantization", lambda p: _plot_quantization(history, p)),
@@ -408,8 +441,7 @@ def write_report(
         except _Skip as reason:
             skipped[name] = str(reason)
 
-    summary = run_directory.read_summary(run_dir)
-    text = _markdown(run_dir.resolve(), history, summary, figures, skipped)
+    text = _markdown(run_dir.resolve(), history, summary, figures, skipped, held_out)
     markdown = output / "report.md"
     atomic_write(markdown, text + "\n")
     return Report(markdown=markdown, figures=list(figures.values()), skipped=skipped)

@@ -210,3 +210,30 @@ def test_unusable_output_directories_are_one_line_errors(tmp_path, binary_run, r
     assert a_file.read_text() == "x" and os.listdir(locked) == []
     assert cli.main(["report", str(a_file)]) == 1
     assert f"run directory {a_file} is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "files, name",
+    [
+        ({"config.json": {"validation_size": 0}}, "test"),
+        ({"config.json": {"validation_size": 5000}}, "validation"),
+        ({"summary.json": {"validation_size": 0}}, "test"),
+        ({}, "held-out"),
+    ],
+)
+def test_the_val_columns_are_named_by_the_set_they_scored(tmp_path, files, name):
+    # `train` scores the full test set after every epoch unless a validation split is
+    # carved: the report says which, instead of calling the test set "validation".
+    rows = [
+        {"epoch": e, "loss": 1.0, "val_loss": 1.5, "val_accuracy": 0.5 + 0.1 * e} for e in (0, 1)
+    ]
+    _write_history(tmp_path / "history.csv", rows)
+    for file, content in files.items():
+        (tmp_path / file).write_text(json.dumps(content))
+    text = write_report(tmp_path).markdown.read_text()
+    assert f"| epoch | loss | {name}_loss | {name}_accuracy |" in text
+    assert f"`{name}_*`: history.csv's `val_*` columns" in text
+    assert f"{name} accuracy 0.6 at epoch 2 of 2." in text
+    final_epoch = text.split("## Final epoch")[1].split("## Loss and accuracy")[0]
+    if name == "test":
+        assert "validation" not in final_epoch and "val_accuracy" not in final_epoch
