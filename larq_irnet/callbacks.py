@@ -19,8 +19,7 @@ from larq_irnet.information import (
     sign_entropy,
 )
 from larq_irnet.layers import binarized_weights, model_quantizers
-from larq_irnet.schedules import Schedule, dte_schedule, ede_values
-from larq_irnet.schedules import ede_schedule as _ede_schedule
+from larq_irnet.schedules import Schedule, dte_schedule, ede_schedule
 
 import numpy as np
 import tensorflow as tf
@@ -32,24 +31,10 @@ __all__ = [
     "InformationDiagnostics",
     "dte_quantizers",
     "ede_quantizers",
-    "ede_schedule",
     "set_ede",
 ]
 
 _UPDATE_FREQS = ("epoch", "step")
-
-
-def ede_schedule(i: int, n: int, t_min: float, t_max: float) -> tuple[float, float]:
-    r"""EDE's t and k after `i` of `n` epochs (or steps): `larq_irnet.schedules.ede_values`.
-
-    \\[
-    t_i = T_{min} \cdot 10^{\frac{i}{N} \log_{10} \frac{T_{max}}{T_{min}}}, \qquad
-    k_i = \max(1 / t_i, 1)
-    \\]
-
-    Kept for existing callers; the schedule object is `larq_irnet.schedules.ede_schedule`.
-    """
-    return ede_values(i, n, t_min, t_max)
 
 
 def ede_quantizers(model: tf.Module) -> list:
@@ -265,7 +250,7 @@ class EDECallback(EstimatorScheduler):
         owner = "EDECallback"
         t_min = real(t_min, "t_min", owner=owner, above=0.0, float32=True)
         t_max = real(t_max, "t_max", owner=owner, above=t_min, above_name="t_min", float32=True)
-        super().__init__(_ede_schedule(t_min, t_max), update_freq=update_freq, total=total)
+        super().__init__(ede_schedule(t_min, t_max), update_freq=update_freq, total=total)
         self.t_min = t_min
         self.t_max = t_max
 

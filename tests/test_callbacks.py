@@ -7,13 +7,13 @@ import subprocess
 import sys
 import textwrap
 
+from larq_irnet import schedules
 from larq_irnet.callbacks import (
     DTECallback,
     EDECallback,
     EstimatorScheduler,
     dte_quantizers,
     ede_quantizers,
-    ede_schedule,
     set_ede,
 )
 from larq_irnet.quantizers import EDESign, LibraPB
@@ -88,7 +88,8 @@ def test_schedule_in_fit_logs(t_min, t_max):
 
 def test_schedule_function_matches_numpy():
     for i, n in [(0, 10), (5, 10), (9, 10), (399, 400)]:
-        assert ede_schedule(i, n, 1e-3, 10.0) == pytest.approx(np_schedule(i, n, 1e-3, 10.0))
+        expected = pytest.approx(np_schedule(i, n, 1e-3, 10.0))
+        assert schedules.ede_values(i, n, 1e-3, 10.0) == expected
 
 
 def test_step_schedule_uses_optimizer_steps():
