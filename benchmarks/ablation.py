@@ -505,7 +505,7 @@ def tuned_recipes(search: dict) -> tuple[dict[str, tuple[str, dict]], dict[str, 
     """The tuned protocol's recipes: ({row: (search row, overrides)}, {row: missing}).
 
     Each row takes the best recipe of the first of its `TUNED_RECIPE_OF` search rows
-    that has results (`larq_irnet.experiments.searched_recipes`).
+    that has results (`experiments.searched_recipes`).
     """
     return searched_recipes(search, TUNED_RECIPE_OF)
 
@@ -515,7 +515,7 @@ def recipe_table(
 ) -> str:
     """The tuned protocol's mapping: row, the search row it takes its recipe from, recipe.
 
-    A recipe whose search row is in `edges` (`larq_irnet.experiments.grid_edges`) is
+    A recipe whose search row is in `edges` (`experiments.grid_edges`) is
     marked: the tuned protocol trains it only when told to (`--allow-grid-edge`).
     """
     lines = ["| row | recipe of search row | optimizer, lr, latent weight decay |", "|---|---|---|"]
@@ -595,7 +595,7 @@ def train_rows(
     score: str,
     header: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Train each (name, `train` keywords) row with `larq_irnet.experiments.train_runs`.
+    """Train each (name, `train` keywords) row with `experiments.train_runs`.
 
     Rows run in `args.output_dir / name` with `InformationDiagnostics`; `entry(summary,
     run_dir, kwargs)` makes a row's results entry in `args.results`, with the keys of
