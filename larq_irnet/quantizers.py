@@ -82,9 +82,19 @@ def _reduction_axes(rank: int, channel_axes: Sequence[int] | None) -> list[int]:
 
 
 def _check_filter_size(shape, channel_axes: Sequence[int] | None, owner: str) -> int:
-    """The number n of weights per filter; a ValueError if n < 2 (no std exists)."""
+    """The number n of weights per filter; a ValueError naming `owner` and the shape if a
+    filter axis is unknown (an activation's batch axis: not a kernel) or n < 2 (no std)."""
+    shape = tuple(tf.TensorShape(shape))
     axes = _reduction_axes(len(shape), channel_axes)
-    n = math.prod(int(shape[a]) for a in axes) if len(shape) >= 2 else 1
+    unknown = [a for a in axes if shape[a] is None]
+    if unknown:
+        raise ValueError(
+            f"{owner} standardizes each output channel over the other kernel axes, so it "
+            f"needs their sizes; got a tensor of shape {shape} whose axis {unknown[0]} is "
+            "unknown. It quantizes kernels (`kernel_quantizer=`); for activations use "
+            '"ede_sign", "dte_sign" or "imb_sign" as `input_quantizer`.'
+        )
+    n = math.prod(shape[a] for a in axes) if len(shape) >= 2 else 1
     if len(shape) < 2 or n < 2:
         raise ValueError(
             f"{owner} standardizes each output channel over the other kernel axes and "
@@ -92,6 +102,26 @@ def _check_filter_size(shape, channel_axes: Sequence[int] | None, owner: str) ->
             f"with output-channel axes {tuple(channel_axes or (-1,))}."
         )
     return n
+
+
+def _owner(quantizer: tf.keras.layers.Layer, layer: tf.keras.layers.Layer | None) -> str:
+    """How a refusal names `quantizer`: with the layer that calls it, if any."""
+    if layer is None or layer is quantizer:
+        return type(quantizer).__name__
+    return f"{type(quantizer).__name__} in layer {layer.name!r}"
+
+
+def _leave_quantized_scope(layer: tf.keras.layers.Layer | None) -> None:
+    """Turn Larq's quantized scope off before a refusal raised inside `layer`'s call.
+
+    A Larq layer reads its quantized kernel inside `larq.context.quantized_scope(True)`,
+    which Larq restores without try/finally: an error raised there would leave the scope
+    on for the thread, and every later `get_weights()` and `save()` would silently hold
+    binarized weights. Refusals happen at a layer's first call (when its quantizers are
+    built), which is not made inside a quantized scope of the user's: off is its state.
+    """
+    if layer is not None and lq.context.should_quantize():
+        lq.context.quantized_scope(False).__enter__()  # sets it off; no exit to run
 
 
 def libra_standardize(
@@ -410,8 +440,11 @@ class LibraPB(_EstimatedSign):
           https://arxiv.org/abs/1909.10788)
 
     # Raises
-        ValueError: a bad argument (named with its value); a kernel with fewer than 2
-            weights per filter; a layer kind whose kernel has no filter axes.
+        ValueError: a bad argument (named with its value); at the first call, before
+            anything is built, naming the layer and the shape: a tensor with an unknown
+            filter axis (an activation's batch axis: it quantizes kernels), a kernel
+            with fewer than 2 weights per filter, or a layer kind whose kernel has no
+            filter axes. Larq's quantized scope is left off after such a refusal.
     """
 
     def __init__(
@@ -444,12 +477,19 @@ class LibraPB(_EstimatedSign):
         super().__init__(gradient, t=t, k=k, **kwargs)
 
     def __call__(self, inputs, *args, **kwargs):
-        if self.channel_axes is None:
-            self._learn_channel_axes()
+        # The layer reading its kernel, found before this quantizer's own call starts.
+        layer = calling_layer()
+        try:
+            if self.channel_axes is None:
+                self._learn_channel_axes(layer)
+            if not self.built:
+                _check_filter_size(inputs.shape, self.channel_axes, _owner(self, layer))
+        except ValueError:
+            _leave_quantized_scope(layer)
+            raise
         return super().__call__(inputs, *args, **kwargs)
 
-    def _learn_channel_axes(self) -> None:
-        layer = calling_layer()
+    def _learn_channel_axes(self, layer: tf.keras.layers.Layer | None) -> None:
         for quantizer_attribute, weight in QUANTIZED_WEIGHTS:
             if layer is not None and getattr(layer, quantizer_attribute, None) is self:
                 self.channel_axes = kernel_channel_axes(layer, weight)
@@ -567,8 +607,11 @@ class IMB(LibraPB):
           https://arxiv.org/abs/1603.05279)
 
     # Raises
-        ValueError: a bad argument (named with its value); a kernel with fewer than 2
-            weights per filter; a layer kind whose kernel has no filter axes.
+        ValueError: a bad argument (named with its value); at the first call, before
+            anything is built, naming the layer and the shape: a tensor with an unknown
+            filter axis (an activation's batch axis: it quantizes kernels), a kernel
+            with fewer than 2 weights per filter, or a layer kind whose kernel has no
+            filter axes. Larq's quantized scope is left off after such a refusal.
     """
 
     def __init__(
@@ -713,20 +756,36 @@ class IMBSign(_EstimatedSign):
           Network (Qin et al., IJCV 2023), IMB](https://arxiv.org/abs/2109.12338)
 
     # Raises
-        ValueError: a bad argument (named with its value); an input whose channel axis
-            is unknown.
+        ValueError: a bad argument (named with its value); at the first call, an input
+            whose channel axis is unknown (naming the layer and the shape).
     """
 
     def __init__(self, gradient: str = "dte", t: float = 1.0, k: float | None = None, **kwargs):
         super().__init__(gradient, t=t, k=k, **kwargs)
 
-    def build(self, input_shape):
-        channels = tf.TensorShape(input_shape)[-1] if len(input_shape) >= 2 else None
+    def __call__(self, inputs, *args, **kwargs):
+        layer = calling_layer()  # the layer using it, found before this call starts
+        if not self.built:
+            try:
+                self._check_channels(inputs.shape, _owner(self, layer))
+            except ValueError:
+                _leave_quantized_scope(layer)
+                raise
+        return super().__call__(inputs, *args, **kwargs)
+
+    @staticmethod
+    def _check_channels(input_shape, owner: str = "IMBSign") -> int:
+        shape = tf.TensorShape(input_shape)
+        channels = shape[-1] if shape.rank is not None and shape.rank >= 2 else None
         if channels is None:
             raise ValueError(
-                "IMBSign needs inputs of rank >= 2 with a known channel (last) axis, got "
-                f"input_shape={tuple(input_shape)}."
+                f"{owner} needs inputs of rank >= 2 with a known channel (last) axis, got "
+                f"input_shape={tuple(shape) if shape.rank is not None else shape}."
             )
+        return channels
+
+    def build(self, input_shape):
+        channels = self._check_channels(input_shape)
         self.threshold = self.add_weight(
             name="threshold", shape=(int(channels),), initializer="zeros", trainable=True
         )

@@ -376,6 +376,50 @@ def test_libra_pb_refuses_masked_locally_connected_kernels(implementation, larq_
     )
     with pytest.raises(ValueError, match="'masked_lc'.*implementation"):
         layer(tf.keras.Input((6, 2)))
+    assert not lq.context.should_quantize()  # refused without leaving Larq's scope on
+
+
+# (layer, input shape, message): an unknown filter axis (LibraPB and IMB quantize
+# kernels: an activation's batch axis is unknown) or a single weight per filter.
+BAD_SHAPES = {
+    "input_libra_pb": (
+        lambda: lq.layers.QuantDense(4, input_quantizer="libra_pb", name="q"),
+        (8,),
+        r"LibraPB in layer 'q' .* shape \(None, 8\) whose axis 0 is unknown",
+    ),
+    "input_imb_conv": (
+        lambda: lq.layers.QuantConv2D(4, 3, input_quantizer="imb", name="q"),
+        (None, None, 3),
+        r"IMB in layer 'q' .* shape \(None, None, None, 3\) whose axis 0 is unknown",
+    ),
+    "kernel_one_feature": (
+        lambda: lq.layers.QuantDense(4, kernel_quantizer="libra_pb", name="q"),
+        (1,),
+        r"LibraPB in layer 'q' .* at least 2 entries per channel; got a kernel of shape \(1, 4\)",
+    ),
+    "kernel_imb_one_feature": (
+        lambda: lq.layers.QuantDense(4, kernel_quantizer=IMB(), name="q"),
+        (1,),
+        r"IMB in layer 'q' .* kernel of shape \(1, 4\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SHAPES))
+def test_bad_shapes_are_refused_naming_the_layer_and_larq_scope_stays_off(case):
+    make, input_shape, message = BAD_SHAPES[case]
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((4,))
+    other = tf.keras.Model(inputs, lq.layers.QuantDense(3, kernel_quantizer="libra_pb")(inputs))
+    latent = other.get_weights()
+    with pytest.raises(ValueError, match=message):
+        make()(tf.keras.Input(input_shape))
+    assert not lq.context.should_quantize()
+    # What the scope left on would do: every later get_weights() silently binarized.
+    for a, b in zip(latent, other.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"LibraPB standardizes .* axis 0 is unknown"):
+        LibraPB().build(tf.TensorShape([None, 8]))  # the quantizer's own build, eagerly
 
 
 def test_libra_pb_on_the_issue_depthwise_example():
