@@ -241,6 +241,12 @@ def loadable_h5_model(path: str | os.PathLike) -> Iterator[Path]:
       saves and loads again.
 
     A file that needs neither (or is not HDF5) is used as it is.
+
+    # Raises
+        ValueError: the file holds another plain function, e.g. a quantizer (larq-zoo's
+            XNORNet `kernel_quantizer: xnor_weight_scale`) or an activation, which the
+            `.h5` loader cannot rebuild either: one line naming the path, the function
+            (to register, and save the model as `.keras`), its argument and its layer.
     """
     with _h5_copy(path, functions=True) as copy:
         yield copy
@@ -250,17 +256,32 @@ def loadable_h5_model(path: str | os.PathLike) -> Iterator[Path]:
 FUNCTION_INITIALIZER = "FunctionInitializer"
 
 
-def _with_function_initializers(config: Any) -> Any:
-    """`config` with every serialized plain function named as a `FunctionInitializer`."""
+def _with_function_initializers(config: Any, layer: str = "?", key: str = "") -> Any:
+    """`config` with every serialized plain-function initializer (the value of a
+    `*_initializer` argument) named as a `FunctionInitializer`.
+
+    # Raises
+        ValueError: another plain function (a quantizer, an activation, a constraint),
+            naming the function, the argument and the layer.
+    """
     if isinstance(config, dict):
         if config.get("class_name") == "function" and isinstance(config.get("config"), str):
-            return {
-                "class_name": FUNCTION_INITIALIZER,
-                "config": {"function_name": config["config"]},
-            }
-        return {key: _with_function_initializers(value) for key, value in config.items()}
+            name = config["config"]
+            if not key.endswith("initializer"):
+                raise ValueError(
+                    f"layer {layer!r} has `{key}` saved as the plain function {name!r}, "
+                    "which Keras' .h5 loader cannot rebuild (only initializers are read by "
+                    f"name here). Register {name!r} (`larq.utils.register_keras_custom_object` "
+                    "or `tf.keras.utils.register_keras_serializable`) and save the model as "
+                    ".keras, or build it in code and load this file with `load_weights`."
+                )
+            return {"class_name": FUNCTION_INITIALIZER, "config": {"function_name": name}}
+        inner = config.get("config")
+        if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+            layer = inner["name"]
+        return {k: _with_function_initializers(v, layer, k) for k, v in config.items()}
     if isinstance(config, list):
-        return [_with_function_initializers(value) for value in config]
+        return [_with_function_initializers(value, layer, key) for value in config]
     return config
 
 
@@ -283,7 +304,10 @@ def _h5_copy(path: str | os.PathLike, *, functions: bool) -> Iterator[Path]:
     if functions and Path(path).is_file() and h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
             config = _model_config(f)
-        renamed = _with_function_initializers(config)
+        try:
+            renamed = _with_function_initializers(config)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
     rename = renamed != config
     if not entries and not rename:
         yield Path(path)
