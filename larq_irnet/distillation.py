@@ -364,6 +364,33 @@ def _resolve_points(
     return pairs
 
 
+def _check_pair(student: tf.keras.Model, teacher: tf.keras.Model) -> None:
+    """A student and teacher the `Distiller` can train with; a ValueError saying why not."""
+    _check_functional(student, "student")
+    _check_functional(teacher, "teacher")
+    if teacher is student:
+        raise ValueError(
+            "`teacher` is the `student` model itself; the teacher is a separate "
+            "full-precision network (e.g. the student's binarization='fp' twin)."
+        )
+    if not student.trainable_weights:
+        raise ValueError(
+            f"`student` {student.name!r} has no trainable weights (trainable=False?); "
+            "the Distiller trains the student and would change nothing."
+        )
+    if _input_shapes(student) != _input_shapes(teacher):
+        raise ValueError(
+            f"`student` and `teacher` must take the same inputs, got input shapes "
+            f"{_input_shapes(student)} and {_input_shapes(teacher)}; the teacher is a "
+            "network for the student's data (e.g. its binarization='fp' twin)."
+        )
+    if tuple(student.output_shape) != tuple(teacher.output_shape):
+        raise ValueError(
+            f"`student` and `teacher` must have the same output shape, got "
+            f"{student.output_shape} and {teacher.output_shape}."
+        )
+
+
 def ends_in_softmax(model: tf.keras.Model) -> bool:
     """Whether `model`'s output is a softmax (class probabilities), not logits.
 
@@ -476,8 +503,7 @@ class Distiller(tf.keras.Model):
         from_logits: bool | None = None,
         **kwargs: Any,
     ):
-        _check_functional(student, "student")
-        _check_functional(teacher, "teacher")
+        _check_pair(student, teacher)
         weights = {
             "alignment_weight": _check_positive(
                 alignment_weight, "alignment_weight", allow_zero=True
@@ -485,27 +511,6 @@ class Distiller(tf.keras.Model):
             "logits_weight": _check_positive(logits_weight, "logits_weight", allow_zero=True),
             "temperature": _check_positive(temperature, "temperature"),
         }
-        if teacher is student:
-            raise ValueError(
-                "`teacher` is the `student` model itself; the teacher is a separate "
-                "full-precision network (e.g. the student's binarization='fp' twin)."
-            )
-        if not student.trainable_weights:
-            raise ValueError(
-                f"`student` {student.name!r} has no trainable weights (trainable=False?); "
-                "the Distiller trains the student and would change nothing."
-            )
-        if _input_shapes(student) != _input_shapes(teacher):
-            raise ValueError(
-                f"`student` and `teacher` must take the same inputs, got input shapes "
-                f"{_input_shapes(student)} and {_input_shapes(teacher)}; the teacher is a "
-                "network for the student's data (e.g. its binarization='fp' twin)."
-            )
-        if tuple(student.output_shape) != tuple(teacher.output_shape):
-            raise ValueError(
-                f"`student` and `teacher` must have the same output shape, got "
-                f"{student.output_shape} and {teacher.output_shape}."
-            )
         pairs = _resolve_points(student, teacher, feature_layers)
         super().__init__(**kwargs)
         self.student = student

@@ -217,6 +217,13 @@ def resolve_input_shape(
     return shape  # type: ignore[return-value]
 
 
+def _num_classes(classes: Any) -> int | None:
+    """`num_classes` as a Python int (NumPy integers too: model configs are JSON) or None."""
+    if classes is not None and not (is_integer(classes) and classes >= 1):
+        raise ValueError(f"`num_classes` must be an integer >= 1, got num_classes={classes!r}.")
+    return None if classes is None else int(classes)
+
+
 def build_model(
     arguments: ModelArguments,
     *,
@@ -247,11 +254,7 @@ def build_model(
             shape, from `architecture`, or weights registered for other arguments.
     """
     arguments.settings()  # validates binarization, bits and pad_values
-    classes = arguments.num_classes
-    if classes is not None and not (is_integer(classes) and classes >= 1):
-        raise ValueError(f"`num_classes` must be an integer >= 1, got num_classes={classes!r}.")
-    if classes is not None:  # a NumPy integer becomes a Python one (model configs are JSON)
-        arguments = dataclasses.replace(arguments, num_classes=int(classes))
+    arguments = dataclasses.replace(arguments, num_classes=_num_classes(arguments.num_classes))
     path, entry, input_shape = resolve_weights(
         arguments.weights, arguments.input_shape, arguments.input_tensor, arguments.binarization
     )
