@@ -1,7 +1,9 @@
-"""README.md agrees with the command line: every `train` option and binarization listed."""
+"""The docs agree with the command line: every `train` option and binarization listed in
+docs/training.md, every `larq-irnet` command of README.md accepted, the make targets named."""
 
 import argparse
 import re
+import shlex
 from pathlib import Path
 
 from larq_irnet.cli import build_parser
@@ -10,8 +12,8 @@ from larq_irnet.zoo import BINARIZATIONS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def readme_section(heading):
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def readme_section(heading, page="README.md"):
+    text = (ROOT / page).read_text(encoding="utf-8")
     start = text.index(f"\n{heading}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else None]
@@ -24,12 +26,12 @@ def subcommand(name):
 
 
 def train_options_paragraph():
-    section = readme_section("## Training")
+    section = readme_section("## Options", "docs/training.md")
     start = section.index("Options: ")
     return section[start : section.index("\n\n", start)]
 
 
-def test_the_readme_lists_every_train_option():
+def test_the_training_page_lists_every_train_option():
     listed = set(re.findall(r"--[a-z][a-z0-9-]*", train_options_paragraph()))
     options = {
         option
@@ -37,11 +39,11 @@ def test_the_readme_lists_every_train_option():
         for option in action.option_strings
         if option.startswith("--") and option != "--help"
     }
-    assert options - listed == set(), "README's train options miss these"
-    assert listed - options == set(), "README lists train options the CLI lacks"
+    assert options - listed == set(), "docs/training.md's train options miss these"
+    assert listed - options == set(), "docs/training.md lists train options the CLI lacks"
 
 
-def test_the_readme_lists_every_binarization_of_the_cli():
+def test_the_training_page_lists_every_binarization_of_the_cli():
     listed = re.findall(r"`([a-z_]+)`", train_options_paragraph())
     assert [name for name in listed if name in BINARIZATIONS] == list(BINARIZATIONS)
     help_text = subcommand("train").format_help()
@@ -54,3 +56,28 @@ def test_the_development_section_names_the_make_targets_for_tests():
     assert "`make test`" in section and "`make test-fast`" in section
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^test-fast:", makefile, re.MULTILINE)
+
+
+def readme_commands():
+    """Every `larq-irnet ...` line of README.md's bash blocks, without comments."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line.startswith("larq-irnet ")]
+
+
+def test_every_command_of_the_readme_is_accepted_by_the_cli():
+    commands = readme_commands()
+    assert {c.split()[1] for c in commands} >= {"convert", "evaluate", "benchmark", "train"}
+    for command in commands:
+        # `[--int8]` in a synopsis: the option is accepted with and without it.
+        argv = shlex.split(command.replace("[", "").replace("]", ""))[1:]
+        build_parser().parse_args(argv)
+
+
+def test_every_make_target_of_the_readme_exists():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    used = set(re.findall(r"^make ([a-z-]+)", text, re.MULTILINE))
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert used >= {"demo", "test", "install"}
+    assert {t for t in used if not re.search(rf"^{t}:", makefile, re.MULTILINE)} == set()
