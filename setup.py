@@ -14,7 +14,13 @@ setup(
     python_requires=">=3.10,<3.13",
     # zoo/ and converters/ sit at the top of the repository but install as subpackages,
     # so nothing named plainly `zoo` lands in site-packages.
-    packages=["larq_irnet", "larq_irnet.data", "larq_irnet.zoo", "larq_irnet.converters"],
+    packages=[
+        "larq_irnet",
+        "larq_irnet.training",
+        "larq_irnet.training.data",
+        "larq_irnet.zoo",
+        "larq_irnet.converters",
+    ],
     # The console script's launcher: it sets TensorFlow's log level before the package
     # (which imports TensorFlow) is imported.
     py_modules=["larq_irnet_launcher"],

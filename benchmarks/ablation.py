@@ -54,8 +54,8 @@ from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.io import atomic_path
 from larq_irnet.layers import binarized_weights
 from larq_irnet.quantizers import ede_default_k
-from larq_irnet.recipes import get_recipe
-from larq_irnet.run_directory import HISTORY, read_history
+from larq_irnet.training.recipes import get_recipe
+from larq_irnet.training.run_directory import HISTORY, read_history
 
 import experiments
 import noise

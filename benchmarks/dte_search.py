@@ -53,9 +53,9 @@ from typing import NamedTuple
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from larq_irnet.estimators import DTE_BAND_FRACTION, DTE_EPSILON  # noqa: E402
-from larq_irnet.recipes import get_recipe  # noqa: E402
-from larq_irnet.run_directory import HISTORY, read_history  # noqa: E402
 from larq_irnet.schedules import dte_floor_epochs  # noqa: E402
+from larq_irnet.training.recipes import get_recipe  # noqa: E402
+from larq_irnet.training.run_directory import HISTORY, read_history  # noqa: E402
 
 import experiments  # noqa: E402
 import noise  # noqa: E402

@@ -48,8 +48,8 @@ from typing import Any
 
 from larq_irnet._validation import first_line, positive_int_argument
 from larq_irnet.io import atomic_write, file_lock
-from larq_irnet.run_directory import MODEL, RunDirectoryInUse
 from larq_irnet.training import train
+from larq_irnet.training.run_directory import MODEL, RunDirectoryInUse
 
 __all__ = [
     "Run",
@@ -128,7 +128,7 @@ def train_runs(
 
     # Arguments
         runs: the runs, trained in this order.
-        recipe: the recipe every run trains (`larq_irnet.recipes`).
+        recipe: the recipe every run trains (`larq_irnet.training.recipes`).
         output_dir: the parent of the runs' directories.
         results: the JSON results file; created if missing.
         entry: `entry(summary, run_dir, run)` -> the run's results entry, from `train`'s

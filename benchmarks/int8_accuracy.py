@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from larq_irnet.converters import convert  # noqa: E402
 from larq_irnet.converters.evaluate import evaluate_tflite  # noqa: E402
-from larq_irnet.data import load_fashion_mnist  # noqa: E402
+from larq_irnet.training.data import load_fashion_mnist  # noqa: E402
 from larq_irnet.zoo import IRNetResNet20  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "int8_accuracy.json"

@@ -47,7 +47,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import larq_irnet  # noqa: E402  (first: selects Keras 2, registers the quantizers)
-from larq_irnet.run_directory import HISTORY, read_history  # noqa: E402
+from larq_irnet.training.run_directory import HISTORY, read_history  # noqa: E402
 
 import experiments  # noqa: E402
 import tensorflow as tf  # noqa: E402

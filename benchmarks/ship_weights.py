@@ -27,10 +27,10 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import larq_irnet  # noqa: E402, F401  (first: selects Keras 2, registers the quantizers)
-from larq_irnet import run_directory  # noqa: E402
 from larq_irnet._validation import first_line  # noqa: E402
 from larq_irnet.io import atomic_path, atomic_write, estimator_state_entries  # noqa: E402
-from larq_irnet.recipes import Recipe, model_function  # noqa: E402
+from larq_irnet.training import run_directory  # noqa: E402
+from larq_irnet.training.recipes import Recipe, model_function  # noqa: E402
 
 #: Test images whose correct count the fast test tier checks (`STATED` in
 #: tests/test_shipped_weights.py).
@@ -107,7 +107,7 @@ def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[st
     from larq_irnet.converters._io import load_keras_model
     from larq_irnet.converters.evaluate import evaluate_tflite
     from larq_irnet.converters.flatbuffer import op_histogram
-    from larq_irnet.data import dataset_info, load_fashion_mnist
+    from larq_irnet.training.data import dataset_info, load_fashion_mnist
     from larq_irnet.zoo.registry import sha256sum
 
     if not run_dir.is_dir():

@@ -1,6 +1,6 @@
 """`larq-irnet convert`, `larq-irnet evaluate` and `larq-irnet benchmark`.
 
-The converters read no datasets themselves (they sit below `larq_irnet.data`): the
+The converters read no datasets themselves (they sit below `larq_irnet.training.data`): the
 commands that need images (`evaluate`, `convert --int8`) call the `load_split`
 function the top-level command line hands to `add_parser`.
 """
@@ -172,7 +172,7 @@ def add_parser(subparsers: argparse._SubParsersAction, *, load_split: LoadSplit)
         subparsers: the `larq-irnet` parser's subparsers.
         load_split: `load_split(dataset, data_dir, split) -> (images, labels)`, the
             images `evaluate` scores and `convert --int8` calibrates on (the top layer
-            passes `larq_irnet.data`'s; see `LoadSplit`).
+            passes `larq_irnet.training.data`'s; see `LoadSplit`).
     """
     from larq_irnet._validation import positive_int_argument
     from larq_irnet.converters.benchmark import add_arguments

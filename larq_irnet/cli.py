@@ -17,9 +17,9 @@ def load_split(name: str, data_dir: str | None, split: str) -> tuple:
     """(images, labels) of `split` ("train" or "test") of an in-memory dataset.
 
     The `LoadSplit` that `larq-irnet convert --int8` and `evaluate` use
-    (`larq_irnet.data.load_split`: only that split's files are read).
+    (`larq_irnet.training.data.load_split`: only that split's files are read).
     """
-    from larq_irnet.data import load_split as load
+    from larq_irnet.training.data import load_split as load
 
     return load(name, data_dir, split)
 
@@ -27,7 +27,7 @@ def load_split(name: str, data_dir: str | None, split: str) -> tuple:
 #: Subcommand modules and the options their `add_parser` takes.
 _COMMAND_MODULES: tuple[tuple[str, dict], ...] = (
     ("larq_irnet.report", {}),
-    ("larq_irnet.training_cli", {}),
+    ("larq_irnet.training.cli", {}),
     ("larq_irnet.converters.cli", {"load_split": load_split}),
     ("larq_irnet.demo", {}),
 )

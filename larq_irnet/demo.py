@@ -23,18 +23,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from larq_irnet import run_directory
 from larq_irnet._validation import is_integer, non_negative_int_argument, positive_int_argument
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.converters import convert, load_keras_model
 from larq_irnet.converters.benchmark import interleaved_latency, runner_for
 from larq_irnet.converters.evaluate import evaluate_tflite
-from larq_irnet.data import load_arrays
 from larq_irnet.io import atomic_write
-from larq_irnet.recipes import get_recipe
 from larq_irnet.report import write_report
-from larq_irnet.run_directory import RunDirectoryInUse
-from larq_irnet.training import INTERRUPTED, train
+from larq_irnet.training import INTERRUPTED, run_directory, train
+from larq_irnet.training.data import load_arrays
+from larq_irnet.training.recipes import get_recipe
+from larq_irnet.training.run_directory import RunDirectoryInUse
 from larq_irnet.zoo import IRNetResNet20
 
 import numpy as np

@@ -1,6 +1,6 @@
 """`larq-irnet report RUN_DIR`: plots and a markdown summary of a training run.
 
-It reads a run directory (its files are described in `larq_irnet.run_directory`):
+It reads a run directory (its files are described in `larq_irnet.training.run_directory`):
 `history.csv`, `summary.json` and `model.h5`. The report goes to `RUN_DIR/report/`:
 
 | file | what |
@@ -42,12 +42,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from larq_irnet import run_directory
 from larq_irnet._validation import is_integer, positive_int_argument
 from larq_irnet.information import binarized_kernels, sign_entropy, standardized_kernel
 from larq_irnet.io import atomic_path, atomic_write
 from larq_irnet.quantizers import LibraPB, libra_standardize
-from larq_irnet.run_directory import EXPECTED_RUN_DIR, read_history
+from larq_irnet.training import run_directory
+from larq_irnet.training.run_directory import EXPECTED_RUN_DIR, read_history
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -56,7 +56,7 @@ from matplotlib.ticker import MaxNLocator
 
 __all__ = ["Report", "add_parser", "read_history", "write_report"]
 
-#: The run directory's file names (`larq_irnet.run_directory`), kept importable here.
+#: The run directory's file names (`larq_irnet.training.run_directory`), kept importable here.
 HISTORY_FILE = run_directory.HISTORY
 SUMMARY_FILE = run_directory.SUMMARY
 MODEL_FILE = run_directory.MODEL
@@ -409,7 +409,7 @@ def write_report(
         FileNotFoundError: `run_dir` or its `history.csv` does not exist.
         ValueError: `history.csv` is empty or not a CSV of numbers; a bad argument;
             the output directory is a file, under a file or not writable
-            (`larq_irnet.run_directory.UnusableDirectory`).
+            (`larq_irnet.training.run_directory.UnusableDirectory`).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

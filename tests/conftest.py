@@ -7,7 +7,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from larq_irnet.data import FASHION_MNIST_DIR, load_fashion_mnist  # noqa: E402
+from larq_irnet.training.data import FASHION_MNIST_DIR, load_fashion_mnist  # noqa: E402
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402

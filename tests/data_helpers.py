@@ -2,7 +2,7 @@
 
 import pickle
 
-from larq_irnet.data import sources
+from larq_irnet.training.data import sources
 
 import numpy as np
 import tensorflow as tf

@@ -5,8 +5,8 @@ import json
 import shutil
 from pathlib import Path
 
-from larq_irnet import recipes
 from larq_irnet.io import file_lock
+from larq_irnet.training import recipes
 
 import numpy as np
 import pytest

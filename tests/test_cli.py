@@ -50,7 +50,7 @@ def test_usage_errors_are_one_line(argv, message, capsys):
 
 
 def test_recipe_override_options_become_recipe_fields():
-    from larq_irnet import training_cli
+    from larq_irnet.training import cli as training_cli
 
     argv = ["train", "--optimizer", "adam", "--learning-rate", "0.01", "--dte-epsilon", "0"]
     args = cli.build_parser().parse_args([*argv, "--dte-band-fraction", "0.5"])

@@ -15,7 +15,7 @@ from larq_irnet.converters.evaluate import evaluate_tflite
 from larq_irnet.converters.flatbuffer import op_histogram, op_names, read_graph, structure
 from larq_irnet.converters.lce import fold_weight_computations
 from larq_irnet.converters.report import layer_macs, quantizer_kind
-from larq_irnet.data import FASHION_MNIST_DIR
+from larq_irnet.training.data import FASHION_MNIST_DIR
 from larq_irnet.zoo import IRNetResNet20, registry
 from larq_irnet.zoo.registry import WEIGHTS_DIR, get_entry
 

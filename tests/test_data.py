@@ -1,7 +1,7 @@
-"""larq_irnet.data (the package): it re-exports every public name of its three modules."""
+"""larq_irnet.training.data (the package): it re-exports every public name of its three modules."""
 
-import larq_irnet.data
-from larq_irnet.data import augmentation, pipelines, sources
+import larq_irnet.training.data
+from larq_irnet.training.data import augmentation, pipelines, sources
 
 import pytest
 
@@ -9,5 +9,5 @@ import pytest
 @pytest.mark.parametrize("module", [sources, augmentation, pipelines])
 def test_the_package_re_exports_each_module_public_name(module):
     for name in module.__all__:
-        assert getattr(larq_irnet.data, name) is getattr(module, name), name
-        assert name in larq_irnet.data.__all__
+        assert getattr(larq_irnet.training.data, name) is getattr(module, name), name
+        assert name in larq_irnet.training.data.__all__

@@ -1,8 +1,8 @@
-"""larq_irnet.data.augmentation: the authors' CIFAR crop-and-flip and ImageNet preprocessing."""
+"""training.data.augmentation: the authors' CIFAR crop-and-flip and ImageNet preprocessing."""
 
 import colorsys
 
-from larq_irnet.data import augmentation
+from larq_irnet.training.data import augmentation
 
 import numpy as np
 import tensorflow as tf

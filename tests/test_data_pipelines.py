@@ -1,7 +1,7 @@
-"""larq_irnet.data.pipelines: deterministic, resumable streams and ordered passes."""
+"""larq_irnet.training.data.pipelines: deterministic, resumable streams and ordered passes."""
 
-from larq_irnet.data import augmentation, pipelines, sources
-from larq_irnet.recipes import get_recipe
+from larq_irnet.training.data import augmentation, pipelines, sources
+from larq_irnet.training.recipes import get_recipe
 
 import numpy as np
 import pytest

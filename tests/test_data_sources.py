@@ -1,11 +1,11 @@
-"""larq_irnet.data.sources: reading Fashion-MNIST, CIFAR-10 and ImageNet; bad files named."""
+"""training.data.sources: reading Fashion-MNIST, CIFAR-10 and ImageNet; bad files named."""
 
 import gzip
 import os
 import pickle
 import zlib
 
-from larq_irnet.data import pipelines, sources
+from larq_irnet.training.data import pipelines, sources
 
 import numpy as np
 import pytest

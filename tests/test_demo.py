@@ -5,7 +5,7 @@ import os
 
 from larq_irnet.cli import main
 from larq_irnet.demo import DEMO_RECIPE, native_log_captured, run_demo
-from larq_irnet.recipes import get_recipe
+from larq_irnet.training.recipes import get_recipe
 
 import pytest
 

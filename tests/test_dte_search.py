@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from larq_irnet.estimators import dte_band_width
-from larq_irnet.run_directory import HISTORY, read_history
+from larq_irnet.training.run_directory import HISTORY, read_history
 
 import pytest
 

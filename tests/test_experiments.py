@@ -7,7 +7,7 @@ through the benchmarks that use this module, in test_ablation.py and test_irneti
 
 import json
 
-from larq_irnet.run_directory import RunDirectoryInUse
+from larq_irnet.training.run_directory import RunDirectoryInUse
 
 import pytest
 

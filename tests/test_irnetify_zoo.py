@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from larq_irnet.run_directory import HISTORY, read_history
+from larq_irnet.training.run_directory import HISTORY, read_history
 
 import pytest
 from tiny import tiny_model

@@ -1,13 +1,19 @@
-"""larq_irnet.recipes: the paper's settings as data, each one runnable."""
+"""larq_irnet.training.recipes: the paper's settings as data, each one runnable."""
 
 import dataclasses
 import inspect
 import json
 
-from larq_irnet import training
-from larq_irnet.data import dataset_info
 from larq_irnet.layers import binarized_weights
-from larq_irnet.recipes import DIRNET_PREFIX, RECIPES, TUNED_SUFFIX, get_recipe, model_function
+from larq_irnet.training import trainer as training
+from larq_irnet.training.data import dataset_info
+from larq_irnet.training.recipes import (
+    DIRNET_PREFIX,
+    RECIPES,
+    TUNED_SUFFIX,
+    get_recipe,
+    model_function,
+)
 
 import numpy as np
 import pytest

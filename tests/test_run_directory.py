@@ -1,9 +1,9 @@
-"""larq_irnet.run_directory: the run directory's files, history, config comparison, checks."""
+"""training.run_directory: the run directory's files, history, config comparison, checks."""
 
 import csv
 import os
 
-from larq_irnet.run_directory import (
+from larq_irnet.training.run_directory import (
     HISTORY,
     UnusableDirectory,
     check_writable,

@@ -9,11 +9,11 @@ second name, `fashion_mnist_paper`, keeps the paper protocol's IR-Net.
 import json
 from pathlib import Path
 
-from larq_irnet import training
 from larq_irnet.converters import convert
 from larq_irnet.converters.evaluate import evaluate_tflite
 from larq_irnet.converters.flatbuffer import op_histogram
 from larq_irnet.io import estimator_state_entries
+from larq_irnet.training import trainer as training
 from larq_irnet.zoo import IRNetResNet20
 from larq_irnet.zoo.registry import get_entry, verified_path
 

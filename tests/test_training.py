@@ -12,19 +12,20 @@ import sys
 from pathlib import Path
 
 import larq_irnet  # noqa: F401
-from larq_irnet import training, training_cli
 from larq_irnet.callbacks import InformationDiagnostics, ede_quantizers
 from larq_irnet.cli import main
 from larq_irnet.layers import binarized_weights
-from larq_irnet.optimization import (
+from larq_irnet.training import cli as training_cli
+from larq_irnet.training import train
+from larq_irnet.training import trainer as training
+from larq_irnet.training.optimization import (
     LatentScaledSGD,
     WarmupStepDecay,
     l2_weight_decay,
     make_schedule,
 )
-from larq_irnet.recipes import RECIPES, get_recipe
-from larq_irnet.run_directory import RunDirectoryInUse
-from larq_irnet.training import train
+from larq_irnet.training.recipes import RECIPES, get_recipe
+from larq_irnet.training.run_directory import RunDirectoryInUse
 from larq_irnet.zoo import registry
 from larq_irnet.zoo.registry import sha256sum as registry_sha256
 

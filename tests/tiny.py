@@ -8,7 +8,7 @@ recipe with this model.
 
 import dataclasses
 
-from larq_irnet.recipes import get_recipe
+from larq_irnet.training.recipes import get_recipe
 from larq_irnet.zoo.presets import conv_settings
 
 import larq as lq

@@ -11,8 +11,12 @@ from __future__ import annotations
 import os
 
 from larq_irnet._validation import is_integer
-from larq_irnet.data.augmentation import imagenet_eval_image, imagenet_train_image, pad_crop_flip
-from larq_irnet.data.sources import _SPLITS, _imagenet_builder, dataset_info, load_split
+from larq_irnet.training.data.augmentation import (
+    imagenet_eval_image,
+    imagenet_train_image,
+    pad_crop_flip,
+)
+from larq_irnet.training.data.sources import _SPLITS, _imagenet_builder, dataset_info, load_split
 
 import numpy as np
 import tensorflow as tf

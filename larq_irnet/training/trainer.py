@@ -14,12 +14,12 @@ print(summary["final_test_accuracy"])
 ```
 
 The run directory's files (`config.json`, `history.csv`, `checkpoints/`, `model.h5`,
-`summary.json`, ...) are described in one place, `larq_irnet.run_directory`.
+`summary.json`, ...) are described in one place, `larq_irnet.training.run_directory`.
 
 Resuming is exact: the checkpoint holds the weights, the optimizer's state and step
 counter (so the learning-rate schedule continues), and EDE's t is a function of the
 epoch index (`EDECallback`). The training data is a deterministic stream
-(`larq_irnet.data.array_dataset`) that restarts at the first batch of the resumed epoch.
+(`larq_irnet.training.data.array_dataset`) that restarts at the first batch of the resumed epoch.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from larq_irnet import data, run_directory
 from larq_irnet._validation import is_integer, is_real
 from larq_irnet.callbacks import (
     DTECallback,
@@ -50,8 +49,9 @@ from larq_irnet.callbacks import (
 )
 from larq_irnet.distillation import Distiller, ends_in_softmax, load_teacher
 from larq_irnet.io import atomic_path
-from larq_irnet.optimization import l2_weight_decay, make_optimizer, make_schedule
-from larq_irnet.recipes import Recipe, get_recipe, model_function
+from larq_irnet.training import data, run_directory
+from larq_irnet.training.optimization import l2_weight_decay, make_optimizer, make_schedule
+from larq_irnet.training.recipes import Recipe, get_recipe, model_function
 from larq_irnet.zoo import BINARIZATIONS, BITS
 from larq_irnet.zoo.presets import PRESETS
 from larq_irnet.zoo.registry import WEIGHTS, get_entry, registered_as, sha256sum
@@ -880,7 +880,7 @@ def train(
     epoch's validation is the final model's test score) or, with `validation_size`, on
     that many examples held out from the end of the training split (the final model is
     then scored on the full test set once, after training), and saves the model. The
-    run directory's files are described in `larq_irnet.run_directory`.
+    run directory's files are described in `larq_irnet.training.run_directory`.
 
     Every argument, the dataset's files and `output_dir` are checked before anything is
     written. If `output_dir` holds checkpoints of the same configuration, training
@@ -896,7 +896,7 @@ def train(
     the run directory, the others write to `output_dir/workertemp_<i>` and delete it.
 
     # Arguments
-        recipe: a name of `larq_irnet.recipes.RECIPES` or a `Recipe`.
+        recipe: a name of `larq_irnet.training.recipes.RECIPES` or a `Recipe`.
         output_dir: the run directory.
         binarization: the model's `binarization` (a row of the paper's ablation table,
             `larq_irnet.zoo.BINARIZATIONS`); default the recipe's.
@@ -905,7 +905,7 @@ def train(
             examples (training examples // batch size).
         batch_size: override the recipe's global batch size.
         strategy: one of `STRATEGIES`.
-        data_dir: where the dataset is (`larq_irnet.data.make_dataset`).
+        data_dir: where the dataset is (`larq_irnet.training.data.make_dataset`).
         seed: seed of initialization, data order and augmentation, 0 to `MAX_SEED`
             (2**32 - 1).
         train_limit: train on the first `train_limit` training examples only.

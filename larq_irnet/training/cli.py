@@ -11,16 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from larq_irnet import run_directory
 from larq_irnet._validation import (
     int_argument,
     non_negative_int_argument,
     positive_int_argument,
 )
 from larq_irnet.callbacks import InformationDiagnostics
-from larq_irnet.recipes import OPTIMIZERS, RECIPES
-from larq_irnet.run_directory import RunDirectoryInUse
-from larq_irnet.training import (
+from larq_irnet.training import run_directory
+from larq_irnet.training.recipes import OPTIMIZERS, RECIPES
+from larq_irnet.training.run_directory import RunDirectoryInUse
+from larq_irnet.training.trainer import (
     DISTILLATION_DEFAULTS,
     INTERRUPTED,
     MAX_SEED,

@@ -1,7 +1,7 @@
 """Training recipes: the paper's settings, one per row of its results table, as data.
 
 ```python
-from larq_irnet.recipes import RECIPES, get_recipe
+from larq_irnet.training.recipes import RECIPES, get_recipe
 
 print(sorted(RECIPES))
 recipe = get_recipe("cifar10-resnet20-1w1a")
@@ -39,7 +39,7 @@ epoch; per step it reaches exactly 0 at the end, which matters for short runs). 
 decay is applied as the authors' PyTorch SGD does, coupled: the gradient of
 (weight_decay / 2) * sum(w^2) over every trainable weight (kernels, biases, BatchNorm
 scales and offsets) is added to the loss gradient before the momentum
-(`larq_irnet.optimization.l2_weight_decay`), not as Keras' decoupled `weight_decay`
+(`larq_irnet.training.optimization.l2_weight_decay`), not as Keras' decoupled `weight_decay`
 argument, which bypasses the momentum.
 
 # References
@@ -70,9 +70,9 @@ __all__ = [
     "model_function",
 ]
 
-#: Optimizers a recipe may name (built by `larq_irnet.optimization.make_optimizer`).
+#: Optimizers a recipe may name (built by `larq_irnet.training.optimization.make_optimizer`).
 OPTIMIZERS = ("sgd", "adam")
-#: Learning-rate schedules a recipe may name (`larq_irnet.optimization.make_schedule`).
+#: Learning-rate schedules a recipe may name (`larq_irnet.training.optimization.make_schedule`).
 SCHEDULES = ("cosine", "warmup_step", "constant")
 
 
@@ -82,7 +82,7 @@ class Recipe:
 
     # Arguments
         name: the recipe's name, `<dataset>-<model>-<bits>`.
-        dataset: a name of `larq_irnet.data.DATASETS`.
+        dataset: a name of `larq_irnet.training.data.DATASETS`.
         model: a model function: the name of one in `larq_irnet.zoo`, `"module:function"`,
             or the function itself. It is called with `model_kwargs` plus `input_shape`
             and `num_classes` of the dataset (and `binarization` when overridden).

@@ -2,7 +2,7 @@ r"""Optimizers, learning-rate schedules and weight decay of the training recipes
 
 Learning schedules live apart from the training loop, as larq-zoo keeps them
 (`larq_zoo.training.learning_schedules`): `make_schedule` and `make_optimizer` turn a
-`larq_irnet.recipes.Recipe` into Keras objects, `l2_weight_decay` adds the authors'
+`larq_irnet.training.recipes.Recipe` into Keras objects, `l2_weight_decay` adds the authors'
 coupled weight decay, and `LatentScaledSGD` scales the learning rate of the latent
 weights of binarized kernels. `larq_irnet.training.train` uses all four.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from larq_irnet._validation import is_integer, is_real
 from larq_irnet.layers import binarized_weights
-from larq_irnet.recipes import Recipe
+from larq_irnet.training.recipes import Recipe
 
 import tensorflow as tf
 

@@ -12,10 +12,10 @@ Three modules, as larq-zoo keeps its datasets apart from their preprocessing:
 | `augmentation` | `pad_crop_flip`, `imagenet_train_image`, `imagenet_eval_image`, jitter |
 | `pipelines` | `make_dataset`, and the `array_dataset` / `jpeg_dataset` streams under it |
 
-Every public name of the three is importable from `larq_irnet.data` itself.
+Every public name of the three is importable from `larq_irnet.training.data` itself.
 
 ```python
-from larq_irnet.data import make_dataset
+from larq_irnet.training.data import make_dataset
 
 train = make_dataset("cifar10", "train", 128, data_dir="~/data/cifar-10-batches-py")
 test = make_dataset("cifar10", "test", 500, data_dir="~/data/cifar-10-batches-py")
@@ -28,16 +28,16 @@ model.fit(train, steps_per_epoch=50000 // 128, epochs=400, validation_data=test)
   in the authors' CIFAR-10 trainers and ImageNet configs.
 """
 
-from larq_irnet.data import augmentation, pipelines, sources
-from larq_irnet.data.augmentation import (
+from larq_irnet.training.data import augmentation, pipelines, sources
+from larq_irnet.training.data.augmentation import (
     color_jitter,
     imagenet_eval_image,
     imagenet_train_image,
     pad_crop_flip,
     random_color_jitter,
 )
-from larq_irnet.data.pipelines import array_dataset, jpeg_dataset, make_dataset
-from larq_irnet.data.sources import (
+from larq_irnet.training.data.pipelines import array_dataset, jpeg_dataset, make_dataset
+from larq_irnet.training.data.sources import (
     CIFAR10_BATCHES,
     DATASETS,
     FASHION_MNIST_DIR,
