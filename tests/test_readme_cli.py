@@ -1,5 +1,6 @@
-"""The docs agree with the command line: every `train` option and binarization listed in
-docs/training.md, every `larq-irnet` command of README.md accepted, the make targets named."""
+"""The docs agree with the code: every `train` option and binarization listed in
+docs/training.md, every `larq-irnet` command and make target of README.md real, the docs
+index complete and the links of the front pages resolved."""
 
 import argparse
 import re
@@ -8,6 +9,8 @@ from pathlib import Path
 
 from larq_irnet.cli import build_parser
 from larq_irnet.zoo import BINARIZATIONS
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,3 +84,29 @@ def test_every_make_target_of_the_readme_exists():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert used >= {"demo", "test", "install"}
     assert {t for t in used if not re.search(rf"^{t}:", makefile, re.MULTILINE)} == set()
+
+
+def test_the_docs_index_lists_every_page_once():
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md") if p.name != "README.md")
+    index = (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
+    assert sorted(re.findall(r"^- \[([\w.-]+)\]\(\1\): ", index, re.MULTILINE)) == pages
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "README.md",
+        "docs/README.md",
+        "docs/install.md",
+        "docs/training.md",
+        "docs/usage.md",
+        "docs/zoo.md",
+    ],
+)
+def test_relative_links_resolve(page):
+    text = (ROOT / page).read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if "://" not in t]
+    assert local, f"{page} links no page"
+    missing = [t for t in local if not ((ROOT / page).parent / t).exists()]
+    assert missing == [], f"{page} links to missing files"
