@@ -113,7 +113,7 @@ class Row:
         short: its name in the comparisons (default: `label`).
         paper: IR-Net's Table 2 top-1 (%) for the row on CIFAR-10 ResNet-20 1/1, or None
             for rows of our own (listed in the table once they have a result).
-        overrides: recipe fields the row changes (`train(overrides=...)`).
+        overrides: recipe fields the row changes (`TrainOptions(overrides=...)`).
         teacher: the row whose seed-0 `model.h5` is its RBD teacher (`--distill-from`).
     """
 

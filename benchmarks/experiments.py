@@ -4,7 +4,7 @@ Not installed: the benchmark scripts import it as `import experiments` (run as
 `python benchmarks/x.py`, which puts `benchmarks/` on `sys.path`).
 
 An experiment (an ablation table, a recipe search, a comparison over seeds) is a list
-of named runs of one recipe, each with its own `larq_irnet.training.train` keywords,
+of named runs of one recipe, each with its own `larq_irnet.training.TrainOptions` fields,
 and a JSON results file that holds one entry per finished run:
 
 ```python
@@ -48,7 +48,7 @@ from typing import Any
 
 from larq_irnet._validation import first_line, positive_int_argument
 from larq_irnet.io import atomic_write, file_lock
-from larq_irnet.training import train
+from larq_irnet.training import TrainOptions, train
 from larq_irnet.training.run_directory import MODEL, RunDirectoryInUse
 
 __all__ = [
@@ -75,7 +75,7 @@ class Run:
 
     # Arguments
         name: the run's name: its directory under `output_dir` and its results key.
-        train_kwargs: keywords of `larq_irnet.training.train` (e.g. `binarization`,
+        train_kwargs: fields of `larq_irnet.training.TrainOptions` (e.g. `binarization`,
             `seed`, `overrides`, `distill_from`), on top of the experiment's.
         info: anything the results entry needs besides them (e.g. a table row's name).
     """
@@ -166,9 +166,11 @@ def train_runs(
         try:
             summary = train(
                 recipe,
-                output_dir=run_dir,
-                **{**train_kwargs, **run.train_kwargs},
-                extra_callbacks=callbacks() if callbacks else (),
+                run_dir,
+                TrainOptions(
+                    **{**train_kwargs, **run.train_kwargs},
+                    extra_callbacks=callbacks() if callbacks else (),
+                ),
             )
         except RunDirectoryInUse as error:
             log(f"== {run.name}: skipped, {error}")

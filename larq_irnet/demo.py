@@ -30,7 +30,7 @@ from larq_irnet.converters.benchmark import interleaved_latency, runner_for
 from larq_irnet.converters.evaluate import evaluate_tflite
 from larq_irnet.io import atomic_write
 from larq_irnet.report import write_report
-from larq_irnet.training import INTERRUPTED, run_directory, train
+from larq_irnet.training import INTERRUPTED, TrainOptions, run_directory, train
 from larq_irnet.training.data import load_arrays
 from larq_irnet.training.recipes import get_recipe
 from larq_irnet.training.run_directory import RunDirectoryInUse
@@ -123,13 +123,15 @@ def _train(run_dir: Path, epochs: int, train_limit: int | None, data_dir) -> dic
     """Train (or resume, or read the finished run) with one line per epoch."""
     return train(
         DEMO_RECIPE,
-        output_dir=run_dir,
-        epochs=epochs,
-        train_limit=train_limit,
-        validation_size=DEMO_VALIDATION_SIZE,
-        data_dir=data_dir,
-        extra_callbacks=[InformationDiagnostics()],
-        verbose=2,
+        run_dir,
+        TrainOptions(
+            epochs=epochs,
+            train_limit=train_limit,
+            validation_size=DEMO_VALIDATION_SIZE,
+            data_dir=data_dir,
+            extra_callbacks=[InformationDiagnostics()],
+            verbose=2,
+        ),
     )
 
 

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import larq_irnet  # noqa: F401
-from larq_irnet.training import train
+from larq_irnet.training import TrainOptions, train
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ WORKER = textwrap.dedent(
     from pathlib import Path
 
     import larq_irnet
-    from larq_irnet.training import train
+    from larq_irnet.training import TrainOptions, train
 
     import numpy as np
     import tensorflow as tf
@@ -52,11 +52,11 @@ WORKER = textwrap.dedent(
             np.savez(out_dir / f"weights{index}.npz", *network.get_weights())
 
     record = Record()
-    summary = train(
-        TINY, output_dir=run_dir, strategy="multi-worker", epochs=2, steps_per_epoch=3,
-        batch_size=32, train_limit=512, extra_callbacks=[record], verbose=0,
-        distill_from=teacher,
+    options = TrainOptions(
+        strategy="multi-worker", epochs=2, steps_per_epoch=3, batch_size=32, train_limit=512,
+        extra_callbacks=[record], verbose=0, distill_from=teacher,
     )
+    summary = train(TINY, run_dir, options)
     (out_dir / f"worker{index}.json").write_text(
         json.dumps({"summary": summary, "epochs": record.epochs})
     )
@@ -81,8 +81,15 @@ def test_two_workers_on_loopback_train_to_the_same_weights(tmp_path, fashion_mni
     if distill:
         # RBD from the tiny model's full-precision twin, trained here into a run directory.
         teacher_dir = tmp_path / "teacher"
-        train(TINY, output_dir=teacher_dir, binarization="fp", epochs=1, steps_per_epoch=4,
-              batch_size=32, train_limit=512, verbose=0)  # fmt: skip
+        fp = TrainOptions(
+            binarization="fp",
+            epochs=1,
+            steps_per_epoch=4,
+            batch_size=32,
+            train_limit=512,
+            verbose=0,
+        )
+        train(TINY, teacher_dir, fp)
         teacher = [str(teacher_dir)]
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -173,7 +180,7 @@ def test_two_workers_on_loopback_train_to_the_same_weights(tmp_path, fashion_mni
 def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="TF_CONFIG"):
-        train("fashion_mnist-resnet20-1w1a", output_dir=tmp_path, strategy="multi-worker")
+        train("fashion_mnist-resnet20-1w1a", tmp_path, TrainOptions(strategy="multi-worker"))
     assert not Path(tmp_path, "config.json").exists()
 
 
@@ -181,13 +188,15 @@ def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
 def test_mirrored_strategy_trains_on_the_local_devices(tmp_path):
     summary = train(
         TINY,
-        output_dir=tmp_path,
-        strategy="mirrored",
-        epochs=1,
-        steps_per_epoch=2,
-        batch_size=32,
-        train_limit=256,
-        verbose=0,
+        tmp_path,
+        TrainOptions(
+            strategy="mirrored",
+            epochs=1,
+            steps_per_epoch=2,
+            batch_size=32,
+            train_limit=256,
+            verbose=0,
+        ),
     )
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")[:1]
     assert summary["strategy"] == "mirrored" and summary["num_replicas"] == len(devices)

@@ -5,6 +5,7 @@ what the results file records, best recipes, generated docs blocks.
 through the benchmarks that use this module, in test_ablation.py and test_irnetify_zoo.py.
 """
 
+import dataclasses
 import json
 
 from larq_irnet.training.run_directory import RunDirectoryInUse
@@ -22,7 +23,13 @@ def trained(experiments, monkeypatch):
     """Replace `train`: record its calls, make the run directory, return a summary."""
     calls = []
 
-    def fake_train(recipe, *, output_dir, **kwargs):
+    def fake_train(recipe, output_dir, options):
+        # The options the experiment set: those that differ from TrainOptions' defaults.
+        kwargs = {
+            field.name: getattr(options, field.name)
+            for field in dataclasses.fields(options)
+            if getattr(options, field.name) != field.default
+        }
         if (output_dir / "busy").exists():
             raise RunDirectoryInUse(f"{output_dir} is locked by another process")
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from larq_irnet.converters import convert
 from larq_irnet.converters.evaluate import evaluate_tflite
 from larq_irnet.converters.flatbuffer import op_histogram
 from larq_irnet.io import estimator_state_entries
+from larq_irnet.training import TrainOptions
 from larq_irnet.training import trainer as training
 from larq_irnet.zoo import IRNetResNet20
 from larq_irnet.zoo.registry import get_entry, verified_path
@@ -76,13 +77,15 @@ def test_a_student_distils_from_the_shipped_teacher(tmp_path, fashion_mnist):
     run_dir = tmp_path / "run"
     summary = training.train(
         "fashion_mnist-resnet20-1w1a",
-        output_dir=run_dir,
-        distill_from="fashion_mnist",
-        epochs=1,
-        steps_per_epoch=2,
-        batch_size=32,
-        train_limit=64,
-        verbose=0,
+        run_dir,
+        TrainOptions(
+            distill_from="fashion_mnist",
+            epochs=1,
+            steps_per_epoch=2,
+            batch_size=32,
+            train_limit=64,
+            verbose=0,
+        ),
     )
     assert summary["distill_from"] == "fashion_mnist"
     # Attention maps are L2-normalised per sample: the distance lies in [0, 2] per point.

@@ -15,8 +15,8 @@ import larq_irnet  # noqa: F401
 from larq_irnet.callbacks import InformationDiagnostics, ede_quantizers
 from larq_irnet.cli import main
 from larq_irnet.layers import binarized_weights
+from larq_irnet.training import TrainOptions, run_directory, train
 from larq_irnet.training import cli as training_cli
-from larq_irnet.training import train
 from larq_irnet.training import trainer as training
 from larq_irnet.training.optimization import (
     LatentScaledSGD,
@@ -95,7 +95,7 @@ def test_weight_decay_gradient_is_pytorch_sgd_weight_decay():
 @pytest.mark.slow  # scores the saved model on the full test set
 def test_train_writes_the_run_directory(tmp_path, fashion_mnist):
     run_dir = tmp_path / "run"
-    summary = train(TINY, output_dir=run_dir, **SMALL_RUN)
+    summary = train(TINY, run_dir, TrainOptions(**SMALL_RUN))
 
     assert json.loads((run_dir / "summary.json").read_text()) == summary
     assert summary["recipe"] == "tiny" and summary["epochs"] == 3
@@ -144,11 +144,11 @@ def test_train_writes_the_run_directory(tmp_path, fashion_mnist):
 
     # A finished run is not trained again, nor when only the recipe's description changed;
     # another configuration is refused.
-    assert train(TINY, output_dir=run_dir, **SMALL_RUN) == summary
+    assert train(TINY, run_dir, TrainOptions(**SMALL_RUN)) == summary
     reworded = dataclasses.replace(TINY, source="reworded")
-    assert train(reworded, output_dir=run_dir, **SMALL_RUN) == summary
+    assert train(reworded, run_dir, TrainOptions(**SMALL_RUN)) == summary
     with pytest.raises(ValueError, match=r"holds a run with another configuration.*epochs"):
-        train(TINY, output_dir=run_dir, **{**SMALL_RUN, "epochs": 4})
+        train(TINY, run_dir, TrainOptions(**{**SMALL_RUN, "epochs": 4}))
 
 
 class _Killed(Exception):
@@ -173,12 +173,12 @@ class _KillAtEpochEnd(tf.keras.callbacks.Callback):
 
 
 def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_mnist):
-    straight = train(TINY, output_dir=tmp_path / "straight", **SMALL_RUN)
+    straight = train(TINY, tmp_path / "straight", TrainOptions(**SMALL_RUN))
 
     run_dir = tmp_path / "killed"
     kill = [_KillAtEpochEnd(1)]
     with pytest.raises(_Killed):
-        train(TINY, output_dir=run_dir, extra_callbacks=kill, **SMALL_RUN)
+        train(TINY, run_dir, TrainOptions(extra_callbacks=kill, **SMALL_RUN))
     assert not (run_dir / "summary.json").exists()
     assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-1")
     # As if the process died after the history row of epoch 1 but before its checkpoint.
@@ -187,7 +187,7 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path, fash
     with open(run_dir / "history.csv", "a") as f:
         f.write("1" + lines[1][1:] + "\n")
 
-    resumed = train(TINY, output_dir=run_dir, extra_callbacks=kill, **SMALL_RUN)
+    resumed = train(TINY, run_dir, TrainOptions(extra_callbacks=kill, **SMALL_RUN))
     assert resumed["resumed_from_epoch"] == 1
 
     a = tf.keras.models.load_model(tmp_path / "straight" / "model.h5").get_weights()
@@ -229,14 +229,14 @@ def test_a_run_directory_is_trained_by_one_process_at_a_time(tmp_path, fashion_m
         assert holder.stdout.readline() == "locked\n"
         expected = rf"into {re.escape(str(run_dir))} \(.*\(pid {holder.pid}\)\)"
         with pytest.raises(RunDirectoryInUse, match=expected):
-            train(TINY, output_dir=run_dir, **{**SMALL_RUN, "epochs": 1})
+            train(TINY, run_dir, TrainOptions(**{**SMALL_RUN, "epochs": 1}))
         assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
     finally:
         holder.kill()
         holder.wait()
         holder.stdout.close()
     # The kernel dropped the lock with the process that held it.
-    summary = train(TINY, output_dir=run_dir, **{**SMALL_RUN, "epochs": 1})
+    summary = train(TINY, run_dir, TrainOptions(**{**SMALL_RUN, "epochs": 1}))
     assert summary["epochs"] == 1 and (run_dir / "summary.json").exists()
 
 
@@ -304,12 +304,14 @@ def test_latent_weight_decay_can_leave_the_binarized_kernels_out():
 def test_validation_split_and_recipe_overrides(tmp_path, fashion_mnist):
     summary = train(
         TINY,
-        output_dir=tmp_path / "run",
-        epochs=1,
-        steps_per_epoch=3,
-        validation_size=1000,
-        overrides={"optimizer": "adam", "learning_rate": 2e-3, "decay_latent_weights": False},
-        verbose=0,
+        tmp_path / "run",
+        TrainOptions(
+            epochs=1,
+            steps_per_epoch=3,
+            validation_size=1000,
+            overrides={"optimizer": "adam", "learning_rate": 2e-3, "decay_latent_weights": False},
+            verbose=0,
+        ),
     )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["validation_size"] == 1000
@@ -331,7 +333,7 @@ def test_validation_split_and_recipe_overrides(tmp_path, fashion_mnist):
 
 def test_unknown_recipe_override_is_an_error_naming_it(tmp_path):
     with pytest.raises(ValueError, match=r"unknown recipe fields \['lr'\]"):
-        train(TINY, output_dir=tmp_path / "run", overrides={"lr": 0.1}, verbose=0)
+        train(TINY, tmp_path / "run", TrainOptions(overrides={"lr": 0.1}, verbose=0))
     assert not (tmp_path / "run").exists()
 
 
@@ -343,18 +345,18 @@ def test_a_resume_with_another_option_is_refused_naming_it(tmp_path, fashion_mni
     run_dir = tmp_path / "run"
     kill = [_KillAtEpochEnd(1)]
     with pytest.raises(_Killed):
-        train(TINY, output_dir=run_dir, extra_callbacks=kill, **SHORT_RUN)
+        train(TINY, run_dir, TrainOptions(extra_callbacks=kill, **SHORT_RUN))
     history = (run_dir / "history.csv").read_bytes()
     # Adding --diagnostics to the same command would log per-layer columns under the
     # first session's header.
     diagnostics = [*kill, InformationDiagnostics()]
     with pytest.raises(ValueError, match=r"differs in: extra_callbacks \(.*InformationDiag"):
-        train(TINY, output_dir=run_dir, extra_callbacks=diagnostics, **SHORT_RUN)
+        train(TINY, run_dir, TrainOptions(extra_callbacks=diagnostics, **SHORT_RUN))
     with pytest.raises(ValueError, match=r"differs in: validation_size \(0 there, 100 now\)"):
-        train(TINY, output_dir=run_dir, extra_callbacks=kill, validation_size=100, **SHORT_RUN)
+        train(TINY, run_dir, TrainOptions(extra_callbacks=kill, validation_size=100, **SHORT_RUN))
     with pytest.raises(ValueError, match=r"differs in: recipe.weight_decay"):
         overrides = {"weight_decay": 0.0}
-        train(TINY, output_dir=run_dir, extra_callbacks=kill, overrides=overrides, **SHORT_RUN)
+        train(TINY, run_dir, TrainOptions(extra_callbacks=kill, overrides=overrides, **SHORT_RUN))
     assert (run_dir / "history.csv").read_bytes() == history
     assert not (run_dir / "summary.json").exists()
 
@@ -363,7 +365,7 @@ def test_a_resume_with_another_option_is_refused_naming_it(tmp_path, fashion_mni
 def test_a_run_written_before_an_option_existed_stays_the_same_run(tmp_path, fashion_mnist):
     run_dir = tmp_path / "run"
     diagnostics = [InformationDiagnostics()]
-    summary = train(TINY, output_dir=run_dir, extra_callbacks=diagnostics, **SHORT_RUN)
+    summary = train(TINY, run_dir, TrainOptions(extra_callbacks=diagnostics, **SHORT_RUN))
     config = json.loads((run_dir / "config.json").read_text())
     for key in ("validation_size", "strategy", "extra_callbacks", "distillation"):
         del config[key]
@@ -371,13 +373,15 @@ def test_a_run_written_before_an_option_existed_stays_the_same_run(tmp_path, fas
     del config["recipe"]["latent_lr_scale"]
     (run_dir / "config.json").write_text(json.dumps(config))
     # Its history shows that InformationDiagnostics ran, as it did with --diagnostics.
-    assert train(TINY, output_dir=run_dir, extra_callbacks=diagnostics, **SHORT_RUN) == summary
+    assert train(TINY, run_dir, TrainOptions(extra_callbacks=diagnostics, **SHORT_RUN)) == summary
     with pytest.raises(ValueError, match=r"differs in: extra_callbacks"):
-        train(TINY, output_dir=run_dir, **SHORT_RUN)
+        train(TINY, run_dir, TrainOptions(**SHORT_RUN))
     with pytest.raises(ValueError, match=r"differs in: recipe.decay_latent_weights \(True th"):
         overrides = {"decay_latent_weights": False}
         train(
-            TINY, output_dir=run_dir, extra_callbacks=diagnostics, overrides=overrides, **SHORT_RUN
+            TINY,
+            run_dir,
+            TrainOptions(extra_callbacks=diagnostics, overrides=overrides, **SHORT_RUN),
         )
 
 
@@ -396,7 +400,7 @@ def test_a_run_written_before_an_option_existed_stays_the_same_run(tmp_path, fas
 def test_a_bad_argument_writes_nothing(tmp_path, arguments, expected):
     run_dir = tmp_path / "run"
     with pytest.raises((ValueError, FileNotFoundError), match=expected):
-        train(TINY, output_dir=run_dir, **{**SHORT_RUN, **arguments})
+        train(TINY, run_dir, TrainOptions(**{**SHORT_RUN, **arguments}))
     assert not run_dir.exists()
 
 
@@ -478,16 +482,16 @@ def test_unusable_output_directories_are_one_line_errors(tmp_path, read_only, ca
 def test_read_only_run_directories(tmp_path, read_only, fashion_mnist):
     # A finished run is only read; an unfinished one is refused before anything changes.
     finished, killed = tmp_path / "finished", tmp_path / "killed"
-    summary = train(TINY, output_dir=finished, **SHORT_RUN)
+    summary = train(TINY, finished, TrainOptions(**SHORT_RUN))
     kill = [_KillAtEpochEnd(1)]
     with pytest.raises(_Killed):
-        train(TINY, output_dir=killed, extra_callbacks=kill, **SHORT_RUN)
+        train(TINY, killed, TrainOptions(extra_callbacks=kill, **SHORT_RUN))
     snapshot = {p: p.read_bytes() for p in killed.rglob("*") if p.is_file()}
     read_only(finished)
     read_only(killed)
-    assert train(TINY, output_dir=finished, **SHORT_RUN) == summary
+    assert train(TINY, finished, TrainOptions(**SHORT_RUN)) == summary
     with pytest.raises(ValueError, match=rf"--output-dir {killed} is not writable: expected"):
-        train(TINY, output_dir=killed, extra_callbacks=kill, **SHORT_RUN)
+        train(TINY, killed, TrainOptions(extra_callbacks=kill, **SHORT_RUN))
     assert {p: p.read_bytes() for p in killed.rglob("*") if p.is_file()} == snapshot
 
 
@@ -496,7 +500,7 @@ def test_resume_removes_a_killed_saves_temporary_and_keeps_crlf(tmp_path, fashio
     run_dir = tmp_path / "run"
     kill = [_KillAtEpochEnd(1)]
     with pytest.raises(_Killed):
-        train(TINY, output_dir=run_dir, extra_callbacks=kill, **SHORT_RUN)
+        train(TINY, run_dir, TrainOptions(extra_callbacks=kill, **SHORT_RUN))
     # A kill during the final save leaves atomic_path's temporary model behind; and the
     # history row of the unfinished epoch 1 was written before the kill.
     (run_dir / ".model.0123456789ab.h5").write_bytes(b"\0" * 1000)
@@ -505,7 +509,7 @@ def test_resume_removes_a_killed_saves_temporary_and_keeps_crlf(tmp_path, fashio
         lines = f.read().split(b"\r\n")
     with open(run_dir / "history.csv", "ab") as f:
         f.write(b"1" + lines[1][1:] + b"\r\n")
-    train(TINY, output_dir=run_dir, extra_callbacks=kill, **{**SHORT_RUN, "verbose": 2})
+    train(TINY, run_dir, TrainOptions(extra_callbacks=kill, **{**SHORT_RUN, "verbose": 2}))
     assert not (run_dir / ".model.0123456789ab.h5").exists()
     assert (run_dir / "notes.txt").read_text() == "the user's"
     history = (run_dir / "history.csv").read_bytes()
@@ -519,7 +523,7 @@ def test_resume_removes_a_killed_saves_temporary_and_keeps_crlf(tmp_path, fashio
 def test_progress_shows_the_means_not_every_layer(tmp_path, fashion_mnist, capsys):
     run_dir = tmp_path / "run"
     diagnostics = [InformationDiagnostics()]
-    train(TINY, output_dir=run_dir, extra_callbacks=diagnostics, **{**SHORT_RUN, "verbose": 2})
+    train(TINY, run_dir, TrainOptions(extra_callbacks=diagnostics, **{**SHORT_RUN, "verbose": 2}))
     out = capsys.readouterr().out
     assert "entropy_mean" in out and "entropy/" not in out
     assert max(len(line) for line in out.splitlines()) <= 200
@@ -530,7 +534,7 @@ def test_progress_shows_the_means_not_every_layer(tmp_path, fashion_mnist, capsy
 @pytest.mark.slow  # trains twice through the CLI
 def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(RECIPES, "tiny", TINY)
-    saved_epoch_end = training._EpochCheckpoint.on_epoch_end
+    saved_epoch_end = run_directory.EpochCheckpoint.on_epoch_end
 
     def checkpoint_then_ctrl_c(self, epoch, logs=None):
         saved_epoch_end(self, epoch, logs)
@@ -540,7 +544,7 @@ def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path, monkeypatch, 
             # can come after the epoch (and the run) has already ended.
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(training._EpochCheckpoint, "on_epoch_end", checkpoint_then_ctrl_c)
+    monkeypatch.setattr(run_directory.EpochCheckpoint, "on_epoch_end", checkpoint_then_ctrl_c)
     run_dir = tmp_path / "run"
     argv = ["train", "--recipe", "tiny", "--epochs", "2", "--steps-per-epoch", "2"]
     argv += ["--batch-size", "32", "--train-limit", "256", "--output-dir", str(run_dir)]
@@ -548,7 +552,7 @@ def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the same command resumes the run" in err
     assert str(run_dir) in err
-    monkeypatch.setattr(training._EpochCheckpoint, "on_epoch_end", saved_epoch_end)
+    monkeypatch.setattr(run_directory.EpochCheckpoint, "on_epoch_end", saved_epoch_end)
     assert main(argv) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["resumed_from_epoch"] == 1 and summary["epochs"] == 2
@@ -559,7 +563,7 @@ def fp_teacher_run(tmp_path_factory, fashion_mnist):
     """The tiny model's full-precision twin, trained briefly by `train` into a run directory."""
     run_dir = tmp_path_factory.mktemp("teacher") / "fp"
     fp = dict(SHORT_RUN, epochs=1, steps_per_epoch=6, train_limit=1024, seed=3)
-    train(TINY, output_dir=run_dir, binarization="fp", **fp)
+    train(TINY, run_dir, TrainOptions(binarization="fp", **fp))
     return run_dir
 
 
@@ -569,24 +573,22 @@ def test_distillation_resumes_exactly_and_saves_the_student_alone(
     distill = dict(distill_from=fp_teacher_run, alignment_weight=2.0, logits_weight=0.5)
     straight = train(
         TINY,
-        output_dir=tmp_path / "straight",
-        extra_callbacks=[InformationDiagnostics()],
-        **distill,
-        **SHORT_RUN,
+        tmp_path / "straight",
+        TrainOptions(extra_callbacks=[InformationDiagnostics()], **distill, **SHORT_RUN),
     )
     run_dir = tmp_path / "killed"
     kill = [_KillAtEpochEnd(1), InformationDiagnostics()]
     with pytest.raises(_Killed):
-        train(TINY, output_dir=run_dir, extra_callbacks=kill, **distill, **SHORT_RUN)
+        train(TINY, run_dir, TrainOptions(extra_callbacks=kill, **distill, **SHORT_RUN))
     # Another teacher, or none, is another run.
     other = {**distill, "alignment_weight": 1.0}
     with pytest.raises(ValueError, match=r"differs in: distillation.alignment_weight \(2.0 th"):
-        train(TINY, output_dir=run_dir, extra_callbacks=kill, **other, **SHORT_RUN)
+        train(TINY, run_dir, TrainOptions(extra_callbacks=kill, **other, **SHORT_RUN))
     with pytest.raises(
         ValueError, match=r"differs in: distillation \(\{'teacher'.*\} there, None now\)"
     ):
-        train(TINY, output_dir=run_dir, extra_callbacks=kill, **SHORT_RUN)
-    resumed = train(TINY, output_dir=run_dir, extra_callbacks=kill, **distill, **SHORT_RUN)
+        train(TINY, run_dir, TrainOptions(extra_callbacks=kill, **SHORT_RUN))
+    resumed = train(TINY, run_dir, TrainOptions(extra_callbacks=kill, **distill, **SHORT_RUN))
     assert resumed["resumed_from_epoch"] == 1
 
     config = json.loads((run_dir / "config.json").read_text())
@@ -647,7 +649,7 @@ def test_a_missing_teacher_is_a_one_line_error_writing_nothing(tmp_path, capsys)
         main([*argv, "--distill-from", str(missing), "--distill-temperature", "0"])
     assert "expected a number > 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"`alignment_weight` must be a finite number >= 0"):
-        train(TINY, output_dir=run_dir, distill_from=missing, alignment_weight=-1.0)
+        train(TINY, run_dir, TrainOptions(distill_from=missing, alignment_weight=-1.0))
     assert not run_dir.exists()
 
 
@@ -684,7 +686,7 @@ def test_distilling_from_zoo_weights_takes_their_fp_variant(tmp_path, tiny_varia
     recipe = dataclasses.replace(TINY, model=tiny_zoo_model)
     run_dir = tmp_path / "run"
     run = dict(epochs=1, steps_per_epoch=1, batch_size=32, train_limit=64, verbose=0)
-    summary = train(recipe, output_dir=run_dir, distill_from="tiny_pair", **run)
+    summary = train(recipe, run_dir, TrainOptions(distill_from="tiny_pair", **run))
     assert summary["distill_from"] == "tiny_pair"
     config = json.loads((run_dir / "config.json").read_text())
     assert config["distillation"]["teacher"] == "tiny_pair"
@@ -702,7 +704,7 @@ def test_zoo_weights_without_an_fp_variant_are_refused_writing_nothing(
         "registered binarizations: 'irnet'."
     )
     with pytest.raises(ValueError) as error:
-        train(TINY, output_dir=run_dir, distill_from="tiny_solo")
+        train(TINY, run_dir, TrainOptions(distill_from="tiny_solo"))
     assert str(error.value) == expected
     argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", "--output-dir", str(run_dir)]
     assert main([*argv, "--distill-from", "tiny_solo"]) == 1
@@ -724,10 +726,10 @@ def test_a_teacher_for_other_inputs_is_refused_leaving_nothing_to_block_a_retry(
         if existed:
             run_dir.mkdir()
         with pytest.raises(ValueError, match=r"must take the same inputs, got input shapes"):
-            train(TINY, output_dir=run_dir, distill_from=other, **tiny_run)
+            train(TINY, run_dir, TrainOptions(distill_from=other, **tiny_run))
         assert run_dir.exists() == existed
         assert not (run_dir / "config.json").exists()
-    summary = train(TINY, output_dir=run_dir, **tiny_run)
+    summary = train(TINY, run_dir, TrainOptions(**tiny_run))
     assert summary["epochs"] == 1
 
 
@@ -746,7 +748,7 @@ def test_registered_binary_weights_are_refused_as_a_teacher_writing_nothing(
             "(binarization='irnet'); the teacher must be full precision (binarization='fp')."
         )
         with pytest.raises(ValueError) as error:
-            train(TINY, output_dir=run_dir, distill_from=teacher, **tiny_run)
+            train(TINY, run_dir, TrainOptions(distill_from=teacher, **tiny_run))
         assert str(error.value) == expected
         argv = ["train", "--recipe", "fashion_mnist-resnet20-1w1a", *TINY_CLI_RUN]
         assert main([*argv, "--output-dir", str(run_dir), "--distill-from", str(teacher)]) == 1
@@ -780,7 +782,7 @@ def test_distillation_weights_without_a_teacher_are_refused_not_ignored(tmp_path
     assert err.count("\n") == 1
     assert "--alignment-weight, --distill-temperature only apply with --distill-from" in err
     with pytest.raises(ValueError, match=r"logits_weight=0.5 only applies with `distill_from`"):
-        train(TINY, output_dir=run_dir, logits_weight=0.5)
+        train(TINY, run_dir, TrainOptions(logits_weight=0.5))
     assert not run_dir.exists()
 
 
@@ -831,16 +833,16 @@ def test_latent_lr_scale_is_refused_for_adam_and_writes_nothing(tmp_path):
     run_dir = tmp_path / "run"
     overrides = {"optimizer": "adam", "learning_rate": 1e-3, "latent_lr_scale": 4.0}
     with pytest.raises(ValueError, match=r"`latent_lr_scale` needs optimizer='sgd'.*'adam'"):
-        train(TINY, output_dir=run_dir, overrides=overrides, **SHORT_RUN)
+        train(TINY, run_dir, TrainOptions(overrides=overrides, **SHORT_RUN))
     with pytest.raises(ValueError, match=r"`latent_lr_scale` must be a number > 0"):
-        train(TINY, output_dir=run_dir, overrides={"latent_lr_scale": 0.0}, **SHORT_RUN)
+        train(TINY, run_dir, TrainOptions(overrides={"latent_lr_scale": 0.0}, **SHORT_RUN))
     assert not run_dir.exists()
 
 
 def test_training_drives_dte_quantizers_with_dtecallback(tmp_path, fashion_mnist):
     # The DIR-Net rows get DTECallback (the recipe's t range) instead of EDECallback.
     recipe = dataclasses.replace(TINY, model_kwargs={"binarization": "dirnet"})
-    summary = train(recipe, output_dir=tmp_path / "run", **{**SMALL_RUN, "epochs": 2})
+    summary = train(recipe, tmp_path / "run", TrainOptions(**{**SMALL_RUN, "epochs": 2}))
     history = read_history(tmp_path / "run")
     assert "ede_t" not in history[0] and summary["binarization"] == "dirnet"
     t_min, t_max = TINY.ede_t_min, TINY.ede_t_max
@@ -854,7 +856,7 @@ def test_dte_fields_for_a_model_without_dte_are_refused_writing_nothing(tmp_path
     run_dir = tmp_path / "run"
     recipe = dataclasses.replace(TINY, model_kwargs={"binarization": "irnet"})
     with pytest.raises(ValueError) as error:
-        train(recipe, output_dir=run_dir, overrides={"dte_band_fraction": 0.5}, **SHORT_RUN)
+        train(recipe, run_dir, TrainOptions(overrides={"dte_band_fraction": 0.5}, **SHORT_RUN))
     assert str(error.value).startswith(
         "`dte_band_fraction`: the model (binarization 'irnet') has no DTE quantizer for them "
         "to act on; they apply to binarization 'dte', 'dirnet' or 'dirnet_act'"
@@ -869,7 +871,7 @@ def test_the_recipes_dte_fields_reach_dtecallback(tmp_path, fashion_mnist):
 
     recipe = dataclasses.replace(TINY, model_kwargs={"binarization": "dirnet"})
     overrides = {"dte_stage_split": 0.0, "dte_epsilon": 0.3, "dte_band_fraction": 0.5}
-    train(recipe, output_dir=tmp_path / "run", overrides=overrides, **SMALL_RUN)
+    train(recipe, tmp_path / "run", TrainOptions(overrides=overrides, **SMALL_RUN))
     row = read_history(tmp_path / "run")[0]
     assert float(row["dte_band"]) == 1.0 and float(row["dte_t"]) == pytest.approx(1.0)
     assert float(row["dte_epsilon"]) == pytest.approx(0.3)

@@ -2,9 +2,9 @@
 the trainer and `larq-irnet train`.
 
 ```python
-from larq_irnet.training import train
+from larq_irnet.training import TrainOptions, train
 
-summary = train("fashion_mnist-resnet20-1w1a", output_dir="runs/fmnist", epochs=2)
+summary = train("fashion_mnist-resnet20-1w1a", "runs/fmnist", TrainOptions(epochs=2))
 print(summary["final_test_accuracy"])
 ```
 
@@ -21,6 +21,7 @@ from larq_irnet.training.trainer import (
     INTERRUPTED,
     MAX_SEED,
     STRATEGIES,
+    TrainOptions,
     train,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "RECIPES",
     "STRATEGIES",
     "Recipe",
+    "TrainOptions",
     "RunDirectoryInUse",
     "get_recipe",
     "train",

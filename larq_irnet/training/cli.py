@@ -25,6 +25,7 @@ from larq_irnet.training.trainer import (
     INTERRUPTED,
     MAX_SEED,
     STRATEGIES,
+    TrainOptions,
     train,
 )
 from larq_irnet.zoo import BINARIZATIONS
@@ -216,6 +217,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="default",
         help="tf.distribute: none, all local GPUs, or the workers of TF_CONFIG",
     )
+    _add_run_arguments(parser)
+    _add_protocol_arguments(parser.add_argument_group("recipe overrides and validation"))
+    _add_distillation_arguments(parser.add_argument_group("distillation (RBD)"))
+    parser.set_defaults(func=_run)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the run writes and reads, its seed, its share of the data, its diagnostics."""
     parser.add_argument(
         "--output-dir",
         metavar="DIR",
@@ -237,9 +246,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="log per-layer entropy, quantization error and flip ratio "
         "(larq_irnet.callbacks.InformationDiagnostics)",
     )
-    _add_protocol_arguments(parser.add_argument_group("recipe overrides and validation"))
-    _add_distillation_arguments(parser.add_argument_group("distillation (RBD)"))
-    parser.set_defaults(func=_run)
 
 
 def _add_protocol_arguments(group: argparse._ArgumentGroup) -> None:
@@ -325,9 +331,7 @@ def _add_distillation_arguments(group: argparse._ArgumentGroup) -> None:
 
 def _train(args: argparse.Namespace, output_dir: Path, extra: list, weights: dict) -> dict:
     """`larq_irnet.training.train` with the command line's options."""
-    return train(
-        args.recipe,
-        output_dir=output_dir,
+    options = TrainOptions(
         binarization=args.binarization,
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
@@ -344,6 +348,7 @@ def _train(args: argparse.Namespace, output_dir: Path, extra: list, weights: dic
         # Progress bars on a terminal, one line per epoch in a log file.
         verbose=1 if sys.stdout.isatty() else 2,
     )
+    return train(args.recipe, output_dir, options)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """The run directory: what `larq-irnet train` writes, and the one place that knows it.
 
-This docstring is the authoritative description of the layout; the README and
-`larq_irnet.training` link here.
+This docstring is the authoritative description of the layout and of the protocol of
+resuming a run; the README and `larq_irnet.training` link here.
 
 - `config.json`: the resolved recipe and every option that changes what the run
   computes or writes (`steps_per_epoch`, `seed`, `train_limit`, `validation_size`,
@@ -17,21 +17,38 @@ This docstring is the authoritative description of the layout; the README and
 - `checkpoints/`: model, optimizer and epoch counter after the last finished epoch.
 - `model.h5`: the trained model (without optimizer), loadable after `import larq_irnet`.
 - `summary.json`: written last, so its presence means the run is finished: the final
-  model's accuracy on the full test set and more (`larq_irnet.training.train`).
+  model's scores and more (`larq_irnet.training.train`'s return value).
 - `.lock`: held while a process trains into the directory (`RunDirectoryInUse`).
 - `report/`: `larq-irnet report`'s plots and `report.md`.
 
 Every file is replaced atomically (`larq_irnet.io.atomic_path`); a process killed during
 a write leaves a hidden temporary file, which the next resume removes
-(`remove_temporaries`). A resume keeps the rows of the finished epochs in `history.csv`
-(`truncate_history`) and refuses a configuration that differs from `config.json`
-(`differences`), naming what differs.
+(`remove_temporaries`).
+
+The protocol, in the order `train` follows it: `check_output_dir` before anything is
+written; `finished_summary` compares the configuration with `config.json` (a different
+one is refused, naming what differs, `differences`; options added to the configuration
+later compare as the value older runs had, `previous_defaults`) and returns a finished
+run's summary; `claim` takes the lock, compares again, records `config.json` and clears
+temporaries, and undoes a run that fails before its first step; `TrainingState` restores
+the last checkpoint and saves one after every epoch (`EpochCheckpoint`); a resume keeps
+the rows of the finished epochs in `history.csv` (`truncate_history`).
+
+Why not Keras' `BackupAndRestore` for the resume: it restores inside `fit`
+(`on_train_begin`), and the run needs the resumed epoch before `fit` starts: the
+training stream is built to begin at that epoch's first batch, `history.csv` is cut to
+it and the summary reports it. Its checkpoint is also laid out otherwise (`chief/`,
+`ckpt_saved_epoch`, the optimizer under the model), so the run directories already
+written would no longer resume. What is kept here is what it lacks: the epoch counter
+readable before `fit`, saving after the other callbacks wrote the epoch (history row,
+TensorBoard), the configuration check, the lock and the history's truncation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -41,9 +58,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.io import atomic_write, file_lock, stale_temporaries
+from larq_irnet.training.recipes import Recipe
 
 import numpy as np
+import tensorflow as tf
 
 __all__ = [
     "CHECKPOINTS",
@@ -54,11 +74,19 @@ __all__ = [
     "REPORT",
     "SUMMARY",
     "TENSORBOARD",
+    "Claim",
+    "EpochCheckpoint",
     "RunDirectoryInUse",
+    "TrainingState",
     "UnusableDirectory",
+    "callback_identity",
+    "check_output_dir",
     "check_writable",
+    "claim",
     "differences",
+    "finished_summary",
     "lock",
+    "previous_defaults",
     "read_config",
     "read_history",
     "read_summary",
@@ -317,3 +345,170 @@ def truncate_history(path: Path, epochs_done: int) -> None:
     out = io.StringIO()
     csv.writer(out, lineterminator=_LINE_END).writerows([rows[0], *kept])
     atomic_write(path, out.getvalue())
+
+
+def check_output_dir(run_dir: Path) -> None:
+    """A usable run directory: a finished run is only read, anything else is written."""
+    if (run_dir / SUMMARY).is_file():
+        return
+    check_writable(run_dir, "--output-dir")
+    for name in (CHECKPOINTS, TENSORBOARD):
+        if (run_dir / name).exists():
+            check_writable(run_dir / name, "run directory's")
+
+
+def callback_identity(callback: tf.keras.callbacks.Callback) -> str:
+    """A callback as the run configuration records it: its class and `get_config()`.
+
+    An extra callback may change what a run writes (`InformationDiagnostics` adds
+    columns to `history.csv`), so resuming with other extra callbacks is refused.
+    """
+    cls = type(callback)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    get_config = getattr(callback, "get_config", None)
+    config = get_config() if callable(get_config) else {}
+    arguments = ", ".join(f"{key}={value!r}" for key, value in sorted(config.items()))
+    return f"{name}({arguments})"
+
+
+#: Configuration keys added after runs were written without them, with the value those
+#: runs had: an older run directory stays resumable when the option is at its default.
+ADDED_LATER: dict[str, Any] = {
+    "validation_size": 0,
+    "strategy": "default",
+    "extra_callbacks": [],
+    "distillation": None,
+    **{
+        f"recipe.{field.name}": field.default
+        for field in dataclasses.fields(Recipe)
+        if field.default is not dataclasses.MISSING
+    },
+}
+
+
+def previous_defaults(run_dir: Path) -> dict[str, Any]:
+    """`ADDED_LATER`, with the extra callbacks of a run written before they were recorded.
+
+    Such a run's `history.csv` tells whether `InformationDiagnostics` ran: `larq-irnet
+    train --diagnostics`, the demo and the ablation all used it with its defaults.
+    """
+    defaults = dict(ADDED_LATER)
+    history = run_dir / HISTORY
+    if history.is_file():
+        with open(history, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        if "entropy_mean" in header:
+            defaults["extra_callbacks"] = [callback_identity(InformationDiagnostics())]
+    return defaults
+
+
+def finished_summary(run_dir: Path, config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Refuse a run directory of another configuration; the summary if it is finished."""
+    previous = read_config(run_dir)
+    if previous is None:
+        return None
+    different = differences(previous, config, previous_defaults(run_dir))
+    if different:
+        raise ValueError(
+            f"{run_dir} holds a run with another configuration (differs in: "
+            f"{', '.join(different)}); use another --output-dir, or delete it to "
+            "start over."
+        )
+    summary = read_summary(run_dir)
+    return summary if isinstance(summary, dict) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A run directory that this process holds the lock of (`claim`).
+
+    `write_dir` is where this process writes: the run directory on the chief, a
+    `workertemp_<i>` directory inside it on the other workers. `finished` is the summary
+    of a run that another process finished meanwhile (then nothing is trained).
+    """
+
+    run_dir: Path
+    write_dir: Path
+    chief: bool
+    finished: dict[str, Any] | None
+    fresh: bool
+    new_dir: bool
+
+    @contextlib.contextmanager
+    def undone_on_error(self) -> Iterator[None]:
+        """Set-up that fails (e.g. a teacher of another architecture) in a run this call
+        started leaves nothing that would refuse the corrected command."""
+        try:
+            yield
+        except Exception:
+            if self.fresh:
+                discard_new(self.run_dir, remove_dir=self.new_dir)
+            raise
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        """Write `summary.json` on the chief; delete a worker's temporary directory."""
+        if self.chief:
+            write_summary(self.run_dir, summary)
+        else:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def claim(
+    run_dir: Path, config: Mapping[str, Any], *, chief: bool = True, task_id: int = 0
+) -> Iterator[Claim]:
+    """Hold the run directory's lock for the block: check the configuration again
+    (another process may have finished the run meanwhile: `Claim.finished`), record it
+    and clear what a killed write left (on the chief), or raise `RunDirectoryInUse`."""
+    write_dir = run_dir if chief else run_dir / f"workertemp_{task_id}"
+    new_dir = not run_dir.exists()
+    fresh = chief and read_config(run_dir) is None
+    with lock(write_dir):
+        finished = finished_summary(run_dir, config)
+        if finished is None and chief:
+            if read_config(run_dir) is None:
+                write_config(run_dir, config)
+            remove_temporaries(run_dir)
+        yield Claim(run_dir, write_dir, chief, finished, fresh, new_dir)
+
+
+class EpochCheckpoint(tf.keras.callbacks.Callback):
+    """Saves model, optimizer and the number of finished epochs after every epoch.
+
+    Listed last, so that an epoch counts as finished only once everything else
+    (history row, TensorBoard) has been written.
+    """
+
+    def __init__(self, manager: tf.train.CheckpointManager, epochs_done: tf.Variable):
+        super().__init__()
+        self.manager = manager
+        self.epochs_done = epochs_done
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_done.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+class TrainingState:
+    """What a resume restores from `checkpoints/`: the model's weights (a `Distiller`'s
+    too), the optimizer's slots and step counter (so the learning-rate schedule
+    continues) and the number of finished epochs."""
+
+    def __init__(self, model: tf.keras.Model, optimizer, write_dir: Path):
+        self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+        self.checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=optimizer, epochs_done=self.epochs_done
+        )
+        self.directory = write_dir / CHECKPOINTS
+
+    def restore(self) -> int:
+        """Restore the last checkpoint, if any; the number of finished epochs."""
+        latest = tf.train.latest_checkpoint(self.directory)
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        return int(self.epochs_done.numpy())
+
+    def callback(self) -> EpochCheckpoint:
+        """The callback that saves after every epoch (one checkpoint kept)."""
+        manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=1)
+        return EpochCheckpoint(manager, self.epochs_done)

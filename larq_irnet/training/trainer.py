@@ -1,38 +1,34 @@
-r"""Train a recipe, resumably, on one device or many: `larq-irnet train` and `train()`.
-
-```bash
-larq-irnet train --list-recipes
-larq-irnet train --recipe fashion_mnist-resnet20-1w1a --output-dir runs/fmnist
-# killed? the same command continues from the last finished epoch
-```
+r"""`train()`: a recipe, resumably, on one device or many (`larq-irnet train` is `cli`).
 
 ```python
-from larq_irnet.training import train
+from larq_irnet.training import TrainOptions, train
 
-summary = train("fashion_mnist-resnet20-1w1a", output_dir="runs/fmnist", epochs=2)
+summary = train("fashion_mnist-resnet20-1w1a", "runs/fmnist", TrainOptions(epochs=2))
 print(summary["final_test_accuracy"])
 ```
 
-The run directory's files (`config.json`, `history.csv`, `checkpoints/`, `model.h5`,
-`summary.json`, ...) are described in one place, `larq_irnet.training.run_directory`.
+`train` reads as its steps: check the options, the dataset and the output directory
+before anything is written (`_plan`, `_count_examples`); compare with the run
+directory's configuration and, under its lock, record it (`run_directory`'s protocol);
+build and restore the model (`_build_model`); build the data from the resumed epoch
+(`_build_data`); fit and score (`_fit_and_evaluate`); save the model and write the
+summary (`_summarize`).
 
 Resuming is exact: the checkpoint holds the weights, the optimizer's state and step
 counter (so the learning-rate schedule continues), and EDE's t is a function of the
 epoch index (`EDECallback`). The training data is a deterministic stream
-(`larq_irnet.training.data.array_dataset`) that restarts at the first batch of the resumed epoch.
+(`larq_irnet.training.data.array_dataset`) that restarts at the first batch of the
+resumed epoch.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
 import importlib.metadata
 import inspect
 import json
 import math
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -43,7 +39,6 @@ from larq_irnet._validation import is_integer, is_real
 from larq_irnet.callbacks import (
     DTECallback,
     EDECallback,
-    InformationDiagnostics,
     dte_quantizers,
     ede_quantizers,
 )
@@ -63,7 +58,7 @@ __all__ = [
     "INTERRUPTED",
     "MAX_SEED",
     "STRATEGIES",
-    "callback_identity",
+    "TrainOptions",
     "headline_logs",
     "make_strategy",
     "train",
@@ -187,23 +182,6 @@ class _EpochLine(tf.keras.callbacks.Callback):
         print(f"epoch {epoch + 1}/{self.epochs} ({seconds:.0f} s): {values}", flush=True)
 
 
-class _EpochCheckpoint(tf.keras.callbacks.Callback):
-    """Saves model, optimizer and the number of finished epochs after every epoch.
-
-    Listed last, so that an epoch counts as finished only once everything else
-    (history row, TensorBoard) has been written.
-    """
-
-    def __init__(self, manager: tf.train.CheckpointManager, epochs_done: tf.Variable):
-        super().__init__()
-        self.manager = manager
-        self.epochs_done = epochs_done
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epochs_done.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
-
-
 def _positive(value: int | None, name: str) -> int | None:
     """`value` as a Python int (NumPy integers too) or None; a ValueError naming it."""
     if value is not None and not (is_integer(value) and value > 0):
@@ -215,51 +193,6 @@ def _check_seed(seed: int) -> int:
     if not (is_integer(seed) and 0 <= seed <= MAX_SEED):
         raise ValueError(f"`seed` must be an integer from 0 to {MAX_SEED}, got seed={seed!r}.")
     return int(seed)
-
-
-def callback_identity(callback: tf.keras.callbacks.Callback) -> str:
-    """A callback as the run configuration records it: its class and `get_config()`.
-
-    An extra callback may change what a run writes (`InformationDiagnostics` adds
-    columns to `history.csv`), so resuming with other extra callbacks is refused.
-    """
-    cls = type(callback)
-    name = f"{cls.__module__}.{cls.__qualname__}"
-    get_config = getattr(callback, "get_config", None)
-    config = get_config() if callable(get_config) else {}
-    arguments = ", ".join(f"{key}={value!r}" for key, value in sorted(config.items()))
-    return f"{name}({arguments})"
-
-
-#: Configuration keys added after runs were written without them, with the value those
-#: runs had: an older run directory stays resumable when the option is at its default.
-_ADDED_LATER: dict[str, Any] = {
-    "validation_size": 0,
-    "strategy": "default",
-    "extra_callbacks": [],
-    "distillation": None,
-    **{
-        f"recipe.{field.name}": field.default
-        for field in dataclasses.fields(Recipe)
-        if field.default is not dataclasses.MISSING
-    },
-}
-
-
-def _previous_defaults(run_dir: Path) -> dict[str, Any]:
-    """`_ADDED_LATER`, with the extra callbacks of a run written before they were recorded.
-
-    Such a run's `history.csv` tells whether `InformationDiagnostics` ran: `larq-irnet
-    train --diagnostics`, the demo and the ablation all used it with its defaults.
-    """
-    defaults = dict(_ADDED_LATER)
-    history = run_dir / run_directory.HISTORY
-    if history.is_file():
-        with open(history, newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f), [])
-        if "entropy_mean" in header:
-            defaults["extra_callbacks"] = [callback_identity(InformationDiagnostics())]
-    return defaults
 
 
 @dataclasses.dataclass(frozen=True)
@@ -405,6 +338,7 @@ class _Plan:
     validation_size: int
     extra_callbacks: tuple[tf.keras.callbacks.Callback, ...]
     verbose: int | str
+    steps_per_epoch: int | None = None
     teacher: _Teacher | None = None
 
     @property
@@ -477,17 +411,7 @@ def _check_model_arguments(recipe: Recipe) -> None:
         raise ValueError(f"Recipe {recipe.name!r}: model arguments {kwargs}: {error}.") from None
 
 
-def _check_output_dir(run_dir: Path) -> None:
-    """A usable run directory: a finished run is only read, anything else is written."""
-    if (run_dir / run_directory.SUMMARY).is_file():
-        return
-    run_directory.check_writable(run_dir, "--output-dir")
-    for name in (run_directory.CHECKPOINTS, run_directory.TENSORBOARD):
-        if (run_dir / name).exists():
-            run_directory.check_writable(run_dir / name, "run directory's")
-
-
-def _count_examples(plan: _Plan, steps_per_epoch: int | None) -> _Examples:
+def _count_examples(plan: _Plan) -> _Examples:
     """Training and test examples (reading the dataset: a missing file fails here)."""
     recipe, info = plan.recipe, plan.info
     if info.augmentation == "imagenet":
@@ -497,7 +421,7 @@ def _count_examples(plan: _Plan, steps_per_epoch: int | None) -> _Examples:
         train_examples, test_examples = len(x_train) - plan.validation_size, len(x_test)
     if plan.train_limit is not None:
         train_examples = min(train_examples, plan.train_limit)
-    steps = int(steps_per_epoch or train_examples // recipe.batch_size)  # NumPy ints too
+    steps = int(plan.steps_per_epoch or train_examples // recipe.batch_size)  # NumPy ints too
     if steps == 0:
         raise ValueError(
             f"batch_size={recipe.batch_size} is larger than the {train_examples} training "
@@ -515,37 +439,10 @@ def _configuration(plan: _Plan, steps: int) -> dict[str, Any]:
         "train_limit": plan.train_limit,
         "validation_size": plan.validation_size,
         "strategy": plan.strategy,
-        "extra_callbacks": [callback_identity(c) for c in plan.extra_callbacks],
+        "extra_callbacks": [run_directory.callback_identity(c) for c in plan.extra_callbacks],
         "distillation": plan.teacher.config() if plan.teacher else None,
     }
     return json.loads(json.dumps(config))
-
-
-def _compare_configuration(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """Refuse a run directory of another configuration; the summary if it is finished."""
-    previous = run_directory.read_config(run_dir)
-    if previous is None:
-        return None
-    different = run_directory.differences(previous, config, _previous_defaults(run_dir))
-    if different:
-        raise ValueError(
-            f"{run_dir} holds a run with another configuration (differs in: "
-            f"{', '.join(different)}); use another --output-dir, or delete it to "
-            "start over."
-        )
-    summary = run_directory.read_summary(run_dir)
-    return summary if isinstance(summary, dict) else None
-
-
-def _open_run_directory(plan: _Plan, config: dict[str, Any], chief: bool) -> dict[str, Any] | None:
-    """Under the lock: check the configuration again (another process may have finished
-    the run meanwhile: its summary), record it, and clear what a killed write left."""
-    finished = _compare_configuration(plan.run_dir, config)
-    if finished is None and chief:
-        if run_directory.read_config(plan.run_dir) is None:
-            run_directory.write_config(plan.run_dir, config)
-        run_directory.remove_temporaries(plan.run_dir)
-    return finished
 
 
 @dataclasses.dataclass
@@ -556,8 +453,7 @@ class _Session:
     model: tf.keras.Model
     network: tf.keras.Model
     learning_rate: tf.keras.optimizers.schedules.LearningRateSchedule | float
-    checkpoint: tf.train.Checkpoint
-    epochs_done: tf.Variable
+    state: run_directory.TrainingState
     initial_epoch: int = 0
 
 
@@ -616,18 +512,13 @@ def _build_model(
                 temperature=plan.teacher.temperature,
             )
         model.compile(optimizer, loss, metrics)
-    epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epochs_done=epochs_done)
-    session = _Session(model, network, learning_rate, checkpoint, epochs_done)
-    latest = tf.train.latest_checkpoint(write_dir / run_directory.CHECKPOINTS)
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        session.initial_epoch = int(epochs_done.numpy())
-        if plan.verbose:
-            print(
-                f"Resuming {recipe.name} in {plan.run_dir} after epoch "
-                f"{session.initial_epoch}/{recipe.epochs}."
-            )
+    state = run_directory.TrainingState(model, optimizer, write_dir)
+    session = _Session(model, network, learning_rate, state, state.restore())
+    if session.initial_epoch and plan.verbose:
+        print(
+            f"Resuming {recipe.name} in {plan.run_dir} after epoch "
+            f"{session.initial_epoch}/{recipe.epochs}."
+        )
     return session
 
 
@@ -728,12 +619,7 @@ def _callbacks(plan: _Plan, session: _Session, write_dir: Path) -> list:
             profile_batch=0,
         ),
         tf.keras.callbacks.CSVLogger(os.fspath(write_dir / run_directory.HISTORY), append=True),
-        _EpochCheckpoint(
-            tf.train.CheckpointManager(
-                session.checkpoint, write_dir / run_directory.CHECKPOINTS, max_to_keep=1
-            ),
-            session.epochs_done,
-        ),
+        session.state.callback(),
     ]
 
 
@@ -779,41 +665,18 @@ def _history(path: Path) -> dict[str, list[float]]:
     return {k: [float(v) for v in vs] for k, vs in run_directory.read_history(path).items()}
 
 
-def _summarize(
+def _scores(
     plan: _Plan,
-    examples: _Examples,
-    session: _Session,
     scores: tuple[dict[str, float], dict[str, float] | None],
-    distribution: tf.distribute.Strategy,
-    write_dir: Path,
-    started: float,
+    accuracies: list[float],
 ) -> dict[str, Any]:
-    """The run's summary (`train`'s return value) from its scores and `history.csv`."""
-    recipe, (final, validation) = plan.recipe, scores
-    history = _history(write_dir / run_directory.HISTORY)
-    accuracies = history.get("val_accuracy", [])
+    """The summary's scores: the final model's, the best epoch's, the validation split's."""
+    final, validation = scores
     best = max(range(len(accuracies)), key=accuracies.__getitem__) if accuracies else None
-    ede = ede_quantizers(session.model)
-    model_argument = recipe.model_kwargs.get
     top5 = {}
     if "top5_accuracy" in final:
         top5["final_test_top5_accuracy"] = float(final["top5_accuracy"])
     return {
-        "recipe": recipe.name,
-        "dataset": recipe.dataset,
-        "model": recipe.to_dict()["model"],
-        "bits": model_argument("bits", _default_argument(plan.build_model, "bits")),
-        "binarization": model_argument(
-            "binarization", _default_argument(plan.build_model, "binarization")
-        ),
-        "seed": plan.seed,
-        "epochs": recipe.epochs,
-        "steps_per_epoch": examples.steps,
-        "batch_size": recipe.batch_size,
-        "strategy": plan.strategy,
-        "num_replicas": distribution.num_replicas_in_sync,
-        "train_examples": examples.train,
-        "test_examples": examples.test,
         "final_test_accuracy": float(final["accuracy"]),
         # With a teacher, `loss` adds the alignment term: the task loss is the student's.
         "final_test_loss": float(final.get("task_loss", final["loss"])),
@@ -835,6 +698,40 @@ def _summarize(
             if validation is not None
             else None
         ),
+    }
+
+
+def _summarize(
+    plan: _Plan,
+    examples: _Examples,
+    session: _Session,
+    scores: tuple[dict[str, float], dict[str, float] | None],
+    distribution: tf.distribute.Strategy,
+    write_dir: Path,
+    started: float,
+) -> dict[str, Any]:
+    """The run's summary (`train`'s return value) from its scores and `history.csv`."""
+    recipe = plan.recipe
+    history = _history(write_dir / run_directory.HISTORY)
+    ede = ede_quantizers(session.model)
+    model_argument = recipe.model_kwargs.get
+    return {
+        "recipe": recipe.name,
+        "dataset": recipe.dataset,
+        "model": recipe.to_dict()["model"],
+        "bits": model_argument("bits", _default_argument(plan.build_model, "bits")),
+        "binarization": model_argument(
+            "binarization", _default_argument(plan.build_model, "binarization")
+        ),
+        "seed": plan.seed,
+        "epochs": recipe.epochs,
+        "steps_per_epoch": examples.steps,
+        "batch_size": recipe.batch_size,
+        "strategy": plan.strategy,
+        "num_replicas": distribution.num_replicas_in_sync,
+        "train_examples": examples.train,
+        "test_examples": examples.test,
+        **_scores(plan, scores, history.get("val_accuracy", [])),
         "ede_t": float(ede[0].ede_t.numpy()) if ede else None,
         "ede_k": float(ede[0].ede_k.numpy()) if ede else None,
         "ede_t_min": recipe.ede_t_min,
@@ -849,55 +746,14 @@ def _summarize(
     }
 
 
-def train(
-    recipe: str | Recipe,
-    *,
-    output_dir: str | os.PathLike,
-    binarization: str | None = None,
-    epochs: int | None = None,
-    steps_per_epoch: int | None = None,
-    batch_size: int | None = None,
-    strategy: str = "default",
-    data_dir: str | os.PathLike | None = None,
-    seed: int = 0,
-    train_limit: int | None = None,
-    validation_size: int = 0,
-    overrides: Mapping[str, Any] | None = None,
-    extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
-    verbose: int | str = 1,
-    distill_from: str | os.PathLike | None = None,
-    alignment_weight: float = 1.0,
-    logits_weight: float = 0.0,
-    distill_temperature: float = 4.0,
-) -> dict[str, Any]:
-    """Train `recipe` into the run directory `output_dir`, resuming it if it was cut short.
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """How `train` runs a recipe: everything but the recipe and the run directory.
 
-    Runs `model.fit` with, in order, `EDECallback` (when the model has EDE quantizers),
-    `DTECallback` (when it has DTE quantizers, with the recipe's `ede_t_min`/`ede_t_max`
-    and `dte_stage_split`, `dte_epsilon`, `dte_band_fraction`),
-    a logger of `lr` and `epoch_seconds`, `extra_callbacks`, `TensorBoard`, `CSVLogger`
-    and a checkpoint per epoch, validating on the full test set every epoch (the last
-    epoch's validation is the final model's test score) or, with `validation_size`, on
-    that many examples held out from the end of the training split (the final model is
-    then scored on the full test set once, after training), and saves the model. The
-    run directory's files are described in `larq_irnet.training.run_directory`.
-
-    Every argument, the dataset's files and `output_dir` are checked before anything is
-    written. If `output_dir` holds checkpoints of the same configuration, training
-    continues after the last finished epoch; if it holds a finished run, its summary is
-    returned without training (nor writing); a different configuration (any option
-    recorded in `config.json`, the extra callbacks included) is an error naming the
-    option, and so is a run directory that another process is training into
-    (`RunDirectoryInUse`).
-
-    It seeds Python, NumPy and TensorFlow with `seed` and clears the Keras session.
-    Under `strategy="multi-worker"` every worker runs `train` with the same arguments
-    and `output_dir` on a filesystem they share (for resuming); only the chief writes
-    the run directory, the others write to `output_dir/workertemp_<i>` and delete it.
+    Each option left at its default keeps the recipe's setting; all are checked by
+    `train` before anything is written.
 
     # Arguments
-        recipe: a name of `larq_irnet.training.recipes.RECIPES` or a `Recipe`.
-        output_dir: the run directory.
         binarization: the model's `binarization` (a row of the paper's ablation table,
             `larq_irnet.zoo.BINARIZATIONS`); default the recipe's.
         epochs: override the recipe's epochs (the schedules are stretched to them).
@@ -936,152 +792,163 @@ def train(
         alignment_weight: λ >= 0, the weight of the alignment term.
         logits_weight: μ >= 0, the weight of the logits' KL term (0: none).
         distill_temperature: T > 0 of the KL term.
+    """
+
+    binarization: str | None = None
+    epochs: int | None = None
+    steps_per_epoch: int | None = None
+    batch_size: int | None = None
+    strategy: str = "default"
+    data_dir: str | os.PathLike | None = None
+    seed: int = 0
+    train_limit: int | None = None
+    validation_size: int = 0
+    overrides: Mapping[str, Any] | None = None
+    extra_callbacks: Sequence[tf.keras.callbacks.Callback] = ()
+    verbose: int | str = 1
+    distill_from: str | os.PathLike | None = None
+    alignment_weight: float = DISTILLATION_DEFAULTS["alignment_weight"]
+    logits_weight: float = DISTILLATION_DEFAULTS["logits_weight"]
+    distill_temperature: float = DISTILLATION_DEFAULTS["distill_temperature"]
+
+
+def train(
+    recipe: str | Recipe,
+    output_dir: str | os.PathLike,
+    options: TrainOptions | None = None,
+) -> dict[str, Any]:
+    """Train `recipe` into the run directory `output_dir`, resuming it if it was cut short.
+
+    Runs `model.fit` with, in order, `EDECallback` and `DTECallback` (when the model has
+    such quantizers, with the recipe's settings), a logger of `lr` and `epoch_seconds`,
+    the extra callbacks, `TensorBoard`, `CSVLogger` and a checkpoint per epoch,
+    validating on the full test set every epoch (the last epoch's validation is the
+    final model's test score) or on the validation split (`validation_size`; the final
+    model is then scored on the full test set once), and saves the model.
+
+    Every option (`TrainOptions`), the dataset's files and `output_dir` are checked
+    before anything is written. The run directory's files and its protocol (resume the
+    same configuration; a finished run's summary is returned without training; another
+    configuration is refused, naming the option; `RunDirectoryInUse` while another
+    process trains into it) are described in `larq_irnet.training.run_directory`.
+
+    It seeds Python, NumPy and TensorFlow with the seed and clears the Keras session.
+    Under `strategy="multi-worker"` every worker runs `train` with the same arguments
+    and `output_dir` on a filesystem they share; only the chief writes the run
+    directory, the others write to `output_dir/workertemp_<i>` and delete it.
 
     # Returns
-        The summary, also written to `output_dir/summary.json`: `recipe`, `dataset`,
-        `model`, `bits`, `binarization`, `seed`, `epochs`, `steps_per_epoch`,
-        `batch_size`, `strategy`, `num_replicas`, `train_examples`, `test_examples`,
-        `final_test_accuracy` and `final_test_loss` (the final model on the full test
-        set; `final_test_top5_accuracy` for ImageNet), `best_epoch_test_accuracy` and
-        `best_epoch` (the best per-epoch test accuracy and its 0-based epoch, reported
-        apart: picking it uses the test set; with `validation_size`, `best_epoch` is
-        the best validation epoch and `best_epoch_test_accuracy` is None),
-        `validation_size`, `final_validation_accuracy` and `final_validation_loss`
-        (None without a validation split), `ede_t` and `ede_k` (the model's final
-        values, None without EDE), `ede_t_min`, `ede_t_max`, `resumed_from_epoch`,
-        `train_seconds` (sum of `epoch_seconds` over all sessions),
-        `wall_time_seconds` (this call), `model_file`, `versions`; and
-        `final_test_alignment_loss` (the student's unweighted alignment loss on the test
-        set; None without a teacher) and `distill_from` (the teacher's resolved path or
-        zoo name, or None). With a teacher `final_test_loss` is the task loss alone.
+        The summary, also written to `summary.json`: the recipe and options, the final
+        model's `final_test_accuracy` and `final_test_loss` (the task loss, with a
+        teacher), `best_epoch` and `best_epoch_test_accuracy` (reported apart: picking
+        it uses the test set), the validation split's scores, `ede_t`, `ede_k`,
+        `resumed_from_epoch`, `train_seconds` and more (`_summarize`).
 
     # Raises
-        ValueError: an argument out of range or a configuration that differs from the
-            run directory's (naming it), a teacher that cannot be loaded, zoo weights
-            without a full-precision variant, a `distill_from` file that is registered
-            zoo weights of a binarization other than `"fp"`.
+        ValueError: an option out of range, a configuration that differs from the run
+            directory's (naming it), a teacher that cannot be loaded or is not full
+            precision.
         FileNotFoundError: the dataset or the `distill_from` path is missing (naming it).
         RunDirectoryInUse: another process trains into `output_dir`.
     """
     started = time.perf_counter()
-    plan = _plan(
-        recipe,
-        output_dir=output_dir,
-        binarization=binarization,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size,
-        strategy=strategy,
-        data_dir=data_dir,
-        seed=seed,
-        train_limit=train_limit,
-        validation_size=validation_size,
-        overrides=overrides,
-        extra_callbacks=extra_callbacks,
-        verbose=verbose,
-        teacher=(
-            _resolve_teacher(distill_from, alignment_weight, logits_weight, distill_temperature)
-            if distill_from is not None
-            else _no_teacher(alignment_weight, logits_weight, distill_temperature)
-        ),
-    )
+    plan = _plan(recipe, output_dir, TrainOptions() if options is None else options)
     # MultiWorkerMirroredStrategy must exist before anything else touches the runtime.
-    distribution = make_strategy(strategy)
+    distribution = make_strategy(plan.strategy)
     tf.keras.backend.clear_session()
-    tf.keras.utils.set_random_seed(seed)
-    chief, task_id = _task(distribution)
-    write_dir = plan.run_dir if chief else plan.run_dir / f"workertemp_{task_id}"
-    examples = _count_examples(plan, steps_per_epoch)
+    tf.keras.utils.set_random_seed(plan.seed)
+    examples = _count_examples(plan)
     config = _configuration(plan, examples.steps)
-    teacher = None
-    with contextlib.ExitStack() as stack:
-        finished = _compare_configuration(plan.run_dir, config)
-        new_dir = not plan.run_dir.exists()
-        fresh = False
-        if finished is None:
-            # A teacher that does not load is an error before anything is written.
-            teacher = _load_teacher(plan, distribution)
-            fresh = chief and run_directory.read_config(plan.run_dir) is None
-            stack.enter_context(run_directory.lock(write_dir))
-            finished = _open_run_directory(plan, config, chief)
-        if finished is not None:
-            if verbose:
-                print(f"{plan.run_dir} holds a finished run of this configuration; not training.")
-            return finished
-        try:
-            session = _build_model(plan, examples.steps, distribution, write_dir, teacher)
-            _check_dte_fields(plan.recipe, session.model)
-            if chief:
-                run_directory.truncate_history(
-                    plan.run_dir / run_directory.HISTORY, session.initial_epoch
-                )
-            datasets = _build_data(plan, examples.steps, session.initial_epoch)
-        except Exception:
-            # Set-up failed before any training (e.g. a teacher of another architecture):
-            # a run this call started leaves nothing that would refuse the corrected command.
-            if fresh:
-                run_directory.discard_new(plan.run_dir, remove_dir=new_dir)
-            raise
-        scores = _fit_and_evaluate(plan, session, datasets, examples.steps, write_dir)
-        _save_model(session.network, write_dir / run_directory.MODEL)
-        summary = _summarize(plan, examples, session, scores, distribution, write_dir, started)
-        if chief:
-            run_directory.write_summary(plan.run_dir, summary)
-        else:
-            shutil.rmtree(write_dir, ignore_errors=True)
-        return summary
+    finished = run_directory.finished_summary(plan.run_dir, config)
+    if finished is None:
+        # A teacher that does not load is an error before anything is written.
+        teacher = _load_teacher(plan, distribution)
+        chief, task_id = _task(distribution)
+        with run_directory.claim(plan.run_dir, config, chief=chief, task_id=task_id) as claim:
+            if claim.finished is None:
+                return _run(plan, examples, distribution, teacher, claim, started)
+            finished = claim.finished
+    if plan.verbose:
+        print(f"{plan.run_dir} holds a finished run of this configuration; not training.")
+    return finished
 
 
-def _plan(
-    recipe: str | Recipe,
-    *,
-    output_dir: str | os.PathLike,
-    binarization: str | None,
-    epochs: int | None,
-    steps_per_epoch: int | None,
-    batch_size: int | None,
-    strategy: str,
-    data_dir: str | os.PathLike | None,
-    seed: int,
-    train_limit: int | None,
-    validation_size: int,
-    overrides: Mapping[str, Any] | None,
-    extra_callbacks: Sequence[tf.keras.callbacks.Callback],
-    verbose: int | str,
-    teacher: _Teacher | None = None,
-) -> _Plan:
+def _run(
+    plan: _Plan,
+    examples: _Examples,
+    distribution: tf.distribute.Strategy,
+    teacher: tf.keras.Model | None,
+    claim: run_directory.Claim,
+    started: float,
+) -> dict[str, Any]:
+    """Set up (undone if it fails in a new run), fit, score, save, summarize."""
+    write_dir = claim.write_dir
+    with claim.undone_on_error():
+        session = _build_model(plan, examples.steps, distribution, write_dir, teacher)
+        _check_dte_fields(plan.recipe, session.model)
+        if claim.chief:
+            run_directory.truncate_history(
+                plan.run_dir / run_directory.HISTORY, session.initial_epoch
+            )
+        datasets = _build_data(plan, examples.steps, session.initial_epoch)
+    scores = _fit_and_evaluate(plan, session, datasets, examples.steps, write_dir)
+    _save_model(session.network, write_dir / run_directory.MODEL)
+    summary = _summarize(plan, examples, session, scores, distribution, write_dir, started)
+    claim.finish(summary)
+    return summary
+
+
+def _plan(recipe: str | Recipe, output_dir: str | os.PathLike, options: TrainOptions) -> _Plan:
     """`train`'s arguments, checked (nothing is read or written yet but the recipe)."""
-    # Python ints from here on (NumPy integers are accepted): config.json is JSON.
-    epochs, batch_size, train_limit = (
-        _positive(value, name)
-        for value, name in (
-            (epochs, "epochs"),
-            (batch_size, "batch_size"),
-            (train_limit, "train_limit"),
-        )
+    if not isinstance(options, TrainOptions):
+        raise ValueError(f"`options` must be a TrainOptions, got options={options!r}.")
+    teacher = _teacher(options)
+    numbers = _check_numbers(options)
+    resolved = _resolve_recipe(
+        recipe, options.binarization, numbers["epochs"], numbers["batch_size"], options.overrides
     )
-    _positive(steps_per_epoch, "steps_per_epoch")
-    seed = _check_seed(seed)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got strategy={strategy!r}.")
-    if not (is_integer(validation_size) and validation_size >= 0):
-        raise ValueError(
-            f"`validation_size` must be an integer >= 0, got validation_size={validation_size!r}."
-        )
-    validation_size = int(validation_size)
-    resolved = _resolve_recipe(recipe, binarization, epochs, batch_size, overrides)
     run_dir = Path(output_dir).expanduser()
-    _check_output_dir(run_dir)
+    run_directory.check_output_dir(run_dir)
     return _Plan(
         recipe=resolved,
         info=data.dataset_info(resolved.dataset),
         run_dir=run_dir,
-        strategy=strategy,
-        seed=seed,
-        data_dir=data_dir,
-        train_limit=train_limit,
-        validation_size=validation_size,
-        extra_callbacks=tuple(extra_callbacks),
-        verbose=verbose,
+        strategy=options.strategy,
+        seed=numbers["seed"],
+        data_dir=options.data_dir,
+        train_limit=numbers["train_limit"],
+        validation_size=numbers["validation_size"],
+        extra_callbacks=tuple(options.extra_callbacks),
+        verbose=options.verbose,
+        steps_per_epoch=numbers["steps_per_epoch"],
         teacher=teacher,
     )
+
+
+def _check_numbers(options: TrainOptions) -> dict[str, Any]:
+    """The options' counts, the seed and the strategy checked; counts as Python ints
+    (NumPy integers are accepted: config.json is JSON)."""
+    numbers = {
+        name: _positive(getattr(options, name), name)
+        for name in ("epochs", "batch_size", "train_limit", "steps_per_epoch")
+    }
+    numbers["seed"] = _check_seed(options.seed)
+    if options.strategy not in STRATEGIES:
+        raise ValueError(
+            f"`strategy` must be one of {STRATEGIES}, got strategy={options.strategy!r}."
+        )
+    validation_size = options.validation_size
+    if not (is_integer(validation_size) and validation_size >= 0):
+        raise ValueError(
+            f"`validation_size` must be an integer >= 0, got validation_size={validation_size!r}."
+        )
+    numbers["validation_size"] = int(validation_size)
+    return numbers
+
+
+def _teacher(options: TrainOptions) -> _Teacher | None:
+    """`distill_from` resolved, or None (refusing distillation weights without it)."""
+    weights = (options.alignment_weight, options.logits_weight, options.distill_temperature)
+    if options.distill_from is None:
+        return _no_teacher(*weights)
+    return _resolve_teacher(options.distill_from, *weights)
