@@ -13,7 +13,7 @@ import time
 
 import larq_irnet  # noqa: F401  (first: selects Keras 2, registers the quantizers)
 from larq_irnet.callbacks import EDECallback
-from larq_irnet.data import load_fashion_mnist
+from larq_irnet.training.data import load_fashion_mnist
 from larq_irnet.io import atomic_write, check_output_path
 
 import larq as lq
