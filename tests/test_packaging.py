@@ -40,10 +40,11 @@ def test_sdist_carries_the_test_suite_with_its_helpers(tmp_path):
     with tarfile.open(archive) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     expected = tracked("tests/*.py", "benchmarks/*.py", "larq_irnet/*.py", "converters/*.py")
+    expected |= tracked("benchmarks/tests/*.py", "larq_irnet/training/*.py")
     expected |= tracked("zoo/*.py", "zoo/weights/*")
     expected |= {"LICENSE", "README.md", "setup.py", "pyproject.toml", "constraints.txt"}
     assert expected <= names, sorted(expected - names)
-    assert {"tests/conftest.py", "tests/tiny.py"} <= names
+    assert {"conftest.py", "benchmarks/tests/conftest.py", "tests/tiny.py"} <= names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tiny import tiny_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

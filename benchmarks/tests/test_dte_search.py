@@ -223,7 +223,7 @@ def test_the_timing_rule_adopts_an_arm_only_beyond_two_standard_errors(script):
 
 
 def test_the_dirnet_page_shows_what_the_results_file_holds(script):
-    page = (Path(__file__).resolve().parents[1] / "docs" / "dirnet.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "dirnet.md").read_text()
     block = page.split("<!-- dte_search -->\n")[1].split("\n<!-- /dte_search -->")[0]
     assert block == script.docs_block(script.load_results(script.RESULTS))
 
@@ -234,7 +234,7 @@ def test_the_command_reports_a_broken_results_file_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     broken = tmp_path / "results.json"
     broken.write_text("not json{")
     command = [sys.executable, str(root / "benchmarks" / "dte_search.py"), "--results"]

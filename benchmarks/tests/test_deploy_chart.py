@@ -5,7 +5,7 @@ from pathlib import Path
 
 from larq_irnet.converters.benchmark import MODELS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_chart_measures_writes_beside_other_results_and_plots(

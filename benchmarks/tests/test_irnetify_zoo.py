@@ -160,7 +160,7 @@ def test_comparison_states_the_difference_of_means_against_the_seed_spread(scrip
 
 
 def test_results_page_shows_what_the_results_file_holds(script):
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     page = (root / "docs" / "results.md").read_text()
     block = page.split("<!-- irnetify_zoo -->\n")[1].split("\n<!-- /irnetify_zoo -->")[0]
     assert block == script.docs_block(script.load_results(script.RESULTS))

@@ -1,8 +1,7 @@
-"""Shared test setup: Keras 2 before TensorFlow, quiet logs, real data, benchmark scripts."""
+"""Test setup shared by the library's tests (tests/) and the lab's (benchmarks/tests/):
+Keras 2 before TensorFlow, quiet logs, a fresh Keras session per test, real data."""
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,28 +24,6 @@ def fashion_mnist():
     if not FASHION_MNIST_DIR.is_dir() and not os.environ.get("CI"):
         pytest.skip(f"{FASHION_MNIST_DIR} missing: run `make install`")
     return load_fashion_mnist()
-
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="session")
-def load_benchmark():
-    """Import a script of `benchmarks/` as a module: `load_benchmark("ablation")`."""
-
-    # The scripts import their shared helpers (`noise`) as `python benchmarks/x.py` does.
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-
-    def load(name):
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        # Registered first, as importlib's recipe does: dataclasses look their module up.
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-
-    return load
 
 
 @pytest.fixture
