@@ -304,18 +304,24 @@ def test_cli_evaluate_real_slice(shipped, fashion_mnist, capsys):
     assert "top-1 agreement LCE vs Keras" in printed
 
 
-def int8_conversions(model, x_train):
-    calibration = x_train[:256]
+@pytest.fixture(scope="module")
+def int8_conversions(shipped, fashion_mnist):
+    """The shipped model in int8 with the stem float (`keep`) and in int8 throughout
+    (`signs`), converted once for the tests that read them."""
+    model = shipped[0]
+    calibration = fashion_mnist[0][0][:256]
     keep = convert(model, int8=True, representative_data=calibration)
     signs = convert(model, int8=True, representative_data=calibration, int8_sign_inputs=True)
     return keep, signs
 
 
 @pytest.mark.slow  # converts the shipped ResNet-20 twice and scores int8
-def test_int8_quantizes_the_float_layers_but_not_what_feeds_a_sign(shipped, fashion_mnist):
+def test_int8_quantizes_the_float_layers_but_not_what_feeds_a_sign(
+    shipped, fashion_mnist, int8_conversions
+):
     model, _, float_result, _ = shipped
     (x_train, _), (x_test, y_test) = fashion_mnist
-    keep, signs = int8_conversions(model, x_train)
+    keep, signs = int8_conversions
     for result in (keep, signs):
         assert result.report.int8 and all(layer.binary for layer in result.report.layers)
         bconv_outputs = {
@@ -338,11 +344,11 @@ def test_int8_quantizes_the_float_layers_but_not_what_feeds_a_sign(shipped, fash
 
 
 @pytest.mark.slow
-def test_int8_on_the_full_test_set(shipped, fashion_mnist):
+def test_int8_on_the_full_test_set(shipped, fashion_mnist, int8_conversions):
     # Measured figures: benchmarks/results/int8_accuracy.json (docs/deploy.md).
     model, _, float_result, _ = shipped
     (x_train, _), (x_test, y_test) = fashion_mnist
-    keep, signs = int8_conversions(model, x_train)
+    keep, signs = int8_conversions
     scores = {
         name: evaluate_tflite(r.flatbuffer, x_test, y_test, keras_model=model, progress=False)
         for name, r in (("float", float_result), ("keep", keep), ("signs", signs))
