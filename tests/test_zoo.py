@@ -4,12 +4,10 @@ The five 1w1a IR-Net models are built once per module, at the smallest input tha
 every layer, and shared by the parameter-count, LCE-conversion and summary tests.
 """
 
-import ast
 import dataclasses
 import inspect
 import logging
 import re
-from pathlib import Path
 
 import larq_irnet  # noqa: F401  (first: selects Keras 2)
 from larq_irnet.converters import convert
@@ -391,34 +389,6 @@ def test_document_arguments_refuses_a_parameter_without_text():
 
 
 # The core modules the zoo may import (issue #15's layers: the zoo depends on core only).
-CORE = {
-    "larq_irnet._keras",
-    "larq_irnet.quantizers",
-    "larq_irnet.callbacks",
-    "larq_irnet.information",
-    "larq_irnet.io",
-    "larq_irnet.layers",
-}
-
-
-def imported_modules(path):
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module == "larq_irnet":
-            yield from (f"larq_irnet.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            yield node.module
-
-
-def test_zoo_imports_only_the_core_and_itself():
-    zoo_dir = Path(larq_irnet.zoo.__file__).parent
-    for path in zoo_dir.glob("*.py"):
-        ours = [m for m in imported_modules(path) if m.split(".")[0] == "larq_irnet"]
-        for module in ours:
-            assert module in CORE or module.startswith("larq_irnet.zoo"), (path.name, module)
-
-
 # --- weights -----------------------------------------------------------------------------
 
 
