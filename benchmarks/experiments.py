@@ -50,6 +50,7 @@ from larq_irnet._validation import first_line, positive_int_argument
 from larq_irnet.io import atomic_write, file_lock
 from larq_irnet.training import TrainOptions, train
 from larq_irnet.training.run_directory import MODEL, RunDirectoryInUse
+from larq_irnet.zoo.loading import locate_model
 
 __all__ = [
     "Run",
@@ -100,15 +101,16 @@ def _print_now(line: str) -> None:
 def _teacher_pending(teacher: str | os.PathLike) -> bool:
     """Whether `teacher` names a run directory whose `model.h5` is not written yet.
 
-    A model file and a zoo weights name (e.g. `"fashion_mnist"`, no path separator) are
-    ready as they are; a path that is a directory, or a path (not a bare name) that does
-    not exist yet, is a teacher run that another run or process is still training.
+    What `larq_irnet.zoo.loading.locate_model` finds (a model file, a finished run or
+    SavedModel directory, a zoo weights name) is ready; a path that it does not find
+    and that is a directory or not a bare name (e.g. `"fashion_mnist"`) is a teacher
+    run that another run or process is still training.
     """
-    path = Path(teacher)
-    if path.is_file():
-        return False
-    is_path = isinstance(teacher, os.PathLike) or os.sep in str(teacher) or path.is_dir()
-    return is_path and not (path / MODEL).is_file()
+    try:
+        locate_model(teacher)
+    except FileNotFoundError:
+        return isinstance(teacher, os.PathLike) or os.sep in str(teacher) or Path(teacher).is_dir()
+    return False
 
 
 def train_runs(

@@ -104,10 +104,10 @@ def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[st
             reload into the recipe's model as the trained model computes.
     """
     from larq_irnet.converters import convert
-    from larq_irnet.converters._io import load_keras_model
     from larq_irnet.converters.evaluate import evaluate_tflite
     from larq_irnet.converters.flatbuffer import op_histogram
     from larq_irnet.training.data import dataset_info, load_fashion_mnist
+    from larq_irnet.zoo.loading import load_model
     from larq_irnet.zoo.registry import sha256sum
 
     if not run_dir.is_dir():
@@ -133,7 +133,7 @@ def ship(run_dir: Path, output: Path, *, data_dir: str | None = None) -> dict[st
     except (OSError, ValueError) as error:
         raise ValueError(f"Fashion-MNIST: {first_line(error)}") from None
     try:
-        trained = load_keras_model(model_file)
+        trained = load_model(model_file)
     except (OSError, ValueError, TypeError) as error:
         raise ValueError(f"{model_file}: cannot be loaded ({first_line(error)})") from None
     # `train` writes a binarization into the recipe only when one was passed; the

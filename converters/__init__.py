@@ -10,10 +10,10 @@ result.save("model.tflite")
 ```
 
 Command line: `larq-irnet convert`, `larq-irnet evaluate`, `larq-irnet benchmark`
-(see `docs/deploy.md`).
+(see `docs/deploy.md`). Models load from a path with
+`larq_irnet.zoo.loading.load_model`.
 """
 
-from larq_irnet.converters._io import load_keras_model
 from larq_irnet.converters.lce import ConversionError, ConversionResult, convert
 from larq_irnet.converters.report import ConversionReport, LayerConversion
 
@@ -23,5 +23,4 @@ __all__ = [
     "ConversionResult",
     "LayerConversion",
     "convert",
-    "load_keras_model",
 ]

@@ -15,6 +15,12 @@ from pathlib import Path
 
 from larq_irnet.io import check_output_path
 
+#: What `convert` takes (`larq_irnet.zoo.loading.load_model`).
+_MODEL = (
+    "a .keras or .h5 file, a SavedModel directory, a run directory of `larq-irnet train` "
+    "(its model.h5) or a name of shipped zoo weights"
+)
+
 __all__ = ["LoadSplit", "add_parser", "check_output_path"]
 
 #: `load_split(dataset, data_dir, split)` -> (images, labels): uint8 NHWC images and
@@ -44,9 +50,9 @@ def _load(args: argparse.Namespace, name: str, split: str) -> tuple:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from larq_irnet.converters._io import load_keras_model
     from larq_irnet.converters.lce import ConversionError, convert
     from larq_irnet.io import atomic_write
+    from larq_irnet.zoo.loading import load_model
 
     import numpy as np
 
@@ -61,7 +67,7 @@ def _convert(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _error("convert", f"{e} (nothing written)")
     try:
-        model = load_keras_model(args.model, safe_mode=not args.unsafe)
+        model = load_model(args.model, safe_mode=not args.unsafe)
         representative = None
         if args.int8:
             images, _ = _load(args, args.calibration_dataset, "train")
@@ -112,8 +118,8 @@ def _read_tflite(path: str) -> bytes:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from larq_irnet.converters._io import load_keras_model
     from larq_irnet.converters.evaluate import AGREEMENT_THRESHOLD, evaluate_tflite
+    from larq_irnet.zoo.loading import load_model
 
     # Each error names what it is about: the .tflite file, --keras, or the dataset.
     try:
@@ -123,7 +129,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     keras_model = None
     if args.keras:
         try:
-            keras_model = load_keras_model(args.keras, safe_mode=not args.unsafe)
+            keras_model = load_model(args.keras, safe_mode=not args.unsafe)
         except (OSError, ValueError) as e:
             return _error("evaluate", f"--keras: {e}")
     try:
@@ -180,12 +186,12 @@ def add_parser(subparsers: argparse._SubParsersAction, *, load_split: LoadSplit)
     convert = subparsers.add_parser(
         "convert",
         help="convert a Keras model with LCE and report what each binary layer became",
-        description="Convert a Keras model (.keras, .h5 or SavedModel directory) to an LCE "
-        "flatbuffer, and report for every binarized layer whether it became LceBconv2d "
+        description=f"Convert a Keras model ({_MODEL}) to an LCE flatbuffer, and report "
+        "for every binarized layer whether it became LceBconv2d "
         "(or which float op, and why). The output is written atomically: a failed "
         "conversion leaves no file and an existing file untouched. " + _TRUST,
     )
-    convert.add_argument("model", help="a .keras or .h5 file or a SavedModel directory")
+    convert.add_argument("model", help=_MODEL)
     convert.add_argument("-o", "--output", required=True, help="the .tflite file to write")
     convert.add_argument(
         "--strict",

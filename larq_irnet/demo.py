@@ -25,7 +25,7 @@ from typing import Any
 
 from larq_irnet._validation import is_integer, non_negative_int_argument, positive_int_argument
 from larq_irnet.callbacks import InformationDiagnostics
-from larq_irnet.converters import convert, load_keras_model
+from larq_irnet.converters import convert
 from larq_irnet.converters.benchmark import interleaved_latency, runner_for
 from larq_irnet.converters.evaluate import evaluate_tflite
 from larq_irnet.io import atomic_write
@@ -35,6 +35,7 @@ from larq_irnet.training.data import load_arrays
 from larq_irnet.training.recipes import get_recipe
 from larq_irnet.training.run_directory import RunDirectoryInUse
 from larq_irnet.zoo import IRNetResNet20
+from larq_irnet.zoo.loading import load_model
 
 import numpy as np
 
@@ -84,7 +85,7 @@ def run_demo(
     )
     summary = _train(run_dir, epochs, train_limit, data_dir)
     say("converting with Larq Compute Engine (every binary convolution an LceBconv2d)")
-    model = load_keras_model(run_dir / run_directory.MODEL)
+    model = load_model(run_dir / run_directory.MODEL)
     with native_log_captured():
         irnet = convert(model, strict=True)
         fp32 = convert(_fp32_twin(model))

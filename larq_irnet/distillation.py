@@ -44,13 +44,10 @@ import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from larq_irnet.io import h5_without_estimator_state, loadable_h5_model
-from larq_irnet.layers import binarized_weights, without_starved_weights_warning
+from larq_irnet.layers import binarized_weights
 
-import h5py
 import tensorflow as tf
 
 __all__ = [
@@ -68,7 +65,6 @@ __all__ = [
 _EPSILON = 1e-12
 # Floor of probabilities before the log when a model ends in a softmax.
 _MIN_PROBABILITY = 1e-30
-_RUN_DIR_MODEL = "model.h5"
 _NOT_SAVED = (
     "{what}: a Distiller is not saved whole (it would load uncompiled, without its "
     "optimizer state). To deploy, save the student: `distiller.student.save(path)`. To "
@@ -748,11 +744,6 @@ class Distiller(tf.keras.Model):
         return cls(config.pop("student"), config.pop("teacher"), **config)
 
 
-def _is_weights_only(path: Path) -> bool:
-    with h5py.File(path, "r") as f:
-        return "model_config" not in f.attrs
-
-
 def load_teacher(
     path_or_run_dir: str | os.PathLike,
     *,
@@ -760,10 +751,13 @@ def load_teacher(
 ) -> tf.keras.Model:
     """Load a full-precision teacher for `Distiller`, frozen.
 
+    Loaded by `larq_irnet.zoo.loading.load_model`, the one loader of models from paths.
+
     # Arguments
         path_or_run_dir: a run directory of `larq-irnet train` (its `model.h5` is
-            loaded), a whole-model file (`.h5`, `.keras`, SavedModel directory), or a
-            weights-only `.h5` (`model.save_weights`), which needs `model=`.
+            loaded), a whole-model file (`.h5`, `.keras`, SavedModel directory), a
+            weights-only `.h5` (`model.save_weights`), which needs `model=`, or the name
+            of shipped zoo weights (their full-precision variant).
         model: the architecture to load a weights-only file into, e.g.
             `IRNetResNet20(input_shape=..., num_classes=..., binarization="fp",
             weights=None)`, or a function without arguments that builds it (called only
@@ -775,44 +769,24 @@ def load_teacher(
         with a `UserWarning` (RBD expects a full-precision one).
 
     # Raises
-        FileNotFoundError: nothing is at the path, or the run directory has no
-            `model.h5` (one line naming the path).
+        FileNotFoundError: nothing is at the path, or a directory is neither a finished
+            run directory (with `model.h5`) nor a SavedModel (one line naming the path).
         ValueError: a weights-only file without `model=`, or a file Keras cannot load
-            (naming the path).
+            (one line naming the path).
     """
-    path = Path(path_or_run_dir).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"load_teacher: no such file or run directory: {path}")
-    if path.is_dir() and not (path / "saved_model.pb").exists():
-        if not (path / _RUN_DIR_MODEL).exists():
-            raise FileNotFoundError(
-                f"load_teacher: {path} is a directory without {_RUN_DIR_MODEL} (not a "
-                "finished run directory, nor a SavedModel)"
-            )
-        path = path / _RUN_DIR_MODEL
+    from larq_irnet.zoo.loading import load_model
+
     try:
-        if path.suffix in (".h5", ".hdf5") and _is_weights_only(path):
-            if model is None:
-                raise ValueError(
-                    f"load_teacher: {path} holds weights only; pass `model=` (the teacher's "
-                    "architecture, e.g. the zoo model with binarization='fp')"
-                )
-            teacher = model if isinstance(model, tf.keras.Model) else model()
-            with h5_without_estimator_state(path) as weights_file:
-                teacher.load_weights(weights_file)
-        else:
-            with loadable_h5_model(path) as model_file:
-                with without_starved_weights_warning():
-                    teacher = tf.keras.models.load_model(model_file, compile=False)
-    except (OSError, ValueError) as error:
-        if str(error).startswith("load_teacher:"):
-            raise
-        raise ValueError(f"load_teacher: cannot load {path}: {error}") from None
+        teacher = load_model(path_or_run_dir, model=model, binarization="fp")
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"load_teacher: {error}") from None
+    except ValueError as error:
+        raise ValueError(f"load_teacher: {error}") from None
     binary = binarized_weights(teacher)
     if binary:
         warnings.warn(
-            f"load_teacher: {path} has {len(binary)} binarized layers; RBD is designed to "
-            "distil from a full-precision teacher (binarization='fp')",
+            f"load_teacher: {path_or_run_dir} has {len(binary)} binarized layers; RBD is "
+            "designed to distil from a full-precision teacher (binarization='fp')",
             stacklevel=2,
         )
     teacher.trainable = False

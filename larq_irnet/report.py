@@ -242,10 +242,10 @@ def _plot_quantization(history: dict[str, np.ndarray], path: Path) -> Path:
 def _load_model(path: Path):
     if not path.is_file():
         raise _Skip(f"{path} does not exist (the trained model, saved as Keras HDF5)")
-    from larq_irnet.converters import load_keras_model
+    from larq_irnet.zoo.loading import load_model
 
     try:
-        return load_keras_model(path)
+        return load_model(path)
     except Exception as error:  # whatever fails to load only skips this plot
         raise _Skip(f"could not load {path}: {type(error).__name__}: {error}") from error
 

@@ -241,7 +241,6 @@ KNOWN_LONG_FUNCTIONS: dict[str, int] = {
     "larq_irnet.converters.benchmark:_benchmark_model": 69,
     "larq_irnet.zoo.resnet:_resnet": 64,
     "larq_irnet.transform:irnetify": 64,
-    "larq_irnet.distillation:load_teacher": 64,
     "larq_irnet.quantizers:libra_standardize": 63,
     "larq_irnet.zoo.resnet:IRNetResNet20": 61,
 }

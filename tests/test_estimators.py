@@ -11,7 +11,6 @@ import re
 
 import larq_irnet  # (first: selects Keras 2, registers the quantizers)
 from larq_irnet.callbacks import ede_quantizers, set_ede
-from larq_irnet.converters import load_keras_model
 from larq_irnet.estimators import (
     ScheduledSign,
     _channel_moments,
@@ -25,6 +24,7 @@ from larq_irnet.io import estimator_state_entries, h5_without_estimator_state
 from larq_irnet.quantizers import DTESign, IMBSign
 from larq_irnet.schedules import dte_values
 from larq_irnet.zoo import IRNetResNet20
+from larq_irnet.zoo.loading import load_model
 
 import h5py
 import larq as lq
@@ -426,7 +426,7 @@ def test_legacy_model_file_loads_in_the_converter(tmp_path):
     irnet, _ = irnet_and_twin()
     path = legacy_h5(irnet, tmp_path / "model.h5")
     assert len(estimator_state_entries(path)) == 4
-    loaded = load_keras_model(path)
+    loaded = load_model(path)
     np.testing.assert_array_equal(loaded(images()).numpy(), irnet(images()).numpy())
 
 

@@ -61,6 +61,7 @@ from typing import Any
 from larq_irnet.callbacks import InformationDiagnostics
 from larq_irnet.io import atomic_write, file_lock, stale_temporaries
 from larq_irnet.training.recipes import Recipe
+from larq_irnet.zoo.loading import RUN_MODEL
 
 import numpy as np
 import tensorflow as tf
@@ -99,7 +100,8 @@ __all__ = [
 CONFIG = "config.json"
 HISTORY = "history.csv"
 SUMMARY = "summary.json"
-MODEL = "model.h5"
+#: The final model; `larq_irnet.zoo.loading` (which finds it in a run directory) names it.
+MODEL = RUN_MODEL
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 LOCK = ".lock"

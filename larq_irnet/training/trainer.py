@@ -48,8 +48,9 @@ from larq_irnet.training import data, run_directory
 from larq_irnet.training.optimization import l2_weight_decay, make_optimizer, make_schedule
 from larq_irnet.training.recipes import Recipe, get_recipe, model_function
 from larq_irnet.zoo import BINARIZATIONS, BITS
+from larq_irnet.zoo.loading import locate_model
 from larq_irnet.zoo.presets import PRESETS
-from larq_irnet.zoo.registry import WEIGHTS, get_entry, registered_as, sha256sum
+from larq_irnet.zoo.registry import get_entry, registered_as, sha256sum
 
 import larq as lq
 import tensorflow as tf
@@ -284,8 +285,11 @@ def _resolve_teacher(
             "`distill_from` must be a run directory, a model or weights file, or a name of "
             f"zoo weights, got distill_from={distill_from!r}."
         )
-    path = Path(distill_from).expanduser()
-    zoo = isinstance(distill_from, str) and distill_from in WEIGHTS and not path.exists()
+    try:
+        located = locate_model(distill_from)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"`distill_from`: {error}") from None
+    zoo = located.zoo_weights is not None
     if zoo:
         # Zoo weights load into the student's fp twin (`_load_teacher`): their fp variant.
         try:
@@ -297,22 +301,8 @@ def _resolve_teacher(
             ) from None
         source, sha256 = distill_from, entry.sha256
     else:
-        path = path.resolve()
-        if not path.exists():
-            raise FileNotFoundError(
-                f"`distill_from`: no such run directory, model file or zoo weights: {path}"
-            )
-        loaded = path
-        if path.is_dir():
-            loaded = path / "saved_model.pb"
-            if not loaded.exists():
-                loaded = path / run_directory.MODEL
-            if not loaded.is_file():
-                raise FileNotFoundError(
-                    f"`distill_from`: {path} is a directory without {run_directory.MODEL} "
-                    "(not a finished run directory, nor a SavedModel)"
-                )
-        source, sha256 = os.fspath(path), sha256sum(loaded)
+        path = located.path.resolve()
+        source, sha256 = os.fspath(path), sha256sum(located.identity_file)
         _refuse_registered_binary(path, sha256)
     return _Teacher(
         source=source,
@@ -651,7 +641,7 @@ def _fit_and_evaluate(
 def _save_model(model: tf.keras.Model, path: Path) -> None:
     """Save `model` as HDF5 without optimizer, atomically.
 
-    HDF5 on purpose (`larq_irnet.converters.load_keras_model` and LCE read it), so Keras'
+    HDF5 on purpose (`larq_irnet.zoo.loading.load_model` and LCE read it), so Keras'
     advice to use its own format, a 230-character warning, is not printed.
     """
     with atomic_path(path) as temporary, warnings.catch_warnings():
