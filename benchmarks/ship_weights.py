@@ -28,7 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import larq_irnet  # noqa: E402, F401  (first: selects Keras 2, registers the quantizers)
 from larq_irnet._validation import first_line  # noqa: E402
-from larq_irnet.io import atomic_path, atomic_write, estimator_state_entries  # noqa: E402
+from larq_irnet.io import atomic_path, atomic_write  # noqa: E402
+from larq_irnet.legacy_h5 import estimator_state_entries  # noqa: E402
 from larq_irnet.training import run_directory  # noqa: E402
 from larq_irnet.training.recipes import Recipe, model_function  # noqa: E402
 

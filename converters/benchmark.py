@@ -33,9 +33,10 @@ import time
 import warnings
 from collections.abc import Callable
 
+from larq_irnet._validation import check_output_path
 from larq_irnet.converters.flatbuffer import op_histogram, structure
 from larq_irnet.converters.lce import convert
-from larq_irnet.io import atomic_write, check_output_path
+from larq_irnet.io import atomic_write
 
 import larq as lq
 import larq_compute_engine as lce

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from larq_irnet.io import check_output_path
+from larq_irnet._validation import check_output_path
 
 #: What `convert` takes (`larq_irnet.zoo.loading.load_model`).
 _MODEL = (
@@ -21,7 +21,7 @@ _MODEL = (
     "(its model.h5) or a name of shipped zoo weights"
 )
 
-__all__ = ["LoadSplit", "add_parser", "check_output_path"]
+__all__ = ["LoadSplit", "add_parser"]
 
 #: `load_split(dataset, data_dir, split)` -> (images, labels): uint8 NHWC images and
 #: integer labels of `split` ("train" or "test") of `dataset` ("fashion_mnist", "cifar10").

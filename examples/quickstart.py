@@ -12,8 +12,9 @@ import sys
 import time
 
 import larq_irnet  # noqa: F401  (first: selects Keras 2, registers the quantizers)
+from larq_irnet._validation import check_output_path
 from larq_irnet.callbacks import EDECallback
-from larq_irnet.io import atomic_write, check_output_path
+from larq_irnet.io import atomic_write
 from larq_irnet.training.data import load_fashion_mnist
 
 import larq as lq

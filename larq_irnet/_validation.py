@@ -1,10 +1,13 @@
-"""Argument checks shared by the public constructors: one wording for every message."""
+"""Argument checks shared by the public constructors and the command lines (numbers,
+CLI integers, output paths): one wording for every message."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import numbers
+import os
+from pathlib import Path
 from typing import Any
 
 
@@ -98,3 +101,26 @@ def positive_int_argument(text: str) -> int:
 def non_negative_int_argument(text: str) -> int:
     """An argparse `type` for an integer >= 0."""
     return int_argument(text, minimum=0)
+
+
+def check_output_path(path: str | os.PathLike, what: str) -> None:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    # Arguments
+        path: the file to be written (atomically: a temporary file beside it, renamed).
+        what: what the file is, for the message (`"--report"`, ...).
+
+    # Raises
+        ValueError: one line naming `path` and what was expected: it is a directory,
+            its parent is missing or not a directory, or the parent is not writable.
+    """
+    path = Path(path)
+    parent = path.parent
+    if path.is_dir():
+        raise ValueError(f"{what} {path}: is a directory; expected a file path")
+    if not parent.exists():
+        raise ValueError(f"{what} {path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ValueError(f"{what} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: directory {parent} is not writable")

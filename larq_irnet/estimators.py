@@ -362,7 +362,7 @@ class ScheduledSign(lq.quantizers._BaseQuantizer):
     continues from the same state. A subclass whose state values are its constructor
     arguments returns the current values from `get_config` (as `EDEState` does), so that
     `model.save` and `load_model` keep them too. `.h5` files saved before this change hold
-    the state as weights; `larq_irnet.io.h5_without_estimator_state` drops them.
+    the state as weights; `larq_irnet.legacy_h5.h5_without_estimator_state` drops them.
 
     Subclasses set `state_names`, and implement `initial_state()` and
     `surrogate(x, *state)`; `estimate(x)` is the sign with that gradient.

@@ -253,7 +253,7 @@ class FunctionInitializer(tf.keras.initializers.Initializer):
 
     Keras serializes a plain function given as an initializer (larq-zoo's QuickNet uses
     `blurpool_initializer`) as `{"class_name": "function", "config": NAME}`, which its
-    `.h5` model loader cannot read; `larq_irnet.io.loadable_h5_model` renames those
+    `.h5` model loader cannot read; `larq_irnet.legacy_h5.loadable_h5_model` renames those
     entries to this class, which serializes by name and loads again.
 
     # Arguments

@@ -30,6 +30,7 @@ LAYERS = {
     "larq_irnet.callbacks": "core",
     "larq_irnet.information": "core",
     "larq_irnet.io": "core",
+    "larq_irnet.legacy_h5": "core",
     "larq_irnet.estimators": "core",
     "larq_irnet.schedules": "core",
     "larq_irnet.layers": "core",

@@ -649,7 +649,7 @@ def test_keras_files_load_in_safe_mode(tmp_path):
 def test_a_function_initializer_h5_loads_and_saves_again(tmp_path):
     # larq-zoo's QuickNet initializes its blur pooling with a plain function; Keras writes
     # it into an .h5 model as {"class_name": "function", ...}, which its own .h5 loader
-    # cannot read. load_model reads it by name (larq_irnet.io.loadable_h5_model).
+    # cannot read. load_model reads it by name (larq_irnet.legacy_h5.loadable_h5_model).
     from larq_zoo.sota.quicknet import blurpool_initializer
 
     inputs = tf.keras.Input((8, 8, 3))

@@ -3,7 +3,7 @@ computation of its formulas; where a scheduled estimator keeps its state (issue 
 
 EDE's t and k (any `ScheduledSign` state) are training-only: checkpoints keep them; Keras
 weights, `count_params`, Larq's profile and `.h5` weight files do not. Older `.h5` files
-that hold them still load (`larq_irnet.io.h5_without_estimator_state`).
+that hold them still load (`larq_irnet.legacy_h5.h5_without_estimator_state`).
 """
 
 import math
@@ -20,7 +20,7 @@ from larq_irnet.estimators import (
     dte_sigma,
     ede_gradient,
 )
-from larq_irnet.io import estimator_state_entries, h5_without_estimator_state
+from larq_irnet.legacy_h5 import estimator_state_entries, h5_without_estimator_state
 from larq_irnet.quantizers import DTESign, IMBSign
 from larq_irnet.schedules import dte_values
 from larq_irnet.zoo import IRNetResNet20

@@ -4,13 +4,8 @@ import stat
 import warnings
 
 import larq_irnet  # noqa: F401  (Keras 2, the registered quantizers)
-from larq_irnet.io import (
-    atomic_path,
-    atomic_write,
-    file_lock,
-    loadable_h5_model,
-    stale_temporaries,
-)
+from larq_irnet.io import atomic_path, atomic_write, file_lock, stale_temporaries
+from larq_irnet.legacy_h5 import loadable_h5_model
 
 import larq as lq
 import numpy as np

@@ -12,7 +12,7 @@ from pathlib import Path
 from larq_irnet.converters import convert
 from larq_irnet.converters.evaluate import evaluate_tflite
 from larq_irnet.converters.flatbuffer import op_histogram
-from larq_irnet.io import estimator_state_entries
+from larq_irnet.legacy_h5 import estimator_state_entries
 from larq_irnet.training import TrainOptions
 from larq_irnet.training import trainer as training
 from larq_irnet.zoo import IRNetResNet20

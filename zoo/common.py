@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from larq_irnet._validation import is_integer
-from larq_irnet.io import h5_without_estimator_state
+from larq_irnet.legacy_h5 import h5_without_estimator_state
 from larq_irnet.zoo import registry
 from larq_irnet.zoo.presets import ConvSettings, conv_settings
 

@@ -25,8 +25,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from larq_irnet.io import h5_without_estimator_state, loadable_h5_model
 from larq_irnet.layers import without_starved_weights_warning
+from larq_irnet.legacy_h5 import h5_without_estimator_state, loadable_h5_model
 from larq_irnet.zoo import registry
 
 import tensorflow as tf
@@ -108,7 +108,7 @@ def load_model(
     Python code, e.g. lambdas) unless `safe_mode=False`; `.h5` files and SavedModels can
     carry code that runs when loaded: load them only from a trusted source. `.h5` files
     with estimator state of larq-irnet 0.1.0 and earlier, or a plain function saved as
-    an initializer (larq-zoo's QuickNet), are read by `larq_irnet.io.loadable_h5_model`.
+    an initializer (larq-zoo's QuickNet), are read by `larq_irnet.legacy_h5.loadable_h5_model`.
     Larq's "starved weights" warning (about training binary kernels without
     `weight_clip`) is dropped while a trained model loads.
 

@@ -2,7 +2,7 @@
 
 import json
 
-from larq_irnet.io import estimator_state_entries
+from larq_irnet.legacy_h5 import estimator_state_entries
 from larq_irnet.training.recipes import get_recipe
 from larq_irnet.zoo import IRNetResNet20
 from larq_irnet.zoo.registry import sha256sum, verified_path
