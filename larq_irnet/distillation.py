@@ -8,7 +8,7 @@ that sentence and the same first author's later public work, which aligns L2-nor
 squared feature maps block by block:
 
 - at matching points of the binary student and its full-precision teacher (by default
-  the output of each resolution stage, `matching_points`), an attention map
+  the output of each resolution stage, `layers.matching_points`), an attention map
   \\(a(F) = \mathrm{vec}(\frac{1}{C}\sum_c F_{\cdot,\cdot,c}^2) / \lVert \cdot \rVert_2\\)
   per sample (Zagoruyko & Komodakis 2017), compared by L2 distance
   (`attention_alignment`), weighted by \\(\lambda\\) and added to the task loss;
@@ -46,7 +46,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from larq_irnet.layers import binarized_weights
+from larq_irnet.layers import (
+    binarized_weights,
+    check_functional,
+    ends_in_softmax,
+    matching_pairs,
+)
 
 import tensorflow as tf
 
@@ -55,9 +60,7 @@ __all__ = [
     "attention_alignment",
     "attention_map",
     "distillation_kl",
-    "ends_in_softmax",
     "load_teacher",
-    "matching_points",
 ]
 
 # tf.math.l2_normalize's and the norm's floor: an all-zero map or an exact match keeps
@@ -231,139 +234,15 @@ def _check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float
     return float(value)
 
 
-def _check_functional(model: Any, name: str) -> None:
-    if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
-        raise ValueError(
-            f"`{name}` must be a functional or Sequential tf.keras.Model (its layer outputs "
-            f"are the matching points), got {name}={model!r}."
-        )
-
-
-def _single_output(layer: tf.keras.layers.Layer) -> tf.Tensor | None:
-    """The layer's output tensor, or None when it has several outputs or call sites."""
-    if len(layer.inbound_nodes) != 1:
-        return None
-    output = layer.output
-    return output if isinstance(output, tf.Tensor) or hasattr(output, "shape") else None
-
-
-def _depends_on_weights(model: tf.keras.Model) -> dict[int, bool]:
-    """id(layer) -> whether its output depends on a weight (of it or of a layer before it)."""
-    depends: dict[int, bool] = {}
-    for layer in model.layers:  # topological order in a functional model
-        parents = []
-        for node in layer.inbound_nodes:
-            inbound = node.inbound_layers
-            parents += inbound if isinstance(inbound, list) else [inbound]
-        depends[id(layer)] = bool(layer.weights) or any(depends.get(id(p), False) for p in parents)
-    return depends
-
-
-def matching_points(model: tf.keras.Model) -> list[str]:
-    r"""The default RBD points of a model: the last layer of each feature-map resolution.
-
-    Our rule, which needs no layer naming: walk the layers in topological order, keep
-    those with one 4-D output (N, H, W, C) larger than 1x1 that depends on some weight
-    (so the input and its rescaling are never a point, nor a pooled 1x1 map, whose
-    normalised attention map is constant), and for each distinct (H, W) take the last
-    such layer. In the zoo's ResNets that is the output of each residual stage (ResNet-20 on
-    28x28: 28x28x16, 14x14x32, 7x7x64); in networks whose resolution drops inside a
-    stage (VGG's max-pooling) it is the last layer before each drop.
-
-    # Arguments
-        model: a functional or Sequential Keras model.
-
-    # Returns
-        The layer names, in topological order.
-
-    # Raises
-        ValueError: `model` is not functional, or has no such layer.
-    """
-    _check_functional(model, "model")
-    depends = _depends_on_weights(model)
-    last: dict[tuple[int, int], str] = {}
-    for layer in model.layers:
-        output = _single_output(layer)
-        if output is None or output.shape.rank != 4 or not depends[id(layer)]:
-            continue
-        resolution = tuple(output.shape[1:3])
-        if resolution == (1, 1):  # a one-pixel attention map is constant: nothing to align
-            continue
-        last.pop(resolution, None)  # re-insert: dicts keep the order of the last layer
-        last[resolution] = layer.name
-    if not last:
-        raise ValueError(
-            f"matching_points: model {model.name!r} has no layer with a 4-D (N, H, W, C) "
-            "output that depends on a weight; pass `feature_layers=` explicitly."
-        )
-    return list(last.values())
-
-
 def _input_shapes(model: tf.keras.Model) -> list[tuple]:
     """A model's input shapes without the batch axis: `[(28, 28, 1)]`."""
     return [tuple(tensor.shape[1:]) for tensor in model.inputs]
 
 
-def _resolve_points(
-    student: tf.keras.Model,
-    teacher: tf.keras.Model,
-    feature_layers: Sequence[str | tuple[str, str]] | None,
-) -> list[tuple[str, str]]:
-    """(student layer, teacher layer) name pairs, checked for existence and shapes."""
-    if feature_layers is None:
-        s_points, t_points = matching_points(student), matching_points(teacher)
-        if len(s_points) != len(t_points):
-            raise ValueError(
-                f"the default matching points differ in number: student {s_points} and "
-                f"teacher {t_points} (is the teacher the student's architecture?); pass "
-                "`feature_layers=[(student_layer, teacher_layer), ...]` to Distiller."
-            )
-        pairs = list(zip(s_points, t_points, strict=True))
-    else:
-        if isinstance(feature_layers, str) or not list(feature_layers):
-            raise ValueError(
-                "`feature_layers` must be a non-empty list of layer names or (student, "
-                f"teacher) name pairs, got feature_layers={feature_layers!r}."
-            )
-        pairs = []
-        for item in feature_layers:
-            if isinstance(item, str):
-                pairs.append((item, item))
-            elif isinstance(item, (tuple, list)) and len(item) == 2:
-                pairs.append((str(item[0]), str(item[1])))
-            else:
-                raise ValueError(
-                    "`feature_layers` items must be a layer name or a (student, teacher) "
-                    f"pair, got {item!r} in feature_layers={feature_layers!r}."
-                )
-    for s_name, t_name in pairs:
-        shapes = []
-        for model, name, role in ((student, s_name, "student"), (teacher, t_name, "teacher")):
-            try:
-                layer = model.get_layer(name)
-            except ValueError:
-                raise ValueError(
-                    f"`feature_layers`: the {role} {model.name!r} has no layer {name!r}."
-                ) from None
-            output = _single_output(layer)
-            if output is None or output.shape.rank != 4:
-                raise ValueError(
-                    f"`feature_layers`: the {role} layer {name!r} must have one 4-D "
-                    f"(N, H, W, C) output, got {getattr(output, 'shape', 'several outputs')}."
-                )
-            shapes.append(tuple(output.shape))
-        if shapes[0][1:3] != shapes[1][1:3]:
-            raise ValueError(
-                f"matching points of different spatial size: student layer {s_name!r} "
-                f"{shapes[0]} vs teacher layer {t_name!r} {shapes[1]}."
-            )
-    return pairs
-
-
 def _check_pair(student: tf.keras.Model, teacher: tf.keras.Model) -> None:
     """A student and teacher the `Distiller` can train with; a ValueError saying why not."""
-    _check_functional(student, "student")
-    _check_functional(teacher, "teacher")
+    check_functional(student, "student")
+    check_functional(teacher, "teacher")
     if teacher is student:
         raise ValueError(
             "`teacher` is the `student` model itself; the teacher is a separate "
@@ -387,19 +266,6 @@ def _check_pair(student: tf.keras.Model, teacher: tf.keras.Model) -> None:
         )
 
 
-def ends_in_softmax(model: tf.keras.Model) -> bool:
-    """Whether `model`'s output is a softmax (class probabilities), not logits.
-
-    True when its last layer's `activation` is Keras' softmax (a `Dense` or an
-    `Activation` layer); a last layer that is itself a model (a network nested in a
-    wrapper, as `irnetify` or a preprocessing model leaves it) is looked into.
-    """
-    last = model.layers[-1] if model.layers else None
-    while isinstance(last, tf.keras.Model) and last.layers:
-        last = last.layers[-1]
-    return getattr(last, "activation", None) is tf.keras.activations.softmax
-
-
 def _mean(name: str) -> tf.keras.metrics.Mean:
     return tf.keras.metrics.Mean(name=name)
 
@@ -418,7 +284,7 @@ class Distiller(tf.keras.Model):
     \\]
 
     with \\(a\\) the L2-normalised channel mean of squared features (`attention_map`,
-    `attention_alignment`), P matching points (`matching_points` by default),
+    `attention_alignment`), P matching points (`layers.matching_points` by default),
     \\(L_{KL}\\) Hinton's T^2-scaled KL on the logits (`distillation_kl`),
     \\(L_{reg}\\) the student's own `losses` (e.g. weight decay), N the global batch.
 
@@ -462,7 +328,7 @@ class Distiller(tf.keras.Model):
         student: the binary network, a functional Keras model.
         teacher: its full-precision twin (e.g. the zoo model with `binarization="fp"`,
             trained), a functional Keras model with the same number of classes.
-        feature_layers: the matching points: None (`matching_points` of each model,
+        feature_layers: the matching points: None (`layers.matching_points` of each model,
             paired in order; the spatial sizes must match), a list of layer names
             present in both, or a list of `(student_layer, teacher_layer)` pairs.
         alignment_weight: \\(\lambda \geq 0\\).
@@ -507,7 +373,7 @@ class Distiller(tf.keras.Model):
             "logits_weight": _check_positive(logits_weight, "logits_weight", allow_zero=True),
             "temperature": _check_positive(temperature, "temperature"),
         }
-        pairs = _resolve_points(student, teacher, feature_layers)
+        pairs = matching_pairs(student, teacher, feature_layers)
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher

@@ -24,6 +24,11 @@ index filters:
 `QuantLocallyConnected1D/2D` with `implementation=2` or `3` hold masked or sparse
 kernels whose filters are not a set of axes: `kernel_channel_axes` refuses them with an
 error naming the layer.
+
+Walking a functional model's graph also finds where its feature maps change resolution
+(`matching_points`, the default points where `larq_irnet.distillation.Distiller`
+aligns a student with its teacher; `matching_pairs` pairs them) and whether it ends in a
+softmax (`ends_in_softmax`).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import larq as lq
@@ -44,9 +49,13 @@ __all__ = [
     "FunctionInitializer",
     "binarized_weights",
     "calling_layer",
+    "check_functional",
+    "ends_in_softmax",
     "is_binary_quantizer",
     "kernel_channel_axes",
     "layers_in_order",
+    "matching_pairs",
+    "matching_points",
     "model_quantizers",
     "walk_layers",
     "without_starved_weights_warning",
@@ -280,3 +289,158 @@ class FunctionInitializer(tf.keras.initializers.Initializer):
 
     def get_config(self) -> dict:
         return {"function_name": self.function_name}
+
+
+def check_functional(model: Any, name: str) -> None:
+    """Refuse a model that is not functional or Sequential (its layer outputs are what
+    `matching_points` finds), with a ValueError naming the argument `name`."""
+    if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
+        raise ValueError(
+            f"`{name}` must be a functional or Sequential tf.keras.Model (its layer outputs "
+            f"are the matching points), got {name}={model!r}."
+        )
+
+
+def _single_output(layer: tf.keras.layers.Layer) -> tf.Tensor | None:
+    """The layer's output tensor, or None when it has several outputs or call sites."""
+    if len(layer.inbound_nodes) != 1:
+        return None
+    output = layer.output
+    return output if isinstance(output, tf.Tensor) or hasattr(output, "shape") else None
+
+
+def _depends_on_weights(model: tf.keras.Model) -> dict[int, bool]:
+    """id(layer) -> whether its output depends on a weight (of it or of a layer before it)."""
+    depends: dict[int, bool] = {}
+    for layer in model.layers:  # topological order in a functional model
+        parents = []
+        for node in layer.inbound_nodes:
+            inbound = node.inbound_layers
+            parents += inbound if isinstance(inbound, list) else [inbound]
+        depends[id(layer)] = bool(layer.weights) or any(depends.get(id(p), False) for p in parents)
+    return depends
+
+
+def matching_points(model: tf.keras.Model) -> list[str]:
+    r"""The default RBD points of a model: the last layer of each feature-map resolution.
+
+    Our rule, which needs no layer naming: walk the layers in topological order, keep
+    those with one 4-D output (N, H, W, C) larger than 1x1 that depends on some weight
+    (so the input and its rescaling are never a point, nor a pooled 1x1 map, whose
+    normalised attention map is constant), and for each distinct (H, W) take the last
+    such layer. In the zoo's ResNets that is the output of each residual stage (ResNet-20 on
+    28x28: 28x28x16, 14x14x32, 7x7x64); in networks whose resolution drops inside a
+    stage (VGG's max-pooling) it is the last layer before each drop.
+
+    # Arguments
+        model: a functional or Sequential Keras model.
+
+    # Returns
+        The layer names, in topological order.
+
+    # Raises
+        ValueError: `model` is not functional, or has no such layer.
+    """
+    check_functional(model, "model")
+    depends = _depends_on_weights(model)
+    last: dict[tuple[int, int], str] = {}
+    for layer in model.layers:
+        output = _single_output(layer)
+        if output is None or output.shape.rank != 4 or not depends[id(layer)]:
+            continue
+        resolution = tuple(output.shape[1:3])
+        if resolution == (1, 1):  # a one-pixel attention map is constant: nothing to align
+            continue
+        last.pop(resolution, None)  # re-insert: dicts keep the order of the last layer
+        last[resolution] = layer.name
+    if not last:
+        raise ValueError(
+            f"matching_points: model {model.name!r} has no layer with a 4-D (N, H, W, C) "
+            "output that depends on a weight; pass `feature_layers=` explicitly."
+        )
+    return list(last.values())
+
+
+def matching_pairs(
+    student: tf.keras.Model,
+    teacher: tf.keras.Model,
+    feature_layers: Sequence[str | tuple[str, str]] | None,
+) -> list[tuple[str, str]]:
+    """The (student layer, teacher layer) name pairs of RBD's matching points.
+
+    # Arguments
+        student, teacher: functional Keras models.
+        feature_layers: None (`matching_points` of each model, paired in order), a list
+            of layer names present in both, or a list of `(student_layer, teacher_layer)`
+            pairs.
+
+    # Raises
+        ValueError: the default points differ in number, `feature_layers` is malformed,
+            a layer is missing or has not one 4-D output, or a pair differs in spatial
+            size (naming both layers and their shapes).
+    """
+    if feature_layers is None:
+        s_points, t_points = matching_points(student), matching_points(teacher)
+        if len(s_points) != len(t_points):
+            raise ValueError(
+                f"the default matching points differ in number: student {s_points} and "
+                f"teacher {t_points} (is the teacher the student's architecture?); pass "
+                "`feature_layers=[(student_layer, teacher_layer), ...]` to Distiller."
+            )
+        pairs = list(zip(s_points, t_points, strict=True))
+    else:
+        if isinstance(feature_layers, str) or not list(feature_layers):
+            raise ValueError(
+                "`feature_layers` must be a non-empty list of layer names or (student, "
+                f"teacher) name pairs, got feature_layers={feature_layers!r}."
+            )
+        pairs = []
+        for item in feature_layers:
+            if isinstance(item, str):
+                pairs.append((item, item))
+            elif isinstance(item, (tuple, list)) and len(item) == 2:
+                pairs.append((str(item[0]), str(item[1])))
+            else:
+                raise ValueError(
+                    "`feature_layers` items must be a layer name or a (student, teacher) "
+                    f"pair, got {item!r} in feature_layers={feature_layers!r}."
+                )
+    for s_name, t_name in pairs:
+        s_shape = _point_shape(student, s_name, "student")
+        t_shape = _point_shape(teacher, t_name, "teacher")
+        if s_shape[1:3] != t_shape[1:3]:
+            raise ValueError(
+                f"matching points of different spatial size: student layer {s_name!r} "
+                f"{s_shape} vs teacher layer {t_name!r} {t_shape}."
+            )
+    return pairs
+
+
+def _point_shape(model: tf.keras.Model, name: str, role: str) -> tuple:
+    """The output shape of the matching point `name` of `model` (the `role` in messages)."""
+    try:
+        layer = model.get_layer(name)
+    except ValueError:
+        raise ValueError(
+            f"`feature_layers`: the {role} {model.name!r} has no layer {name!r}."
+        ) from None
+    output = _single_output(layer)
+    if output is None or output.shape.rank != 4:
+        raise ValueError(
+            f"`feature_layers`: the {role} layer {name!r} must have one 4-D "
+            f"(N, H, W, C) output, got {getattr(output, 'shape', 'several outputs')}."
+        )
+    return tuple(output.shape)
+
+
+def ends_in_softmax(model: tf.keras.Model) -> bool:
+    """Whether `model`'s output is a softmax (class probabilities), not logits.
+
+    True when its last layer's `activation` is Keras' softmax (a `Dense` or an
+    `Activation` layer); a last layer that is itself a model (a network nested in a
+    wrapper, as `irnetify` or a preprocessing model leaves it) is looked into.
+    """
+    last = model.layers[-1] if model.layers else None
+    while isinstance(last, tf.keras.Model) and last.layers:
+        last = last.layers[-1]
+    return getattr(last, "activation", None) is tf.keras.activations.softmax

@@ -17,11 +17,10 @@ from larq_irnet.distillation import (
     attention_alignment,
     attention_map,
     distillation_kl,
-    ends_in_softmax,
     load_teacher,
-    matching_points,
 )
 from larq_irnet.information import binarized_kernels
+from larq_irnet.layers import ends_in_softmax, matching_points
 from larq_irnet.zoo import IRNetResNet20
 
 import h5py

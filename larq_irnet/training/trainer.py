@@ -42,8 +42,9 @@ from larq_irnet.callbacks import (
     dte_quantizers,
     ede_quantizers,
 )
-from larq_irnet.distillation import Distiller, ends_in_softmax, load_teacher
+from larq_irnet.distillation import Distiller, load_teacher
 from larq_irnet.io import atomic_path
+from larq_irnet.layers import ends_in_softmax
 from larq_irnet.training import data, run_directory
 from larq_irnet.training.optimization import l2_weight_decay, make_optimizer, make_schedule
 from larq_irnet.training.recipes import Recipe, get_recipe, model_function
