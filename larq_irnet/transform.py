@@ -63,6 +63,7 @@ from larq_irnet.layers import (
     layers_in_order,
     without_starved_weights_warning,
 )
+from larq_irnet.methods import PRESETS, Binarization, QuantizerId
 
 import larq as lq
 import numpy as np
@@ -72,7 +73,6 @@ __all__ = [
     "METHODS",
     "STE_CONSTRAINTS",
     "IRNetifyReport",
-    "Method",
     "QuantizerChange",
     "irnetify",
     "is_sign_input_quantizer",
@@ -80,30 +80,9 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass(frozen=True)
-class Method:
-    """The quantizers a training method puts in place of binary signs.
-
-    # Arguments
-        kernel_quantizer: registered alias of the weight quantizer; it is given the
-            layer's filter axes as `channel_axes` when its config has that key.
-        input_quantizer: registered alias of the activation quantizer.
-        description: the method's name in reports.
-        standardized_kernels: whether the kernel quantizer standardizes each filter, so
-            its weights cannot starve without `weight_clip` (Larq's warning is dropped).
-    """
-
-    kernel_quantizer: str
-    input_quantizer: str
-    description: str
-    standardized_kernels: bool = True
-
-
-METHODS: Mapping[str, Method] = {
-    "irnet": Method("libra_pb", "ede_sign", "IR-Net: Libra-PB weights, EDE sign"),
-    "dirnet": Method("imb", "dte_sign", "DIR-Net: IMB weights, DTE sign"),
-}
-"""`method=` of `irnetify` -> the quantizers it puts in place, by alias."""
+METHODS: Mapping[str, Binarization] = {name: PRESETS[name] for name in ("irnet", "dirnet")}
+"""`method=` of `irnetify` -> the quantizers it puts in place: rows of the one table of
+methods, `larq_irnet.methods.PRESETS`."""
 
 STE_CONSTRAINTS: tuple[type, ...] = (lq.constraints.WeightClip,)
 """Kernel constraints that only the straight-through estimator needed; dropped."""
@@ -261,7 +240,7 @@ def _kept_reason(quantizer: Any, kind: str) -> str:
     return "1-bit but not a sign up to a per-filter scale (e.g. {0, 1})"
 
 
-def _resolve(alias: str, **config: Any) -> Any:
+def _resolve(alias: QuantizerId, **config: Any) -> Any:
     """A fresh quantizer for `alias`, with the entries of `config` its config knows."""
     quantizer = lq.quantizers.get(alias)
     if quantizer is None or not isinstance(quantizer, tf.keras.layers.Layer):
@@ -301,7 +280,7 @@ def _constraint_name(constraint: Any) -> str:
     )
 
 
-def _check_method(method: str) -> Method:
+def _check_method(method: str) -> Binarization:
     if method not in METHODS:
         raise ValueError(f"irnetify: `method` must be one of {tuple(METHODS)}, got {method!r}.")
     chosen = METHODS[method]
@@ -316,7 +295,9 @@ def _check_method(method: str) -> Method:
     return chosen
 
 
-def _plan(model: tf.keras.Model, method: Method) -> tuple[dict[int, dict], list[QuantizerChange]]:
+def _plan(
+    model: tf.keras.Model, method: Binarization
+) -> tuple[dict[int, dict], list[QuantizerChange]]:
     """{id(layer): config overrides} and the report's entries, from `layers.py`'s discovery."""
     paths: dict[int, str] = {}
 

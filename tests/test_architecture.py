@@ -34,6 +34,7 @@ LAYERS = {
     "larq_irnet.estimators": "core",
     "larq_irnet.schedules": "core",
     "larq_irnet.layers": "core",
+    "larq_irnet.methods": "core",
     "larq_irnet._validation": "core",
     "larq_irnet.transform": "core",
     "larq_irnet.zoo": "zoo",

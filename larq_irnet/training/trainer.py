@@ -45,12 +45,12 @@ from larq_irnet.callbacks import (
 from larq_irnet.distillation import Distiller, load_teacher
 from larq_irnet.io import atomic_path
 from larq_irnet.layers import ends_in_softmax
+from larq_irnet.methods import PRESETS
 from larq_irnet.training import data, run_directory
 from larq_irnet.training.optimization import l2_weight_decay, make_optimizer, make_schedule
 from larq_irnet.training.recipes import Recipe, get_recipe, model_function
 from larq_irnet.zoo import BINARIZATIONS, BITS
 from larq_irnet.zoo.loading import locate_model
-from larq_irnet.zoo.presets import PRESETS
 from larq_irnet.zoo.registry import get_entry, registered_as, sha256sum
 
 import larq as lq
