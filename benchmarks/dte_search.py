@@ -321,7 +321,7 @@ def timing_verdict(results: dict) -> list[str]:
     same-point runs. The verdict waits for three seeds of the defaults and of each arm."""
     points = {point.name: point for point in POINTS}
     scores = {name: list(_scores(results, points[name]).values()) for name in points}
-    waiting = [n for n in (points[POINTS[0].name].name, *TIMING_ARMS) if len(scores[n]) < 3]
+    waiting = [n for n in (POINTS[0].name, *TIMING_ARMS) if len(scores[n]) < 3]
     if waiting:
         return [f"timing: waiting for three seeds of {', '.join(waiting)}: no verdict yet"]
     s, dof = noise.pooled_std(scores.values())

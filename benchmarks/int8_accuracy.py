@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from larq_irnet.converters import convert  # noqa: E402
 from larq_irnet.converters.evaluate import evaluate_tflite  # noqa: E402
+from larq_irnet.io import atomic_write  # noqa: E402
 from larq_irnet.training.data import load_fashion_mnist  # noqa: E402
 from larq_irnet.zoo import IRNetResNet20  # noqa: E402
 
@@ -63,9 +64,7 @@ def main() -> int:
     results = {"calibration_images": CALIBRATION, "weights": {}}
     for weights in WEIGHTS:
         results["weights"][weights] = measure(weights, data)
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(RESULTS)
+    atomic_write(RESULTS, json.dumps(results, indent=1) + "\n")
     return 0
 
 

@@ -25,9 +25,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # larq_irnet imports TensorFlow
+
+from larq_irnet.io import atomic_write  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Results files whose runs are scored on the test set, and the one on the validation split.
@@ -135,10 +140,7 @@ def main() -> int:
         print(f"{kind}: s = {found['std']:.2f} points ({found['dof']} degrees of freedom)")
         for group, values in found["groups"].items():
             print(f"  {group}: {', '.join(f'{x:.2f}' for x in values)}")
-    path = RESULTS / "noise.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write(RESULTS / "noise.json", json.dumps(out, indent=1) + "\n")
     return 0
 
 
